@@ -1,0 +1,1 @@
+"""Built-in backends. Each is an ordinary plugin; the core never imports one directly."""

@@ -1,0 +1,66 @@
+"""The local backend: PEFT LoRA / QLoRA or full fine-tuning on this machine's GPU or CPU.
+
+Importing this module is cheap; torch and transformers load only when training or inference starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from ftp import hookimpl
+from ftp.types import BackendSpec, ModelRef, StepContext, TrainRequest, TrainResult
+
+NAME = "local"
+
+
+class LocalSettings(BaseModel):
+    """Keys of ``backends.local`` besides the common sections it may override."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    devices: Literal["auto", "cpu", "cuda"] | int = "auto"
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+
+
+class LocalTrainer:
+    """Keeps the model it trained in memory, so review and evaluation reuse it."""
+
+    name = "local-peft"
+
+    def __init__(self) -> None:
+        self._trained: Any = None
+
+    def preflight(self, base_model: str, settings: dict[str, Any]) -> None:
+        from .models import check_base_model
+
+        check_base_model(base_model)
+
+    def train(self, request: TrainRequest, ctx: StepContext) -> TrainResult:
+        from .modeling import quiet_libraries
+        from .training import train
+
+        quiet_libraries()
+        result, self._trained = train(request, ctx)
+        return result
+
+    def predictor(self, model: ModelRef, ctx: StepContext) -> Any:
+        from .modeling import quiet_libraries
+        from .predictor import load_predictor
+
+        quiet_libraries()
+        trained = self._trained if self._trained is not None and model.path in (None, self._trained.output_dir) else None
+        hp = {"max_seq_length": ctx.setting("model.max_seq_length"), "chat_template": ctx.setting("model.chat_template")}
+        return load_predictor(model, trained, ctx.backend_settings, hp)
+
+
+@hookimpl
+def ftp_backends() -> list[BackendSpec]:
+    return [BackendSpec(name=NAME, description="PEFT LoRA/QLoRA/full fine-tuning on this machine (GPU or CPU)",
+                        settings=LocalSettings)]
+
+
+@hookimpl
+def ftp_trainer(backend: str) -> LocalTrainer | None:
+    return LocalTrainer() if backend == NAME else None

@@ -1,0 +1,127 @@
+"""Chat templates and answer-only loss masks.
+
+The template is the tokenizer's own when it has one; base models without one get a documented
+default (``gemma`` when the vocabulary has Gemma's turn tokens, else ``chatml``), which is saved
+with the adapter so inference formats prompts exactly as training did.
+
+Masks come from character spans: for each trained assistant turn, the text rendered up to and
+including that turn minus the text rendered up to the generation prompt before it. The span
+includes the end-of-turn marker, so the model learns to stop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ftp.errors import UserError
+
+IGNORE = -100
+
+TEMPLATES: dict[str, str] = {
+    "gemma": (
+        "{{ bos_token }}{% for m in messages %}"
+        "{% set role = 'model' if m['role'] == 'assistant' else 'user' %}"
+        "<start_of_turn>{{ role }}\n{{ m['content'] | trim }}<end_of_turn>\n"
+        "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
+    ),
+    "chatml": (
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] | trim }}<|im_end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
+    ),
+}
+
+
+@dataclass
+class ChatFormat:
+    """A tokenizer with the template training uses, and the tokens that end an answer."""
+
+    tokenizer: Any
+    name: str
+    template: str
+    stop_ids: list[int]
+
+    def render(self, messages: list[dict[str, Any]], add_generation_prompt: bool = False) -> str:
+        return self.tokenizer.apply_chat_template(_plain(messages), chat_template=self.template, tokenize=False,
+                                                  add_generation_prompt=add_generation_prompt)
+
+
+def _plain(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Templates want string content; flatten the list-of-parts form."""
+    out = []
+    for m in messages:
+        content = m.get("content") or ""
+        if isinstance(content, list):
+            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+        out.append({**m, "content": content})
+    return out
+
+
+def chat_format(tokenizer: Any, choice: str = "auto") -> ChatFormat:
+    """Pick the template: the tokenizer's own, or a named default (see module docstring)."""
+    own = getattr(tokenizer, "chat_template", None)
+    if choice in ("auto", "tokenizer") and own:
+        name, template = "tokenizer", own
+    elif choice == "tokenizer":
+        raise UserError("model.chat_template: tokenizer, but this tokenizer has no chat template; "
+                        f"use one of: auto, {', '.join(TEMPLATES)}")
+    elif choice == "auto":
+        name = "gemma" if "<start_of_turn>" in tokenizer.get_vocab() else "chatml"
+        template = TEMPLATES[name]
+    elif choice in TEMPLATES:
+        name, template = choice, TEMPLATES[choice]
+    else:
+        raise UserError(f"model.chat_template: unknown template {choice!r}; use auto, tokenizer, "
+                        + ", ".join(TEMPLATES))
+    fmt = ChatFormat(tokenizer, name, template, [])
+    stops = [end_of_turn_id(fmt)] + ([tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else [])
+    fmt.stop_ids = sorted({s for s in stops if s is not None})
+    return fmt
+
+
+def end_of_turn_id(fmt: ChatFormat) -> int | None:
+    """The special token a template puts right after an answer: generation stops there."""
+    probe = "\u2063probe\u2063"
+    text = fmt.render([{"role": "user", "content": "q"}, {"role": "assistant", "content": probe}])
+    suffix = text[text.rindex(probe) + len(probe):]
+    special = set(fmt.tokenizer.all_special_ids) | set(fmt.tokenizer.added_tokens_decoder)
+    ids = fmt.tokenizer(suffix, add_special_tokens=False)["input_ids"]
+    return next((i for i in ids if i in special), None)
+
+
+@dataclass
+class Encoded:
+    input_ids: list[int]
+    labels: list[int]
+    truncated: bool
+
+    @property
+    def trained_tokens(self) -> int:
+        return sum(label != IGNORE for label in self.labels)
+
+
+def answer_spans(fmt: ChatFormat, messages: list[dict[str, Any]]) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans of the assistant turns to train on."""
+    full = fmt.render(messages)
+    spans = []
+    for i, m in enumerate(messages):
+        if m.get("role") != "assistant" or m.get("weight", 1) == 0:
+            continue
+        prefix = fmt.render(messages[:i], add_generation_prompt=True)
+        upto = fmt.render(messages[: i + 1])
+        if not (upto.startswith(prefix) and full.startswith(upto)):
+            raise UserError(f"chat template {fmt.name!r} renders a conversation differently from its prefix, so "
+                            "answer tokens cannot be located; set model.chat_template: chatml (or gemma)")
+        spans.append((len(prefix), len(upto)))
+    return full, spans
+
+
+def encode(fmt: ChatFormat, messages: list[dict[str, Any]], max_length: int) -> Encoded:
+    """Token ids and labels (IGNORE outside the trained answers), truncated to ``max_length``."""
+    text, spans = answer_spans(fmt, messages)
+    enc = fmt.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+    ids, offsets = enc["input_ids"], enc["offset_mapping"]
+    labels = [tok if any(s <= start < e for s, e in spans) and end > start else IGNORE
+              for tok, (start, end) in zip(ids, offsets)]
+    truncated = len(ids) > max_length
+    return Encoded(ids[:max_length], labels[:max_length], truncated)

@@ -1,0 +1,131 @@
+"""Loading models and tokenizers on the chosen device, and the answer-only loss.
+
+The loss asks the model for logits only at positions that predict a trained token
+(``logits_to_keep`` with an index tensor). With a 262k-token vocabulary the output layer is most
+of a small model's compute, so this makes CPU training of Gemma 3 270M about twice as fast.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ftp.errors import UserError
+
+from .chat import IGNORE, Encoded
+
+
+@dataclass(frozen=True)
+class Placement:
+    device: str
+    dtype_name: str
+
+    @property
+    def dtype(self) -> Any:
+        import torch
+
+        return getattr(torch, self.dtype_name)
+
+
+def quiet_libraries() -> None:
+    """Keep transformers/peft/bitsandbytes chatter out of ftp's progress display (run.log keeps ours)."""
+    import logging
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning, module=r"(transformers|peft)\..*")
+    warnings.filterwarnings("ignore", message=r".*(gemm_4bit|kernels-community|requires_grad=True to a scalar).*")
+    for name in ("transformers", "peft", "bitsandbytes", "accelerate"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def placement(devices: str | int = "auto", dtype: str = "auto") -> Placement:
+    """CUDA with bf16 where it exists, else CPU with float32 (bf16 matmuls are slow on most CPUs)."""
+    import torch
+
+    want = str(devices)
+    if want in ("auto", "cuda") or want.isdigit():
+        if torch.cuda.is_available():
+            device = "cuda"
+        elif want == "auto":
+            device = "cpu"
+        else:
+            raise UserError(f"backends.local.devices: {want}, but no CUDA device is visible; use auto or cpu")
+    else:
+        device = "cpu"
+    if dtype == "auto":
+        dtype = "bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else "float32"
+    return Placement(device, dtype)
+
+
+def load_tokenizer(path: Path) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if not getattr(tokenizer, "is_fast", False):
+        raise UserError(f"{path}: ftp needs a fast tokenizer (tokenizer.json) to locate answer tokens")
+    return tokenizer
+
+
+def load_model(path: Path, where: Placement) -> Any:
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=where.dtype, local_files_only=True)
+    return model.to(where.device)
+
+
+@dataclass
+class Batch:
+    input_ids: Any
+    attention_mask: Any
+    labels: Any
+    tokens: int
+
+
+def collate(rows: list[Encoded], pad_id: int, device: str) -> Batch:
+    import torch
+
+    width = max(len(r.input_ids) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r.input_ids)
+        ids[i, :n] = torch.tensor(r.input_ids)
+        labels[i, :n] = torch.tensor(r.labels)
+        mask[i, :n] = 1
+    return Batch(ids.to(device), mask.to(device), labels.to(device), int(mask.sum()))
+
+
+def answer_loss(model: Any, batch: Batch) -> tuple[Any, int]:
+    """(summed cross-entropy over trained tokens, number of trained tokens)."""
+    import torch
+
+    targets = batch.labels[:, 1:]
+    positions = (targets != IGNORE).any(dim=0).nonzero().squeeze(1)
+    if positions.numel() == 0:
+        return torch.zeros((), device=batch.labels.device, requires_grad=True), 0
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, logits_to_keep=positions).logits
+    picked = targets[:, positions]
+    loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), picked.reshape(-1),
+                                             ignore_index=IGNORE, reduction="sum")
+    return loss, int((picked != IGNORE).sum())
+
+
+def peak_memory_mb(device: str) -> float:
+    import resource
+
+    import torch
+
+    if device == "cuda":
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

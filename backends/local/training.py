@@ -1,0 +1,258 @@
+"""The local training loop: PEFT LoRA (or QLoRA, or full fine-tuning) with answer-only loss,
+periodic validation, early stopping that keeps the best adapter, and progress with tokens/s.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ftp.data_files import read_jsonl
+from ftp.errors import FtpError, UserError
+from ftp.types import ModelRef, StepContext, TrainRequest, TrainResult
+
+from . import models
+from .chat import ChatFormat, Encoded, chat_format, encode
+from .modeling import Placement, answer_loss, collate, load_model, load_tokenizer, peak_memory_mb, placement
+
+META_FILE = "ftp_model.json"
+
+
+@dataclass
+class Trained:
+    """What stays in memory after training, so evaluation does not load the model again."""
+
+    output_dir: Path
+    model: Any
+    fmt: ChatFormat
+    where: Placement
+
+
+@dataclass
+class Curve:
+    train: list[tuple[int, float]] = field(default_factory=list)
+    val: list[tuple[int, float]] = field(default_factory=list)
+
+    def verdict(self) -> str | None:
+        """Overfitting: validation loss rose after its best point while training loss kept falling."""
+        if len(self.val) < 3:
+            return None
+        best = min(range(len(self.val)), key=lambda i: self.val[i][1])
+        if best >= len(self.val) - 1:
+            return None
+        (s0, v0), (s1, v1) = self.val[best], self.val[-1]
+        train_at = [loss for step, loss in self.train if s0 - 5 <= step <= s0]
+        train_end = [loss for step, loss in self.train if step > s1 - 5]
+        if v1 > v0 * 1.02 and train_at and train_end and sum(train_end) / len(train_end) < sum(train_at) / len(train_at):
+            return (f"overfitting: validation loss rose from {v0:.4f} (step {s0}) to {v1:.4f} (step {s1}) "
+                    "while training loss fell")
+        return None
+
+
+def encode_file(fmt: ChatFormat, path: Path, max_length: int, ctx: StepContext, label: str) -> list[Encoded]:
+    rows, dropped, truncated = [], 0, 0
+    for example in read_jsonl(path):
+        enc = encode(fmt, example["messages"], max_length)
+        truncated += enc.truncated
+        if enc.trained_tokens == 0:
+            dropped += 1
+            continue
+        rows.append(enc)
+    if truncated or dropped:
+        ctx.reporter.event("warning", message=f"{label}: {truncated} example(s) truncated to {max_length} tokens, "
+                                              f"{dropped} dropped with no answer token left (model.max_seq_length)")
+    if not rows:
+        raise UserError(f"{path}: no example has an answer token to train on within model.max_seq_length={max_length}")
+    return rows
+
+
+def lr_at(step: int, total: int, warmup: int, peak: float, kind: str) -> float:
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    if kind == "constant":
+        return peak
+    progress = (step - warmup) / max(1, total - warmup)
+    if kind == "linear":
+        return peak * max(0.0, 1 - progress)
+    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def prepare_model(base_dir: Path, method: str, lora: dict[str, Any], where: Placement) -> Any:
+    if method == "full":
+        model = load_model(base_dir, where)
+        model.train()
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    if method == "qlora":
+        model = _load_4bit(base_dir, where)
+    else:
+        model = load_model(base_dir, where)
+    config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
+                        target_modules=lora["target_modules"], task_type="CAUSAL_LM")
+    peft_model = get_peft_model(model, config)
+    peft_model.train()
+    return peft_model
+
+
+def _load_4bit(base_dir: Path, where: Placement) -> Any:
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise UserError("train.method: qlora needs bitsandbytes: pip install 'ftp[local]'") from None
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    compute = torch.bfloat16 if where.dtype_name == "bfloat16" else torch.float32
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                               bnb_4bit_compute_dtype=compute)
+    return AutoModelForCausalLM.from_pretrained(str(base_dir), quantization_config=quant, dtype=compute,
+                                                device_map={"": where.device}, local_files_only=True)
+
+
+def evaluate_loss(model: Any, rows: list[Encoded], pad_id: int, device: str, batch_size: int) -> float:
+    import torch
+
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for i in range(0, len(rows), batch_size):
+            loss, n = answer_loss(model, collate(rows[i:i + batch_size], pad_id, device))
+            total += float(loss)
+            count += n
+    if was_training:
+        model.train()
+    return total / max(1, count)
+
+
+def save_model(model: Any, fmt: ChatFormat, out: Path, meta: dict[str, Any]) -> None:
+    """Write to a sibling folder, then swap it in: a crash never leaves half an adapter."""
+    tmp = out.parent / f".{out.name}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    fmt.tokenizer.chat_template = fmt.template
+    fmt.tokenizer.save_pretrained(str(tmp))
+    (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
+    shutil.rmtree(out, ignore_errors=True)
+    tmp.rename(out)
+
+
+def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained]:
+    import torch
+
+    hp = request.hyperparameters
+    settings = request.backend_settings
+    seed = int(hp["seed"])
+    random.seed(seed)
+    torch.manual_seed(seed)
+    where = placement(settings.get("devices", "auto"), settings.get("dtype", "auto"))
+    base_dir = models.resolve(request.base_model)
+    fmt = chat_format(load_tokenizer(base_dir), hp["chat_template"])
+    max_len = int(hp["max_seq_length"])
+    train_rows = encode_file(fmt, request.train.path, max_len, ctx, "train")
+    val_rows = encode_file(fmt, request.validation.path, max_len, ctx, "validation") if request.validation else []
+    model = prepare_model(base_dir, request.method, hp["lora"], where)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(params, lr=hp["learning_rate"], weight_decay=hp["weight_decay"])
+
+    batch, accum = int(hp["batch_size"]), int(hp["gradient_accumulation_steps"])
+    steps_per_epoch = math.ceil(len(train_rows) / (batch * accum))
+    total = int(hp["max_steps"] or math.ceil(steps_per_epoch * float(hp["epochs"])))
+    warmup = int(total * float(hp["warmup_ratio"]))
+    eval_every = int(hp["eval_steps"] or max(1, steps_per_epoch // 2))
+    stopping = hp.get("early_stopping")
+    meta = {"base_model": request.base_model, "method": request.method, "chat_template": fmt.name,
+            "max_seq_length": max_len}
+    ctx.reporter.event("train_plan", message=(
+        f"{request.method} on {request.base_model} ({where.device}, {where.dtype_name}): {len(train_rows)} examples, "
+        f"{total} steps of {batch}x{accum}, lr {hp['learning_rate']}, validation every {eval_every} steps"))
+
+    curve, order, cursor, epoch = Curve(), [], 0, 0
+    best, bad_evals, best_step, stopped = math.inf, 0, None, False
+    tokens_seen, trained_tokens, start = 0, 0, time.perf_counter()
+    task = ctx.reporter.progress("train", total)
+    try:
+        for step in range(total):
+            for group in optimiser.param_groups:
+                group["lr"] = lr_at(step, total, warmup, hp["learning_rate"], hp["scheduler"])
+            micro = []
+            for _ in range(accum):
+                if cursor >= len(order):
+                    order = list(range(len(train_rows)))
+                    random.Random(seed + epoch).shuffle(order)
+                    cursor, epoch = 0, epoch + 1
+                micro.append([train_rows[i] for i in order[cursor:cursor + batch]])
+                cursor += batch
+            n_trained = sum(r.trained_tokens for rows in micro for r in rows)
+            step_loss = 0.0
+            for rows in micro:
+                b = collate(rows, fmt.tokenizer.pad_token_id, where.device)
+                loss, _ = answer_loss(model, b)
+                (loss / max(1, n_trained)).backward()
+                step_loss += loss.item()
+                tokens_seen += b.tokens
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimiser.step()
+            optimiser.zero_grad(set_to_none=True)
+            trained_tokens += n_trained
+            train_loss = step_loss / max(1, n_trained)
+            elapsed = time.perf_counter() - start
+            row = {"step": step + 1, "epoch": round(epoch - 1 + cursor / len(train_rows), 3), "train_loss": train_loss,
+                   "lr": optimiser.param_groups[0]["lr"], "tokens": tokens_seen,
+                   "tokens_per_s": tokens_seen / max(elapsed, 1e-9)}
+            ctx.log_metrics(row)
+            curve.train.append((step + 1, train_loss))
+            task.update(step + 1, loss=round(train_loss, 4), tok_s=round(row["tokens_per_s"]))
+            if val_rows and ((step + 1) % eval_every == 0 or step + 1 == total):
+                val = evaluate_loss(model, val_rows, fmt.tokenizer.pad_token_id, where.device, batch)
+                ctx.log_metrics({"step": step + 1, "eval_loss": val})
+                curve.val.append((step + 1, val))
+                if val < best - (stopping or {}).get("min_delta", 0.0):
+                    best, best_step, bad_evals = val, step + 1, 0
+                    save_model(model, fmt, request.output_dir, {**meta, "step": step + 1, "eval_loss": val})
+                else:
+                    bad_evals += 1
+                    if stopping and bad_evals >= stopping["patience"]:
+                        stopped = True
+                        ctx.reporter.event("early_stop", message=f"early stop at step {step + 1}: validation loss "
+                                                                 f"has not improved on {best:.4f} (step {best_step})")
+                        break
+    finally:
+        task.close()
+    if best_step is None:
+        save_model(model, fmt, request.output_dir, {**meta, "step": len(curve.train)})
+    if best_step is not None and best_step != len(curve.train):
+        model = _reload_best(model, request, where)
+    wall = time.perf_counter() - start
+    metrics = {"train_loss": curve.train[-1][1], "train_tokens_per_s": tokens_seen / max(wall, 1e-9)}
+    if curve.val:
+        metrics["eval_loss"] = best
+    kind = "full" if request.method == "full" else "adapter"
+    result = TrainResult(model=ModelRef(kind=kind, base=request.base_model, backend=request.backend,
+                                        path=request.output_dir),
+                         metrics=metrics, steps=len(curve.train), epochs=round(len(curve.train) / steps_per_epoch, 3),
+                         train_tokens=trained_tokens, wall_seconds=round(wall, 2),
+                         peak_memory_mb=round(peak_memory_mb(where.device), 1), best_step=best_step,
+                         stopped_early=stopped, overfitting=curve.verdict())
+    return result, Trained(request.output_dir, model, fmt, where)
+
+
+def _reload_best(model: Any, request: TrainRequest, where: Placement) -> Any:
+    """Training went on past the best checkpoint: put the saved best weights back in memory."""
+    if request.method == "full":
+        return load_model(request.output_dir, where)
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = request.output_dir / "adapter_model.safetensors"
+    if not weights.exists():
+        raise FtpError(f"{weights}: the best adapter is missing")
+    set_peft_model_state_dict(model, load_file(str(weights), device=where.device))
+    return model

@@ -1,0 +1,340 @@
+"""The ``ftp`` command. Imports here stay light (click only) so ``ftp --help`` is instant;
+each command imports what it needs when it runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ftp import __version__
+from ftp.errors import FtpError, UserError
+
+
+def _debug_requested(ctx: click.Context) -> bool:
+    return bool(ctx.find_root().meta.get("ftp.debug")) or os.environ.get("FTP_DEBUG", "") not in ("", "0")
+
+
+class FtpGroup(click.Group):
+    """Turns expected errors into one line and an exit code; ``--debug`` adds the traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except FtpError as exc:
+            if _debug_requested(ctx):
+                traceback.print_exc()
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            ctx.exit(130)
+
+
+def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value:
+        ctx.find_root().meta["ftp.debug"] = True
+
+
+debug_option = click.option("--debug", is_flag=True, expose_value=False, is_eager=True, callback=_set_debug,
+                            help="Show tracebacks for errors.")
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+
+
+def _runs_root(runs_dir: str | None) -> Path:
+    return Path(runs_dir or os.environ.get("FTP_RUNS_DIR") or "runs")
+
+
+runs_dir_option = click.option("--runs-dir", default=None, metavar="DIR",
+                               help="Where run directories live (default: ./runs, or $FTP_RUNS_DIR).")
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+def _hooks() -> Any:
+    from ftp.hooks import Hooks
+    from ftp.plugin_manager import get_plugin_manager
+
+    return Hooks(get_plugin_manager())
+
+
+@click.group(cls=FtpGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ftp")
+@debug_option
+def cli() -> None:
+    """ftp: one fine-tuning pipeline file, run locally (LoRA/QLoRA) or on Azure AI Foundry.
+
+    \b
+    Start with:  ftp run examples/quickstart/pipeline.yaml --backend local
+    """
+
+
+# --- run --------------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("pipeline", required=False, type=click.Path(dir_okay=False))
+@click.option("--backend", "-b", default=None, help="Backend to run on (default: local). `ftp plugins` lists them.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting, e.g. train.epochs=1.")
+@click.option("--steps", default=None, metavar="A,B", help="Run only these steps, e.g. validate,split,train.")
+@click.option("--resume", "resume_id", default=None, metavar="RUN_ID", help="Continue a run; done steps are skipped.")
+@click.option("--dry-run", is_flag=True, help="Show the plan (plugins per step, resolved settings) and exit.")
+@click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable events, one JSON object per line.")
+@runs_dir_option
+@debug_option
+def run(pipeline: str | None, backend: str | None, overrides: tuple[str, ...], steps: str | None,
+        resume_id: str | None, dry_run: bool, quiet: bool, as_json: bool, runs_dir: str | None) -> None:
+    """Run a pipeline: validate, split, train, review, evaluate, gate, register, deploy."""
+    from ftp.pipeline_file import load_pipeline
+    from ftp.progress import make_reporter
+    from ftp.run_store import RunDir, atomic_write, find_run
+    from ftp.runner import Runner, parse_steps
+
+    reporter = make_reporter("json" if as_json else "quiet" if quiet else "rich")
+    selected = parse_steps(steps)
+    hooks = _hooks()
+    root = _runs_root(runs_dir)
+    if resume_id:
+        existing = find_run(root, resume_id)
+        state = existing.state
+        if backend and backend != state.backend:
+            raise UserError(f"--backend {backend}: run {state.run_id} was started with --backend {state.backend}")
+        if overrides:
+            raise UserError("--set cannot change a run being resumed; start a new run instead")
+        path = Path(pipeline or state.pipeline_file)
+        loaded = load_pipeline(path, state.backend, hooks.catalog(), state.overrides)
+        if loaded.sha256 != state.pipeline_sha256:
+            reporter.event("warning", message=f"{path} changed since run {state.run_id} started; "
+                                              "steps still to run use the file as it is now")
+    else:
+        if pipeline is None:
+            raise UserError("give a pipeline file (ftp run pipeline.yaml) or --resume RUN_ID")
+        loaded = load_pipeline(Path(pipeline), backend or "local", hooks.catalog(), overrides)
+    if dry_run:
+        from ftp.plan import describe_plan
+
+        describe_plan(loaded, hooks, selected, as_json)
+        return
+    if resume_id:
+        run_dir = existing
+    else:
+        run_dir = RunDir.create(root, loaded.settings.name, pipeline_file=str(loaded.path),
+                                pipeline_sha256=loaded.sha256, backend=loaded.backend, overrides=list(overrides))
+    atomic_write(run_dir.path / "pipeline.resolved.yaml", loaded.resolved_yaml())
+    Runner(loaded, hooks, run_dir, reporter).execute(selected)
+
+
+# --- validate ---------------------------------------------------------------------------------------
+
+
+@cli.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.option("--backend", "-b", default="local", show_default=True, help="Backend whose overrides apply.")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting.")
+@json_option
+@debug_option
+def validate(pipeline: str, backend: str, overrides: tuple[str, ...], as_json: bool) -> None:
+    """Check a pipeline file and its data without training. Exit 2 on errors."""
+    from ftp.pipeline_file import load_pipeline
+    from ftp.progress import make_reporter
+    from ftp.runner import report_findings
+    from ftp.types import DataBundle
+
+    hooks = _hooks()
+    loaded = load_pipeline(Path(pipeline), backend, hooks.catalog(), overrides)
+    hooks.trainer(backend).preflight(str(loaded.settings.model.base), loaded.backend_settings)
+    from ftp.data_files import dataset_ref
+
+    data = loaded.settings.data
+    assert data.train is not None
+    bundle = DataBundle(train=dataset_ref(data.train, "train"),
+                        validation=dataset_ref(data.validation, "validation") if data.validation else None,
+                        test=dataset_ref(data.test, "test") if data.test else None)
+    findings = hooks.validate_data(bundle, loaded.as_dict())
+    errors = sum(f.severity == "error" for f in findings)
+    if as_json:
+        _emit_json({"pipeline": str(loaded.path), "backend": backend, "examples": bundle.train.examples,
+                    "errors": errors, "findings": [f.model_dump(mode="json") for f in findings]})
+    else:
+        report_findings(findings, make_reporter("rich"), limit=50)
+        click.echo(f"{pipeline}: pipeline OK; data: {bundle.train.examples} training examples, {errors} error(s), "
+                   f"{sum(f.severity == 'warning' for f in findings)} warning(s)")
+    if errors:
+        sys.exit(2)
+
+
+# --- plugins ----------------------------------------------------------------------------------------
+
+
+@cli.command()
+@json_option
+@debug_option
+def plugins(as_json: bool) -> None:
+    """List plugins (built-in and installed), their versions and the hooks each implements."""
+    from ftp.plugin_manager import get_plugin_infos, get_plugin_manager, plugin_table
+
+    table = plugin_table(get_plugin_manager(), get_plugin_infos())
+    if as_json:
+        _emit_json([vars(p) for p in table])
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table("plugin", "version", "kind", "hooks")
+    for p in table:
+        t.add_row(p.name, p.version, "built-in" if p.builtin else (p.distribution or "installed"), ", ".join(p.hooks))
+    Console().print(t)
+
+
+# --- runs -------------------------------------------------------------------------------------------
+
+
+@cli.group()
+def runs() -> None:
+    """Inspect run directories."""
+
+
+@runs.command("list")
+@runs_dir_option
+@json_option
+@debug_option
+def runs_list(runs_dir: str | None, as_json: bool) -> None:
+    """List runs, newest first."""
+    from ftp.run_store import list_runs
+
+    found = list_runs(_runs_root(runs_dir))
+    rows = [{"run_id": r.run_id, "pipeline": r.state.pipeline_name, "backend": r.state.backend,
+             "status": r.state.status, "created_at": r.state.created_at,
+             "steps_done": [s for s, st in r.state.steps.items() if st.status == "done"], "path": str(r.path)}
+            for r in found]
+    if as_json:
+        _emit_json(rows)
+        return
+    if not rows:
+        click.echo(f"no runs under {_runs_root(runs_dir)}")
+        return
+    _table(["run id", "pipeline", "backend", "status", "created", "steps done"],
+           [[r["run_id"], r["pipeline"], r["backend"], r["status"], r["created_at"],
+             f"{len(r['steps_done'])}/8"] for r in rows])
+
+
+@runs.command("show")
+@click.argument("run_id")
+@runs_dir_option
+@json_option
+@debug_option
+def runs_show(run_id: str, runs_dir: str | None, as_json: bool) -> None:
+    """Show one run: its steps, their status and outputs."""
+    from ftp.run_store import find_run
+
+    found = find_run(_runs_root(runs_dir), run_id)
+    if as_json:
+        _emit_json({"path": str(found.path), **found.state.model_dump(mode="json")})
+        return
+    s = found.state
+    click.echo(f"run {s.run_id}  pipeline {s.pipeline_name}  backend {s.backend}  status {s.status}")
+    click.echo(f"path {found.path}")
+    _table(["step", "status", "seconds", "detail"],
+           [[name, st.status, f"{st.seconds:.1f}" if st.seconds is not None else "", st.error or _brief(st.outputs)]
+            for name, st in s.steps.items()])
+
+
+def _brief(outputs: dict[str, Any]) -> str:
+    for key in ("report", "checks", "version", "slot", "examples"):
+        if key in outputs:
+            value = outputs[key]
+            return json.dumps(value.get("metrics", value) if isinstance(value, dict) else value, default=str)[:100]
+    return ""
+
+
+def _table(headers: list[str], rows: list[list[str]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    t = Table(*headers)
+    for row in rows:
+        t.add_row(*[str(c) for c in row])
+    Console().print(t)
+
+
+# --- models -----------------------------------------------------------------------------------------
+
+
+def _registry(registry: str | None, pipeline: str | None, kind: str) -> Any:
+    location = Path(registry) if registry else None
+    if location is None and pipeline:
+        from ftp.pipeline_file import load_pipeline
+
+        hooks = _hooks()
+        loaded = load_pipeline(Path(pipeline), "local", hooks.catalog())
+        location, kind = loaded.settings.registration.store, loaded.settings.registration.registry
+    return _hooks().model_registry(kind, location or Path(".ftp/registry.db"))
+
+
+def registry_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    fn = click.option("--registry", default=None, metavar="PATH", help="Registry file (default: .ftp/registry.db).")(fn)
+    fn = click.option("--pipeline", "-p", default=None, metavar="FILE", help="Use this pipeline's register.store.")(fn)
+    return click.option("--kind", default="sqlite", show_default=True, help="Registry kind.")(fn)
+
+
+@cli.group()
+def models() -> None:
+    """Inspect the model registry."""
+
+
+@models.command("list")
+@registry_options
+@json_option
+@debug_option
+def models_list(registry: str | None, pipeline: str | None, kind: str, as_json: bool) -> None:
+    """List registered model versions."""
+    reg = _registry(registry, pipeline, kind)
+    versions = reg.list()
+    if as_json:
+        _emit_json([v.model_dump(mode="json") for v in versions])
+        return
+    if not versions:
+        click.echo(f"no model versions in {reg.location}")
+        return
+    _table(["name", "version", "created", "run id", "backend", "base model", "test metrics (fine-tuned)"],
+           [[v.name, str(v.version), v.created_at, v.run_id, v.backend, v.base_model,
+             ", ".join(f"{k} {val:.4f}" for k, val in v.metrics.get("test", {}).get("fine-tuned", {}).items())]
+            for v in versions])
+
+
+@models.command("show")
+@click.argument("ref", metavar="NAME[:VERSION]")
+@registry_options
+@json_option
+@debug_option
+def models_show(ref: str, registry: str | None, pipeline: str | None, kind: str, as_json: bool) -> None:
+    """Show one model version with its full lineage (latest version when none is given)."""
+    name, _, number = ref.partition(":")
+    if number and not number.isdigit():
+        raise UserError(f"{ref}: the version must be a number, e.g. {name}:1")
+    reg = _registry(registry, pipeline, kind)
+    version = reg.get(name, int(number) if number else None)
+    if version is None:
+        known = sorted({v.name for v in reg.list()})
+        raise UserError(f"no model {ref!r} in {reg.location}" + (f"; models: {', '.join(known)}" if known else ""))
+    data = version.model_dump(mode="json")
+    if as_json:
+        _emit_json(data)
+        return
+    import yaml
+
+    click.echo(yaml.safe_dump(data, sort_keys=False))
+
+
+def main(argv: list[str] | None = None) -> None:
+    cli.main(args=argv, prog_name="ftp")

@@ -1,0 +1,57 @@
+"""Reading and writing chat JSONL files, and pinning them by content hash."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from ftp.errors import UserError
+from ftp.types import DatasetRef, Split
+
+
+def dataset_ref(path: Path, split: Split | None = None) -> DatasetRef:
+    """Hash and count a file in one streaming pass (data files can be gigabytes)."""
+    digest = hashlib.sha256()
+    count = 0
+    try:
+        with path.open("rb") as fh:
+            for line in fh:
+                digest.update(line)
+                if line.strip():
+                    count += 1
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read data file: {exc.strerror or exc}") from None
+    return DatasetRef(path=path, sha256=digest.hexdigest(), examples=count, split=split)
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
+    """(line number, parsed object) for every non-blank line; validation has vouched for the format."""
+    with path.open("r", encoding="utf-8-sig") as fh:
+        for number, line in enumerate(fh, start=1):
+            if line.strip():
+                try:
+                    yield number, json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise UserError(f"{path}:{number}: not valid JSON: {exc.msg}") from None
+
+
+def read_jsonl(path: Path) -> list[dict[str, Any]]:
+    return [obj for _, obj in iter_jsonl(path)]
+
+
+def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def reference_answer(example: dict[str, Any]) -> str:
+    """The text the model should produce for an example: its final assistant message."""
+    content = example["messages"][-1].get("content") or ""
+    if isinstance(content, list):  # the list-of-parts form
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content)

@@ -1,0 +1,47 @@
+"""Errors a user can act on. The CLI prints them as one line; ``--debug`` adds the traceback."""
+
+from __future__ import annotations
+
+
+class FtpError(Exception):
+    """Base of expected failures; ``exit_code`` is what the CLI exits with."""
+
+    exit_code = 1
+
+
+class UserError(FtpError):
+    """Bad input: a pipeline file, a data file, an option. Exit 2."""
+
+    exit_code = 2
+
+
+class ConfigError(UserError):
+    """A problem in a pipeline file, located by file, line and key path."""
+
+    def __init__(self, message: str, *, file: str | None = None, line: int | None = None, key: str | None = None,
+                 hint: str | None = None) -> None:
+        self.file, self.line, self.key, self.hint, self.detail = file, line, key, hint, message
+        super().__init__(self._format())
+
+    def _format(self) -> str:
+        where = self.file or "<pipeline>"
+        if self.line:
+            where += f":{self.line}"
+        key = f" {self.key}:" if self.key else ""
+        hint = f"; {self.hint}" if self.hint else ""
+        return f"{where}:{key} {self.detail}{hint}"
+
+
+class StepFailed(FtpError):
+    """A pipeline step failed for a reason that is not bad input (gate, training error). Exit 1."""
+
+    def __init__(self, step: str, message: str, exit_code: int = 1) -> None:
+        self.step = step
+        self.exit_code = exit_code
+        super().__init__(f"{step}: {message}")
+
+
+class Interrupted(FtpError):
+    """Ctrl-C: the run's state is saved and resumable. Exit 130, as shells expect."""
+
+    exit_code = 130

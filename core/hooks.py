@@ -1,0 +1,109 @@
+"""A typed facade over ``pm.hook`` (as tox does): the runner and CLI call these, never ``pm.hook``.
+
+It flattens collect-all answers, stamps each finding or metric with the plugin that made it, and
+turns "no plugin answered" into an error that says what to install or configure.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pluggy
+
+from ftp.errors import FtpError, UserError
+from ftp.pipeline_file import Catalog
+from ftp.types import (
+    Artifact,
+    BackendSpec,
+    ConfigSection,
+    DataBundle,
+    DatasetRef,
+    Deployer,
+    EvalReport,
+    EvalRequest,
+    Finding,
+    GateCheck,
+    Metric,
+    MetricSpec,
+    ModelRegistry,
+    ReviewRequest,
+    SplitResult,
+    Trainer,
+)
+
+T = TypeVar("T")
+
+
+class Hooks:
+    def __init__(self, pm: pluggy.PluginManager) -> None:
+        self.pm = pm
+
+    def _collect(self, name: str, stamp: bool = False, **kwargs: Any) -> list[Any]:
+        """Call a collect-all hook per implementation, so each answer knows its plugin."""
+        caller = getattr(self.pm.hook, name)
+        out: list[Any] = []
+        if not stamp:
+            for answer in caller(**kwargs):
+                out.extend(answer or [])
+            return out
+        for impl in reversed(caller.get_hookimpls()):
+            sub = self.pm.subset_hook_caller(name, remove_plugins=[
+                p for p in (i.plugin for i in caller.get_hookimpls()) if p is not impl.plugin])
+            for answer in sub(**kwargs):
+                for item in answer or []:
+                    out.append(item.model_copy(update={"plugin": impl.plugin_name}) if item.plugin is None else item)
+        return out
+
+    def implementers(self, name: str) -> list[str]:
+        """Plugin names implementing a hook, in call order (for --dry-run and ftp plugins)."""
+        return [i.plugin_name for i in reversed(getattr(self.pm.hook, name).get_hookimpls())]
+
+    # declarations
+    def backends(self) -> dict[str, BackendSpec]:
+        return {b.name: b for b in self._collect("ftp_backends")}
+
+    def config_sections(self) -> list[ConfigSection]:
+        return self._collect("ftp_config_sections")
+
+    def metrics(self) -> dict[str, MetricSpec]:
+        return {m.name: m for m in self._collect("ftp_metrics")}
+
+    def catalog(self) -> Catalog:
+        return Catalog(backends=self.backends(), sections=self.config_sections(), metrics=self.metrics())
+
+    # pipeline steps
+    def validate_data(self, data: DataBundle, settings: dict[str, Any]) -> list[Finding]:
+        return self._collect("ftp_validate_data", stamp=True, data=data, settings=settings)
+
+    def split(self, dataset: DatasetRef, ratios: tuple[float, float, float], seed: int, out_dir: Path) -> SplitResult:
+        result = self.pm.hook.ftp_split(dataset=dataset, ratios=ratios, seed=seed, out_dir=out_dir)
+        return _required(result, "no plugin implements ftp_split; is the built-in split plugin disabled?")
+
+    def trainer(self, backend: str) -> Trainer:
+        return _required(self.pm.hook.ftp_trainer(backend=backend),
+                         f"no plugin provides a trainer for backend {backend!r}", UserError)
+
+    def review(self, request: ReviewRequest) -> list[Artifact]:
+        return self._collect("ftp_review", request=request)
+
+    def evaluate(self, request: EvalRequest) -> list[Metric]:
+        return self._collect("ftp_evaluate", stamp=True, request=request)
+
+    def gate(self, report: EvalReport, thresholds: dict[str, dict[str, float]]) -> list[GateCheck]:
+        return self._collect("ftp_gate", report=report, thresholds=thresholds)
+
+    def model_registry(self, kind: str, location: Path) -> ModelRegistry:
+        return _required(self.pm.hook.ftp_model_registry(kind=kind, location=location),
+                         f"no plugin provides a model registry of kind {kind!r} (register.registry)", UserError)
+
+    def deployer(self, backend: str) -> Deployer:
+        return _required(self.pm.hook.ftp_deployer(backend=backend),
+                         f"no plugin provides a deployer for backend {backend!r}", UserError)
+
+
+def _required(value: T | None, message: str, error: Callable[[str], FtpError] = FtpError) -> T:
+    if value is None:
+        raise error(message)
+    return value

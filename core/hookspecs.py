@@ -1,0 +1,90 @@
+"""Every hook ftp calls. Built-in plugins and third-party packages implement them the same way.
+
+Collect-all hooks (validators, evaluators, reviewers, gate checks, declarations) call every
+implementation and merge the answers. ``firstresult`` hooks return a *component* for the chosen
+backend or setting: each implementation answers only for its own name and returns ``None``
+otherwise. Call them with keyword arguments; ``docs/plugin-hooks.md`` has an example of each.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pluggy
+
+from ftp.types import (
+    Artifact,
+    BackendSpec,
+    ConfigSection,
+    DataBundle,
+    DatasetRef,
+    Deployer,
+    EvalReport,
+    EvalRequest,
+    Finding,
+    GateCheck,
+    Metric,
+    MetricSpec,
+    ModelRegistry,
+    ReviewRequest,
+    SplitResult,
+    Trainer,
+)
+
+hookspec = pluggy.HookspecMarker("ftp")
+
+
+@hookspec
+def ftp_backends() -> list[BackendSpec]:
+    """Declare the backends this plugin provides, so ``--backend`` can be checked up front."""
+
+
+@hookspec
+def ftp_config_sections() -> list[ConfigSection]:
+    """Declare pipeline-file sections this plugin owns; they are validated like core sections."""
+
+
+@hookspec
+def ftp_metrics() -> list[MetricSpec]:
+    """Declare the metrics this plugin's evaluators produce, so files can name them in the gate."""
+
+
+@hookspec
+def ftp_validate_data(data: DataBundle, settings: dict[str, Any]) -> list[Finding]:
+    """Inspect the data files before any compute is spent; any ``error`` finding stops the run."""
+
+
+@hookspec(firstresult=True)
+def ftp_split(dataset: DatasetRef, ratios: tuple[float, float, float], seed: int, out_dir: Path) -> SplitResult | None:
+    """Split one file into train/validation/test in ``out_dir``, deterministically for ``seed``."""
+
+
+@hookspec(firstresult=True)
+def ftp_trainer(backend: str) -> Trainer | None:
+    """Return the trainer for ``backend`` (and only for it); cheap, heavy imports come later."""
+
+
+@hookspec
+def ftp_review(request: ReviewRequest) -> list[Artifact]:
+    """Write review material (curves, sample generations) into the run directory after training."""
+
+
+@hookspec
+def ftp_evaluate(request: EvalRequest) -> list[Metric]:
+    """Score one candidate's answers on the test split; return only metrics in ``request.metrics``."""
+
+
+@hookspec
+def ftp_gate(report: EvalReport, thresholds: dict[str, dict[str, float]]) -> list[GateCheck]:
+    """Judge the evaluation report against the file's thresholds; one failed check stops the run."""
+
+
+@hookspec(firstresult=True)
+def ftp_model_registry(kind: str, location: Path) -> ModelRegistry | None:
+    """Return the model registry of ``kind`` stored at ``location`` (and only that kind)."""
+
+
+@hookspec(firstresult=True)
+def ftp_deployer(backend: str) -> Deployer | None:
+    """Return the deployer for ``backend`` (and only for it)."""

@@ -1,0 +1,166 @@
+"""The one plugin manager: built-ins and entry-point plugins registered the same way.
+
+Environment switches (read once per process, like llm's ``LLM_LOAD_PLUGINS``):
+
+- ``FTP_LOAD_PLUGINS=a,b``: load only these third-party plugins (empty: none). Built-ins still load.
+- ``FTP_DISABLE_PLUGINS=a,b``: skip these plugins, built-in (full or short name) or third-party.
+- ``FTP_TRACE_PLUGINS=1``: log every hook call, the plugins it reached and its duration to stderr.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from dataclasses import dataclass, field
+from importlib import import_module, metadata
+from typing import Any
+
+import pluggy
+
+from ftp import __version__, hookspecs
+from ftp.errors import FtpError
+
+ENTRY_POINT_GROUP = "ftp"
+
+BUILTIN_PLUGINS: tuple[str, ...] = (
+    "ftp.plugins.chat_format",
+    "ftp.plugins.quantity",
+    "ftp.plugins.split",
+    "ftp.plugins.loss_curve",
+    "ftp.plugins.samples",
+    "ftp.plugins.metrics",
+    "ftp.plugins.gate",
+    "ftp.plugins.registry_sqlite",
+    "ftp.plugins.deploy_local",
+    "ftp.backends.local",
+)
+
+trace_log = logging.getLogger("ftp.trace")
+
+
+@dataclass
+class PluginInfo:
+    """What ``ftp plugins`` shows for one registered plugin."""
+
+    name: str
+    version: str
+    builtin: bool
+    hooks: list[str] = field(default_factory=list)
+    distribution: str | None = None
+
+
+def _names(var: str) -> set[str] | None:
+    raw = os.environ.get(var)
+    if raw is None:
+        return None
+    return {n.strip() for n in raw.split(",") if n.strip()}
+
+
+def _matches(name: str, names: set[str]) -> bool:
+    return name in names or name.rsplit(".", 1)[-1] in names
+
+
+class PluginLoadError(FtpError):
+    """A plugin failed to import or declares a hook that does not exist."""
+
+
+def _attach_tracer(pm: pluggy.PluginManager) -> None:
+    starts: list[float] = []
+
+    def before(hook_name: str, impls: list[Any], kwargs: dict[str, Any]) -> None:
+        starts.append(time.perf_counter())
+
+    def after(outcome: Any, hook_name: str, impls: list[Any], kwargs: dict[str, Any]) -> None:
+        ms = (time.perf_counter() - starts.pop()) * 1000
+        plugins = ",".join(i.plugin_name for i in impls)
+        failed = " (raised)" if outcome.exception is not None else ""
+        trace_log.warning("hook %s -> [%s] %.1f ms%s", hook_name, plugins, ms, failed)
+
+    pm.add_hookcall_monitoring(before, after)
+
+
+def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
+    """Make a fresh manager; tests call this directly, everything else uses ``get_plugin_manager``."""
+    pm = pluggy.PluginManager("ftp")
+    pm.add_hookspecs(hookspecs)
+    infos: dict[str, PluginInfo] = {}
+    disabled = _names("FTP_DISABLE_PLUGINS") or set()
+    only = _names("FTP_LOAD_PLUGINS")
+    for modname in BUILTIN_PLUGINS:
+        if _matches(modname, disabled):
+            continue
+        pm.register(import_module(modname), name=modname)
+        infos[modname] = PluginInfo(modname, __version__, builtin=True)
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        if _matches(ep.name, disabled) or (only is not None and not _matches(ep.name, only)):
+            continue
+        if pm.has_plugin(ep.name):
+            continue
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # a broken third-party package must say which one it is
+            raise PluginLoadError(f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}") from exc
+        pm.register(plugin, name=ep.name)
+        dist = ep.dist
+        infos[ep.name] = PluginInfo(ep.name, dist.version if dist else "?", builtin=False,
+                                    distribution=dist.name if dist else None)
+    check(pm)
+    if os.environ.get("FTP_TRACE_PLUGINS", "") not in ("", "0"):
+        _attach_tracer(pm)
+    return pm, infos
+
+
+def check(pm: pluggy.PluginManager) -> None:
+    """Refuse hook implementations whose names match no hookspec (a typo would be silently ignored)."""
+    import difflib
+
+    known = [name for name in dir(hookspecs) if name.startswith("ftp_")]
+    for hook_name, caller in vars(pm.hook).items():
+        if not hook_name.startswith("ftp_") or caller.spec is not None:
+            continue
+        for impl in caller.get_hookimpls():
+            close = difflib.get_close_matches(hook_name, known, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "see docs/plugin-hooks.md for the hook names"
+            raise PluginLoadError(f"plugin {impl.plugin_name!r} implements unknown hook {hook_name!r}; {hint}")
+    try:
+        pm.check_pending()
+    except pluggy.PluginValidationError as exc:
+        raise PluginLoadError(f"plugin {pm.get_name(exc.plugin)!r}: {exc}") from exc
+
+
+def plugin_table(pm: pluggy.PluginManager, infos: dict[str, PluginInfo]) -> list[PluginInfo]:
+    """Plugins with the hooks each implements, for ``ftp plugins``."""
+    for name, info in infos.items():
+        plugin = pm.get_plugin(name)
+        if plugin is None:
+            continue
+        info.hooks = sorted(h.name for h in pm.get_hookcallers(plugin) or [])
+    for name, plugin in pm.list_name_plugin():  # plugins registered at run time (tests, inline)
+        if name not in infos and plugin is not None:
+            infos[name] = PluginInfo(name, "?", builtin=False,
+                                     hooks=sorted(h.name for h in pm.get_hookcallers(plugin) or []))
+    return list(infos.values())
+
+
+_cached: tuple[pluggy.PluginManager, dict[str, PluginInfo]] | None = None
+
+
+def get_plugin_manager() -> pluggy.PluginManager:
+    """The process-wide manager, built on first use."""
+    global _cached
+    if _cached is None:
+        _cached = build_plugin_manager()
+    return _cached[0]
+
+
+def get_plugin_infos() -> dict[str, PluginInfo]:
+    get_plugin_manager()
+    assert _cached is not None
+    return _cached[1]
+
+
+def reset_plugin_manager() -> None:
+    """Forget the cached manager so the next use re-reads the environment (tests)."""
+    global _cached
+    _cached = None

@@ -1,0 +1,130 @@
+"""Run directories: ``runs/<pipeline>/<run-id>/`` with an atomically written ``state.json``.
+
+State is written before and after every step (write to a temporary file, fsync, rename), so a
+crash or Ctrl-C at any moment leaves a file that ``--resume`` can trust.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import tempfile
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from ftp.errors import UserError
+
+STEPS: tuple[str, ...] = ("validate", "split", "train", "review", "evaluate", "gate", "register", "deploy")
+Status = Literal["pending", "running", "done", "failed", "interrupted", "skipped"]
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def atomic_write(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class StepState(BaseModel):
+    status: Status = "pending"
+    started_at: str | None = None
+    ended_at: str | None = None
+    seconds: float | None = None
+    outputs: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+
+
+class RunState(BaseModel):
+    run_id: str
+    pipeline_name: str
+    pipeline_file: str
+    pipeline_sha256: str
+    backend: str
+    overrides: list[str] = Field(default_factory=list)
+    created_at: str
+    updated_at: str
+    status: Literal["running", "done", "failed", "interrupted"] = "running"
+    steps: dict[str, StepState] = Field(default_factory=lambda: {s: StepState() for s in STEPS})
+
+    def outputs(self, step: str) -> dict[str, Any]:
+        return self.steps[step].outputs
+
+
+class RunDir:
+    """One run's directory and its state file."""
+
+    def __init__(self, path: Path, state: RunState) -> None:
+        self.path = path
+        self.state = state
+
+    @property
+    def run_id(self) -> str:
+        return self.state.run_id
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.path / "metrics.jsonl"
+
+    def save(self) -> None:
+        self.state.updated_at = now()
+        atomic_write(self.path / "state.json", self.state.model_dump_json(indent=2))
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        with self.metrics_file.open("a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row, sort_keys=True) + "\n")
+
+    @classmethod
+    def create(cls, runs_root: Path, pipeline_name: str, **fields: Any) -> "RunDir":
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        run_id = f"{stamp}-{secrets.token_hex(2)}"
+        path = runs_root / pipeline_name / run_id
+        path.mkdir(parents=True, exist_ok=False)
+        t = now()
+        run = cls(path, RunState(run_id=run_id, pipeline_name=pipeline_name, created_at=t, updated_at=t, **fields))
+        run.save()
+        return run
+
+    @classmethod
+    def load(cls, path: Path) -> "RunDir":
+        try:
+            state = RunState.model_validate_json((path / "state.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise UserError(f"{path / 'state.json'}: cannot read run state: {exc}") from None
+        return cls(path, state)
+
+
+def list_runs(runs_root: Path) -> list[RunDir]:
+    """Every run under ``runs_root``, newest first."""
+    runs = []
+    for state_file in runs_root.glob("*/*/state.json"):
+        try:
+            runs.append(RunDir.load(state_file.parent))
+        except UserError:
+            continue
+    return sorted(runs, key=lambda r: r.state.created_at + r.run_id, reverse=True)
+
+
+def find_run(runs_root: Path, run_id: str) -> RunDir:
+    """A run by id (or unique prefix), with an error that lists what exists."""
+    matches = [p.parent for p in runs_root.glob(f"*/{run_id}*/state.json")]
+    if len(matches) == 1:
+        return RunDir.load(matches[0])
+    if not matches:
+        raise UserError(f"no run {run_id!r} under {runs_root}; `ftp runs list` shows the runs there"
+                        " (use --runs-dir or FTP_RUNS_DIR for another folder)")
+    raise UserError(f"run id {run_id!r} is ambiguous: {', '.join(sorted(p.name for p in matches))}")

@@ -1,0 +1,402 @@
+"""The runner: the only caller of pipeline hooks. It owns step order, the run directory, state,
+resume and progress. Each step reads earlier steps' outputs from ``state.json``, never from memory,
+so a resumed run sees exactly what a straight-through run would.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ftp import __version__
+from ftp.data_files import dataset_ref, read_jsonl, reference_answer
+from ftp.errors import FtpError, Interrupted, StepFailed, UserError
+from ftp.hooks import Hooks
+from ftp.pipeline_file import Pipeline, suggest
+from ftp.run_store import STEPS, RunDir, atomic_write, now
+from ftp.types import (
+    DataBundle,
+
+    DeployRequest,
+    EvalReport,
+    EvalRequest,
+    Finding,
+    Metric,
+    ModelRef,
+    ModelVersion,
+    Predictor,
+    ReviewRequest,
+    SplitResult,
+    Trainer,
+    TrainRequest,
+    TrainResult,
+)
+
+NEEDS: dict[str, tuple[str, ...]] = {
+    "validate": (), "split": (), "train": ("split",), "review": ("train", "split"),
+    "evaluate": ("train", "split"), "gate": ("evaluate",), "register": ("train", "evaluate", "gate"),
+    "deploy": ("register",),
+}
+
+
+def parse_steps(text: str | None) -> list[str]:
+    """``--steps validate,split`` to a checked list in pipeline order."""
+    if not text:
+        return list(STEPS)
+    wanted = [s.strip() for s in text.split(",") if s.strip()]
+    for step in wanted:
+        if step not in STEPS:
+            hint = suggest(step, STEPS)
+            raise UserError(f"--steps: unknown step {step!r}; " + (hint or f"steps are {', '.join(STEPS)}"))
+    return [s for s in STEPS if s in wanted]
+
+
+@dataclass
+class RunContext:
+    """What plugins see of the run (the ``StepContext`` protocol)."""
+
+    run: RunDir
+    pipeline: Pipeline
+    reporter: Any
+    hooks: Hooks
+    _predictors: dict[str, Predictor] = field(default_factory=dict)
+    _trainer: Trainer | None = None
+
+    @property
+    def run_id(self) -> str:
+        return self.run.run_id
+
+    @property
+    def run_dir(self) -> Path:
+        return self.run.path
+
+    @property
+    def backend_settings(self) -> dict[str, Any]:
+        return self.pipeline.backend_settings
+
+    def trainer(self) -> Trainer:
+        """One trainer per run, so what it keeps in memory (the trained model) serves later steps."""
+        if self._trainer is None:
+            self._trainer = self.hooks.trainer(self.pipeline.backend)
+        return self._trainer
+
+    def log_metrics(self, row: dict[str, Any]) -> None:
+        self.run.append_metrics(row)
+
+    def setting(self, path: str) -> Any:
+        return self.pipeline.setting(path)
+
+    def predictor(self, model: ModelRef) -> Predictor:
+        """Load each model once per run; review and evaluate share it."""
+        key = model.model_dump_json()
+        if key not in self._predictors:
+            self._predictors[key] = self.trainer().predictor(model, self)
+        return self._predictors[key]
+
+
+def code_version(where: Path) -> str:
+    """ftp's version plus the git commit of the pipeline's folder, when it is in a repository."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True,
+                             timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        sha = ""
+    return f"ftp {__version__}" + (f" git {sha}" if sha else "")
+
+
+class Runner:
+    def __init__(self, pipeline: Pipeline, hooks: Hooks, run: RunDir, reporter: Any) -> None:
+        self.pipeline = pipeline
+        self.settings = pipeline.settings
+        self.hooks = hooks
+        self.run = run
+        self.reporter = reporter
+        self.ctx = RunContext(run, pipeline, reporter, hooks)
+
+    # --- orchestration ----------------------------------------------------------------------------
+
+    def check_steps(self, steps: list[str]) -> None:
+        """Refuse a subset whose inputs are neither selected nor already done in this run."""
+        for step in steps:
+            for need in NEEDS[step]:
+                if need not in steps and self.run.state.steps[need].status != "done":
+                    raise UserError(f"--steps: {step!r} needs the output of {need!r}; add {need} to --steps, "
+                                    "or resume a run where it is done (--resume RUN_ID)")
+
+    def execute(self, steps: list[str]) -> None:
+        self.check_steps(steps)
+        self.ctx.trainer().preflight(str(self.settings.model.base), self.pipeline.backend_settings)
+        handler = logging.FileHandler(self.run.path / "run.log", encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        root = logging.getLogger("ftp")
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        state = self.run.state
+        state.status = "running"
+        self.run.save()
+        self.reporter.event("run_started", run_id=self.run.run_id, run_dir=str(self.run.path),
+                            backend=self.pipeline.backend, steps={s: state.steps[s].status for s in STEPS})
+        try:
+            for step in STEPS:
+                if step not in steps:
+                    continue
+                if state.steps[step].status == "done":
+                    self.reporter.event("step_skipped", step=step, reason="done in an earlier attempt")
+                    continue
+                self._run_step(step)
+            finished = all(state.steps[s].status == "done" for s in STEPS)
+            state.status = "done" if finished else "running"
+            self.run.save()
+            self.reporter.event("run_finished", run_id=self.run.run_id, status="done" if finished else "partial",
+                                run_dir=str(self.run.path))
+        except KeyboardInterrupt:
+            state.status = "interrupted"
+            self.run.save()
+            self.reporter.event("run_finished", run_id=self.run.run_id, status="interrupted", run_dir=str(self.run.path))
+            raise Interrupted(f"interrupted; resume with: ftp run --resume {self.run.run_id}") from None
+        except FtpError:
+            state.status = "failed"
+            self.run.save()
+            self.reporter.event("run_finished", run_id=self.run.run_id, status="failed", run_dir=str(self.run.path))
+            raise
+        finally:
+            root.removeHandler(handler)
+            handler.close()
+
+    def _run_step(self, step: str) -> None:
+        record = self.run.state.steps[step]
+        record.status, record.started_at, record.ended_at, record.error = "running", now(), None, None
+        record.outputs = {}
+        self.run.save()
+        self.reporter.event("step_started", step=step)
+        start = time.perf_counter()
+        try:
+            outputs, summary = getattr(self, f"step_{step}")()
+        except KeyboardInterrupt:
+            self._end(record, start, "interrupted", "interrupted by the user (Ctrl-C)")
+            self.reporter.event("step_failed", step=step, status="interrupted", error="interrupted")
+            raise
+        except FtpError as exc:
+            self._end(record, start, "failed", str(exc))
+            self.reporter.event("step_failed", step=step, error=str(exc))
+            raise
+        except Exception as exc:
+            self._end(record, start, "failed", f"{type(exc).__name__}: {exc}")
+            self.reporter.event("step_failed", step=step, error=f"{type(exc).__name__}: {exc}")
+            logging.getLogger("ftp.run").exception("step %s crashed", step)
+            raise StepFailed(step, f"{type(exc).__name__}: {exc} (details in {self.run.path / 'run.log'})") from exc
+        record.outputs = outputs
+        self._end(record, start, "done", None)
+        self.reporter.event("step_done", step=step, seconds=record.seconds, summary=summary)
+
+    def _end(self, record: Any, start: float, status: str, error: str | None) -> None:
+        record.status, record.ended_at, record.error = status, now(), error
+        record.seconds = round(time.perf_counter() - start, 3)
+        self.run.save()
+
+    def _outputs(self, step: str) -> dict[str, Any]:
+        return self.run.state.outputs(step)
+
+    def _split(self) -> SplitResult:
+        return SplitResult.model_validate(self._outputs("split"))
+
+    def _train_result(self) -> TrainResult:
+        return TrainResult.model_validate(self._outputs("train"))
+
+    # --- steps ------------------------------------------------------------------------------------
+
+    def data_bundle(self) -> DataBundle:
+        data = self.settings.data
+        assert data.train is not None
+        return DataBundle(train=dataset_ref(data.train, "train"),
+                          validation=dataset_ref(data.validation, "validation") if data.validation else None,
+                          test=dataset_ref(data.test, "test") if data.test else None)
+
+    def step_validate(self) -> tuple[dict[str, Any], str]:
+        bundle = self.data_bundle()
+        findings = self.hooks.validate_data(bundle, self.pipeline.as_dict())
+        report_findings(findings, self.reporter)
+        atomic_write(self.run.path / "findings.json",
+                     json.dumps([f.model_dump(mode="json") for f in findings], indent=2))
+        counts = {s: sum(f.severity == s for f in findings) for s in ("error", "warning", "info")}
+        if counts["error"]:
+            raise StepFailed("validate", f"{counts['error']} error(s) in the data (listed above and in "
+                             f"{self.run.path / 'findings.json'}); fix them and run again", exit_code=2)
+        summary = f"{bundle.train.examples} training examples; {counts['warning']} warning(s), {counts['info']} info"
+        return {"data": bundle.model_dump(mode="json"), "findings": counts}, summary
+
+    def step_split(self) -> tuple[dict[str, Any], str]:
+        bundle = self.data_bundle()
+        if bundle.validation and bundle.test:
+            result = SplitResult(train=bundle.train, validation=bundle.validation, test=bundle.test,
+                                 manifest=self.pipeline.path)
+            how = "given files"
+        elif bundle.validation or bundle.test:
+            raise UserError("data: give both data.validation and data.test, or neither (then data.train is split "
+                            "by data.split.ratios)")
+        else:
+            split = self.settings.data.split
+            result = self.hooks.split(bundle.train, split.ratios, split.seed, self.run.path / "data")
+            how = f"ratios {list(split.ratios)}, seed {split.seed}"
+        summary = (f"{result.train.examples} train / {result.validation.examples} validation / "
+                   f"{result.test.examples} test ({how})")
+        return result.model_dump(mode="json"), summary
+
+    def step_train(self) -> tuple[dict[str, Any], str]:
+        split = self._split()
+        s = self.settings
+        trainer = self.ctx.trainer()
+        request = TrainRequest(backend=self.pipeline.backend, base_model=str(s.model.base), method=s.train.method,
+                               hyperparameters=s.hyperparameters(), train=split.train, validation=split.validation,
+                               output_dir=self.run.path / "model", backend_settings=self.pipeline.backend_settings)
+        result = trainer.train(request, self.ctx)
+        m = result.metrics
+        summary = (f"{result.steps} steps, train loss {m.get('train_loss', float('nan')):.4f}, "
+                   f"validation loss {m.get('eval_loss', float('nan')):.4f}, {result.wall_seconds:.0f}s")
+        return result.model_dump(mode="json"), summary
+
+    def step_review(self) -> tuple[dict[str, Any], str]:
+        result = self._train_result()
+        samples = read_jsonl(self._split().validation.path)[: self.settings.review.samples]
+        request = ReviewRequest(run_dir=self.run.path, metrics_file=self.run.metrics_file, train_result=result,
+                                samples=samples, predictor=lambda: self.ctx.predictor(result.model),
+                                settings=self.pipeline.as_dict())
+        artifacts = self.hooks.review(request)
+        verdict = result.overfitting or "no sign of overfitting"
+        return ({"artifacts": [a.model_dump(mode="json") for a in artifacts], "overfitting": verdict},
+                f"{', '.join(a.name for a in artifacts)}; {verdict}")
+
+    def candidates(self) -> dict[str, ModelRef]:
+        result = self._train_result()
+        found = {"fine-tuned": result.model}
+        if "base" in self.settings.evaluate.compare_to:
+            found["base"] = ModelRef(kind="base", base=result.model.base, backend=self.pipeline.backend)
+        return found
+
+    def step_evaluate(self) -> tuple[dict[str, Any], str]:
+        ev = self.settings.evaluate
+        examples = read_jsonl(self._split().test.path)[: ev.max_examples]
+        if not examples:
+            raise StepFailed("evaluate", "the test split is empty; add data or change data.split.ratios")
+        conversations = [ex["messages"][:-1] for ex in examples]
+        references = [reference_answer(ex) for ex in examples]
+        metrics: list[Metric] = []
+        per_example: dict[str, list[str]] = {}
+        for label, model in self.candidates().items():
+            predictor = self.ctx.predictor(model)
+            limit = ev.max_new_tokens if isinstance(ev.max_new_tokens, int) else auto_max_new_tokens(predictor, references)
+            self.reporter.event("evaluating", candidate=label, examples=len(examples), message=f"{label}: answering {len(examples)} test prompts")
+            predictions = generate_batched(predictor, conversations, limit, ev.batch_size, self.reporter, label)
+            per_example[label] = predictions
+            metrics += self.hooks.evaluate(EvalRequest(candidate=label, model=model, examples=examples,
+                                                       predictions=predictions, references=references,
+                                                       metrics=ev.metrics, predictor=predictor,
+                                                       settings=self.pipeline.as_dict()))
+        report = eval_report(metrics, len(examples))
+        write_eval(self.run.path, report, metrics, examples, references, per_example)
+        for m in metrics:
+            self.ctx.log_metrics({"split": "test", "candidate": m.candidate, m.name: m.value})
+        return {"report": report.model_dump(mode="json"), "eval_file": str(self.run.path / "eval.json")}, \
+            format_report(report)
+
+    def step_gate(self) -> tuple[dict[str, Any], str]:
+        report = EvalReport.model_validate(self._outputs("evaluate")["report"])
+        thresholds = {k: v.model_dump(exclude_none=True) for k, v in self.settings.gate.items()}
+        checks = self.hooks.gate(report, thresholds)
+        outputs = {"checks": [c.model_dump(mode="json") for c in checks], "passed": all(c.passed for c in checks)}
+        failed = [c for c in checks if not c.passed]
+        if failed:
+            self.run.state.steps["gate"].outputs = outputs
+            raise StepFailed("gate", "; ".join(c.reason for c in failed) + " — the model is not registered")
+        return outputs, "; ".join(c.reason for c in checks) or "no thresholds set (gate: in the pipeline file)"
+
+    def step_register(self) -> tuple[dict[str, Any], str]:
+        s = self.settings
+        result = self._train_result()
+        split = self._split()
+        registry = self.hooks.model_registry(s.registration.registry, s.registration.store)
+        name = s.registration.name or s.name
+        report = self._outputs("evaluate")["report"]
+        version = ModelVersion(
+            name=name, version=0, created_at=now(), run_id=self.run.run_id, backend=self.pipeline.backend,
+            base_model=result.model.base, artifact=str(result.model.path or result.model.cloud_id),
+            data_sha256={"source": self._outputs("validate").get("data", {}).get("train", {}).get("sha256", ""),
+                         **{part: getattr(split, part).sha256 for part in ("train", "validation", "test")}},
+            hyperparameters={**s.hyperparameters(), "method": s.train.method},
+            metrics={"test": report["metrics"], "train": result.metrics},
+            pipeline_sha256=self.pipeline.sha256, code_version=code_version(self.pipeline.path.parent))
+        stored = registry.register(version)
+        return stored.model_dump(mode="json"), f"{stored.name} v{stored.version} in {registry.location}"
+
+    def step_deploy(self) -> tuple[dict[str, Any], str]:
+        version = ModelVersion.model_validate(self._outputs("register"))
+        d = self.settings.deploy
+        deployer = self.hooks.deployer(self.pipeline.backend)
+        deployment = deployer.deploy(DeployRequest(version=version, strategy=d.strategy, traffic_new=d.traffic.new,
+                                                   store=d.store, backend_settings=self.pipeline.backend_settings),
+                                     self.ctx)
+        traffic = ", ".join(f"{slot} {w}%" for slot, w in deployment.traffic.items())
+        return deployment.model_dump(mode="json"), f"{deployment.name} v{deployment.version} → slot {deployment.slot} ({traffic})"
+
+
+# --- helpers shared with the CLI ------------------------------------------------------------------
+
+
+def report_findings(findings: list[Finding], reporter: Any, limit: int = 20) -> None:
+    order = {"error": 0, "warning": 1, "info": 2}
+    for f in sorted(findings, key=lambda f: order[f.severity])[:limit]:
+        reporter.event("finding", severity=f.severity, text=f.format())
+    if len(findings) > limit:
+        reporter.event("finding", severity="info", text=f"... and {len(findings) - limit} more")
+
+
+def auto_max_new_tokens(predictor: Predictor, references: list[str]) -> int:
+    """Enough room for the longest reference answer plus a margin, so rambling models stop early."""
+    longest = max((predictor.count_tokens(r) for r in references), default=32)
+    return min(1024, int(longest * 1.25) + 8)
+
+
+def generate_batched(predictor: Predictor, conversations: list[Any], max_new_tokens: int, batch_size: int,
+                     reporter: Any, label: str) -> list[str]:
+    task = reporter.progress(f"generate ({label})", len(conversations))
+    out: list[str] = []
+    try:
+        for i in range(0, len(conversations), batch_size):
+            out += predictor.generate(conversations[i:i + batch_size], max_new_tokens)
+            task.update(len(out))
+    finally:
+        task.close()
+    return out
+
+
+def eval_report(metrics: list[Metric], n: int) -> EvalReport:
+    table: dict[str, dict[str, float]] = {}
+    for m in metrics:
+        table.setdefault(m.candidate, {})[m.name] = m.value
+    return EvalReport(metrics=table, higher_is_better={m.name: m.higher_is_better for m in metrics}, n=n)
+
+
+def format_report(report: EvalReport) -> str:
+    ft, base = report.metrics.get("fine-tuned", {}), report.metrics.get("base", {})
+    parts = []
+    for name, value in ft.items():
+        parts.append(f"{name} {value:.4f}" + (f" (base {base[name]:.4f})" if name in base else ""))
+    return f"n={report.n}: " + ", ".join(parts)
+
+
+def write_eval(run_dir: Path, report: EvalReport, metrics: list[Metric], examples: list[dict[str, Any]],
+               references: list[str], predictions: dict[str, list[str]]) -> None:
+    rows = [{"index": i, "prompt": ex["messages"][:-1], "reference": ref,
+             **{label: preds[i] for label, preds in predictions.items()}}
+            for i, (ex, ref) in enumerate(zip(examples, references))]
+    payload = {"n": report.n, "metrics": report.metrics, "higher_is_better": report.higher_is_better,
+               "details": [m.model_dump(mode="json") for m in metrics], "examples": rows}
+    atomic_write(run_dir / "eval.json", json.dumps(payload, indent=2, ensure_ascii=False))
+
+
+

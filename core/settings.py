@@ -1,0 +1,149 @@
+"""The pipeline file's schema: one pydantic model per section, defaults from the field.
+
+Sections shared by every backend live at the top level; ``backends.<name>`` repeats any of them to
+override it for that backend (the base model differs between a local prototype and Azure
+production) and adds the backend's own keys, which the backend plugin validates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+COMMON_SECTIONS = ("data", "model", "train", "review", "evaluate", "gate", "register", "deploy")
+ATTRIBUTE = {"register": "registration"}  # file key -> attribute, where they differ
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
+
+
+class SplitSettings(Section):
+    ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
+    seed: int = 42
+
+    @field_validator("ratios")
+    @classmethod
+    def _sum_to_one(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(r <= 0 for r in v) or abs(sum(v) - 1.0) > 1e-6:
+            raise ValueError(f"ratios must be three positive numbers that sum to 1, got {list(v)}")
+        return v
+
+
+class DataSettings(Section):
+    train: Path | None = None
+    validation: Path | None = None
+    test: Path | None = None
+    split: SplitSettings = SplitSettings()
+    provenance: Literal["human-reviewed", "synthetic", "mixed"] | None = None
+
+
+class ModelSettings(Section):
+    base: str | None = None
+    chat_template: str = "auto"
+    max_seq_length: int = Field(1024, gt=8)
+
+
+class LoraSettings(Section):
+    r: int = Field(16, gt=0)
+    alpha: int = Field(32, gt=0)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: str | list[str] = "all-linear"
+
+
+class EarlyStoppingSettings(Section):
+    patience: int = Field(2, ge=1)
+    min_delta: float = 0.0
+
+
+class TrainSettings(Section):
+    method: Literal["lora", "qlora", "full"] = "lora"
+    epochs: float = Field(3, gt=0)
+    batch_size: int = Field(8, gt=0)
+    gradient_accumulation_steps: int = Field(1, gt=0)
+    learning_rate: float | None = Field(None, gt=0)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    weight_decay: float = Field(0.0, ge=0)
+    scheduler: Literal["cosine", "linear", "constant"] = "cosine"
+    max_steps: int | None = Field(None, gt=0)
+    eval_steps: int | None = Field(None, gt=0)
+    seed: int = 42
+    lora: LoraSettings = LoraSettings()
+    early_stopping: EarlyStoppingSettings | None = EarlyStoppingSettings()
+
+    def resolved_learning_rate(self) -> float:
+        """Field default: 2e-4 for adapters, 2e-5 when every weight moves."""
+        if self.learning_rate is not None:
+            return self.learning_rate
+        return 2e-5 if self.method == "full" else 2e-4
+
+
+class ReviewSettings(Section):
+    samples: int = Field(5, ge=0)
+
+
+class EvaluateSettings(Section):
+    metrics: list[str] = ["loss", "exact_match"]
+    compare_to: list[Literal["base"]] = ["base"]
+    max_examples: int | None = Field(None, gt=0)
+    max_new_tokens: int | Literal["auto"] = "auto"
+    batch_size: int = Field(8, gt=0)
+
+
+class Threshold(Section):
+    min: float | None = None
+    max: float | None = None
+    min_gain_over_base: float | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> "Threshold":
+        if self.min is None and self.max is None and self.min_gain_over_base is None:
+            raise ValueError("give at least one of min, max, min_gain_over_base")
+        return self
+
+
+class RegisterSettings(Section):
+    name: str | None = None
+    registry: str = "sqlite"
+    store: Path = Path(".ftp/registry.db")
+
+
+class TrafficSettings(Section):
+    new: int = Field(100, ge=0, le=100)
+
+
+class DeploySettings(Section):
+    strategy: Literal["blue-green", "replace"] = "blue-green"
+    traffic: TrafficSettings = TrafficSettings()
+    store: Path = Path(".ftp/deployments.db")
+
+
+class CommonSettings(Section):
+    """Everything a ``backends.<name>`` block may override."""
+
+    data: DataSettings = DataSettings()
+    model: ModelSettings = ModelSettings()
+    train: TrainSettings = TrainSettings()
+    review: ReviewSettings = ReviewSettings()
+    evaluate: EvaluateSettings = EvaluateSettings()
+    gate: dict[str, Threshold] = {}
+    # The file says ``register:``; the attribute cannot, as pydantic models already have a ``register``.
+    registration: RegisterSettings = Field(RegisterSettings(), alias="register")
+    deploy: DeploySettings = DeploySettings()
+
+
+class PipelineSettings(CommonSettings):
+    """A whole pipeline file after overrides for the chosen backend have been applied."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    backends: dict[str, dict[str, Any]] = {}
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The training settings that define the model, as recorded in lineage."""
+        hp = self.train.model_dump(mode="json")
+        hp["learning_rate"] = self.train.resolved_learning_rate()
+        hp["max_seq_length"] = self.model.max_seq_length
+        hp["chat_template"] = self.model.chat_template
+        return hp

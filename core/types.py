@@ -1,0 +1,324 @@
+"""Typed value objects that cross hook boundaries.
+
+Everything a hook receives or returns is one of these, so a plugin never has to know how the runner
+stores state. The pydantic ones are what the runner persists in ``state.json`` (so ``--resume`` can
+rebuild them); the Protocols describe components that plugins hand back (trainer, predictor,
+registry, deployer), which live only in memory.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Severity = Literal["error", "warning", "info"]
+Split = Literal["train", "validation", "test"]
+Message = dict[str, Any]
+Example = dict[str, Any]
+
+
+class Value(BaseModel):
+    """Base for persisted value objects: immutable, and unknown fields are a bug."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Finding(Value):
+    """One observation a data validator makes; errors stop the run before compute is spent."""
+
+    severity: Severity
+    code: str
+    message: str
+    file: str | None = None
+    line: int | None = None
+    hint: str | None = None
+    plugin: str | None = None
+
+    def format(self) -> str:
+        where = f"{self.file}:{self.line}: " if self.file and self.line else (f"{self.file}: " if self.file else "")
+        hint = f" ({self.hint})" if self.hint else ""
+        return f"{where}{self.severity}: {self.message}{hint} [{self.code}]"
+
+
+class DatasetRef(Value):
+    """A JSONL file pinned by content, so lineage and caches key on bytes, not on paths."""
+
+    path: Path
+    sha256: str
+    examples: int
+    split: Split | None = None
+
+
+class DataBundle(Value):
+    """The data files a pipeline names, before or after splitting."""
+
+    train: DatasetRef
+    validation: DatasetRef | None = None
+    test: DatasetRef | None = None
+
+    def files(self) -> list[DatasetRef]:
+        return [d for d in (self.train, self.validation, self.test) if d is not None]
+
+
+class SplitResult(Value):
+    """The three files the rest of the pipeline reads, plus the manifest that records them."""
+
+    train: DatasetRef
+    validation: DatasetRef
+    test: DatasetRef
+    manifest: Path
+
+
+class ModelRef(Value):
+    """A model a backend can load: the base model, or what training produced on top of it."""
+
+    kind: Literal["base", "adapter", "full", "cloud"]
+    base: str
+    backend: str
+    path: Path | None = None
+    cloud_id: str | None = None
+
+    def describe(self) -> str:
+        if self.kind == "base":
+            return self.base
+        return f"{self.kind} {self.path or self.cloud_id} on {self.base}"
+
+
+class TrainRequest(Value):
+    """What the runner asks a trainer for: settings already merged for the chosen backend."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    backend: str
+    base_model: str
+    method: Literal["lora", "qlora", "full"]
+    hyperparameters: dict[str, Any]
+    train: DatasetRef
+    validation: DatasetRef | None
+    output_dir: Path
+    backend_settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class TrainResult(Value):
+    """What a trainer hands back; ``metrics`` are final numbers, the curve is in metrics.jsonl."""
+
+    model: ModelRef
+    metrics: dict[str, float] = Field(default_factory=dict)
+    steps: int = 0
+    epochs: float = 0.0
+    train_tokens: int = 0
+    wall_seconds: float = 0.0
+    peak_memory_mb: float | None = None
+    best_step: int | None = None
+    stopped_early: bool = False
+    overfitting: str | None = None
+
+
+class Artifact(Value):
+    """A file a review plugin wrote into the run directory."""
+
+    name: str
+    path: Path
+    description: str = ""
+
+
+class MetricSpec(Value):
+    """Declares a metric so pipeline files can name it (evaluate.metrics, gate) before any run."""
+
+    name: str
+    description: str
+    higher_is_better: bool = True
+
+
+class Metric(Value):
+    """One number for one candidate model on the test split."""
+
+    name: str
+    value: float
+    candidate: str
+    n: int
+    higher_is_better: bool = True
+    plugin: str | None = None
+
+
+class GateCheck(Value):
+    """One pass/fail verdict of the promotion gate, with the reason a human can act on."""
+
+    name: str
+    passed: bool
+    reason: str
+
+
+class ModelVersion(Value):
+    """A registered model version and everything needed to reproduce or audit it."""
+
+    name: str
+    version: int
+    created_at: str
+    run_id: str
+    backend: str
+    base_model: str
+    artifact: str
+    data_sha256: dict[str, str]
+    hyperparameters: dict[str, Any]
+    metrics: dict[str, Any]
+    pipeline_sha256: str
+    code_version: str
+
+
+class Deployment(Value):
+    """Slots and traffic weights of a deployed model name; serving and monitoring read this."""
+
+    name: str
+    backend: str
+    slot: str
+    version: int
+    traffic: dict[str, int]
+    slots: dict[str, int]
+    endpoint: str | None = None
+    created_at: str
+
+
+class BackendSpec(Value):
+    """A backend a plugin provides; ``settings`` validates its ``backends.<name>`` keys."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    name: str
+    description: str
+    settings: type[BaseModel] | None = None
+
+
+class ConfigSection(Value):
+    """A pipeline-file section a plugin owns, e.g. ``validate.word_limit`` or ``my_plugin``."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    path: str
+    model: type[BaseModel]
+
+
+# --- runtime objects (not persisted) -------------------------------------------------------------
+
+
+@runtime_checkable
+class Reporter(Protocol):
+    """Where plugins send progress; the CLI renders it as rich output, JSON lines or nothing."""
+
+    def event(self, kind: str, **data: Any) -> None: ...
+
+    def progress(self, description: str, total: int) -> "ProgressTask": ...
+
+
+class ProgressTask(Protocol):
+    def update(self, completed: int, **fields: Any) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class StepContext(Protocol):
+    """The runner's services a plugin may use during a step."""
+
+    run_id: str
+    run_dir: Path
+    reporter: Reporter
+    backend_settings: dict[str, Any]
+
+    def log_metrics(self, row: dict[str, Any]) -> None: ...
+
+    def setting(self, path: str) -> Any: ...
+
+
+class Predictor(Protocol):
+    """A loaded model that can answer prompts and score examples (evaluation and review)."""
+
+    def generate(self, conversations: Sequence[list[Message]], max_new_tokens: int) -> list[str]: ...
+
+    def loss(self, examples: Sequence[Example]) -> float | None: ...
+
+    def count_tokens(self, text: str) -> int: ...
+
+
+class Trainer(Protocol):
+    """What ``ftp_trainer`` returns for its backend; creating it must be cheap (no heavy imports)."""
+
+    name: str
+
+    def preflight(self, base_model: str, settings: dict[str, Any]) -> None:
+        """Raise a UserError now, before any step, if the base model or settings cannot work."""
+
+    def train(self, request: TrainRequest, ctx: StepContext) -> TrainResult: ...
+
+    def predictor(self, model: ModelRef, ctx: StepContext) -> Predictor: ...
+
+
+class ModelRegistry(Protocol):
+    """A store of model versions; ``ftp models`` reads it, the register step writes it."""
+
+    name: str
+    location: str
+
+    def register(self, version: ModelVersion) -> ModelVersion: ...
+
+    def next_version(self, name: str) -> int: ...
+
+    def list(self, name: str | None = None) -> list[ModelVersion]: ...
+
+    def get(self, name: str, version: int | None = None) -> ModelVersion | None: ...
+
+
+class Deployer(Protocol):
+    """Puts a registered version behind an endpoint or a record of one, with traffic weights."""
+
+    name: str
+
+    def deploy(self, request: "DeployRequest", ctx: StepContext) -> Deployment: ...
+
+
+class DeployRequest(Value):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    version: ModelVersion
+    strategy: Literal["blue-green", "replace"]
+    traffic_new: int
+    store: Path
+    backend_settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class EvalRequest(Value):
+    """One candidate's answers on the test split, handed to every evaluator."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    candidate: str
+    model: ModelRef
+    examples: list[Example]
+    predictions: list[str]
+    references: list[str]
+    metrics: list[str]
+    predictor: Any = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class ReviewRequest(Value):
+    """What a review plugin may look at after training."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    run_dir: Path
+    metrics_file: Path
+    train_result: TrainResult
+    samples: list[Example]
+    predictor: Callable[[], Any] | None = None
+    settings: dict[str, Any] = Field(default_factory=dict)
+
+
+class EvalReport(Value):
+    """Metrics per candidate, as the gate sees them: ``metrics[candidate][name]``."""
+
+    metrics: dict[str, dict[str, float]]
+    higher_is_better: dict[str, bool]
+    n: int

@@ -1,0 +1,78 @@
+"""The default model registry: one SQLite file (``register.store``, ``.ftp/registry.db``).
+
+Versions number from 1 per model name. Registering is idempotent per run, so a run resumed after
+a crash inside this step never creates a second version.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from sqlite3 import Row
+
+from ftp import hookimpl
+from ftp.sqlite_store import connect
+from ftp.types import ModelVersion
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS versions (
+    name TEXT NOT NULL, version INTEGER NOT NULL, created_at TEXT NOT NULL, run_id TEXT NOT NULL,
+    backend TEXT NOT NULL, base_model TEXT NOT NULL, artifact TEXT NOT NULL, data_sha256 TEXT NOT NULL,
+    hyperparameters TEXT NOT NULL, metrics TEXT NOT NULL, pipeline_sha256 TEXT NOT NULL,
+    code_version TEXT NOT NULL, PRIMARY KEY (name, version)
+);
+"""
+JSON_FIELDS = ("data_sha256", "hyperparameters", "metrics")
+
+
+def _row(row: Row) -> ModelVersion:
+    data = dict(row)
+    for key in JSON_FIELDS:
+        data[key] = json.loads(data[key])
+    return ModelVersion.model_validate(data)
+
+
+class SqliteRegistry:
+    name = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.location = str(path)
+
+    def register(self, version: ModelVersion) -> ModelVersion:
+        with connect(self.path, SCHEMA) as db:
+            existing = db.execute("SELECT * FROM versions WHERE name = ? AND run_id = ?",
+                                  (version.name, version.run_id)).fetchone()
+            if existing is not None:
+                return _row(existing)
+            number = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name = ?",
+                                (version.name,)).fetchone()[0]
+            stored = version.model_copy(update={"version": number})
+            data = stored.model_dump(mode="json")
+            for key in JSON_FIELDS:
+                data[key] = json.dumps(data[key], sort_keys=True)
+            db.execute(f"INSERT INTO versions ({', '.join(data)}) VALUES ({', '.join('?' * len(data))})",
+                       list(data.values()))
+        return stored
+
+    def next_version(self, name: str) -> int:
+        return max((v.version for v in self.list(name)), default=0) + 1
+
+    def list(self, name: str | None = None) -> list[ModelVersion]:
+        if not self.path.exists():
+            return []
+        with connect(self.path, SCHEMA) as db:
+            rows = db.execute("SELECT * FROM versions WHERE (? IS NULL OR name = ?) ORDER BY name, version",
+                              (name, name)).fetchall()
+        return [_row(r) for r in rows]
+
+    def get(self, name: str, version: int | None = None) -> ModelVersion | None:
+        versions = self.list(name)
+        if version is None:
+            return versions[-1] if versions else None
+        return next((v for v in versions if v.version == version), None)
+
+
+@hookimpl
+def ftp_model_registry(kind: str, location: Path) -> SqliteRegistry | None:
+    return SqliteRegistry(location) if kind == "sqlite" else None

@@ -1,0 +1,70 @@
+"""Deterministic, group-aware train/validation/test split.
+
+Examples whose prompts are equal after normalisation form one group and land in the same split,
+so the test split measures generalisation rather than memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import re
+from pathlib import Path
+from typing import Any
+
+from ftp import hookimpl
+from ftp.data_files import dataset_ref
+from ftp.run_store import atomic_write
+from ftp.types import DatasetRef, SplitResult
+
+_SPACE = re.compile(r"\s+")
+
+
+def prompt_key(example: dict[str, Any]) -> str:
+    """Normalised text of everything before the answer: the unit of duplication."""
+    messages = example.get("messages") or []
+    parts = [f"{m.get('role')}:{m.get('content')}" for m in messages[:-1] if isinstance(m, dict)]
+    text = _SPACE.sub(" ", "\n".join(parts).lower()).strip()
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def plan(keys: list[str], ratios: tuple[float, float, float], seed: int) -> list[str]:
+    """The split name for each example, in input order."""
+    n = len(keys)
+    groups: dict[str, list[int]] = {}
+    for i, key in enumerate(keys):
+        groups.setdefault(key, []).append(i)
+    order = list(groups)
+    random.Random(seed).shuffle(order)
+    want_test = max(1, round(n * ratios[2])) if n >= 3 else 0
+    want_val = max(1, round(n * ratios[1])) if n >= 3 else 0
+    names = ["train"] * n
+    filled = {"test": 0, "validation": 0}
+    for key in order:
+        target = "test" if filled["test"] < want_test else "validation" if filled["validation"] < want_val else None
+        if target is None:
+            break
+        for i in groups[key]:
+            names[i] = target
+        filled[target] += len(groups[key])
+    return names
+
+
+@hookimpl
+def ftp_split(dataset: DatasetRef, ratios: tuple[float, float, float], seed: int, out_dir: Path) -> SplitResult:
+    lines = [line for line in dataset.path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
+    names = plan([prompt_key(json.loads(line)) for line in lines], ratios, seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    refs: dict[str, DatasetRef] = {}
+    for part in ("train", "validation", "test"):
+        path = out_dir / f"{part}.jsonl"
+        atomic_write(path, "".join(line + "\n" for line, name in zip(lines, names) if name == part))
+        refs[part] = dataset_ref(path, part)  # type: ignore[arg-type]
+    manifest = out_dir / "manifest.json"
+    atomic_write(manifest, json.dumps({
+        "source": {"path": str(dataset.path), "sha256": dataset.sha256, "examples": dataset.examples},
+        "ratios": list(ratios), "seed": seed,
+        "files": {p: {"path": r.path.name, "sha256": r.sha256, "examples": r.examples} for p, r in refs.items()},
+    }, indent=2))
+    return SplitResult(train=refs["train"], validation=refs["validation"], test=refs["test"], manifest=manifest)

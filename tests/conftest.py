@@ -1,0 +1,135 @@
+"""Shared fixtures: a tiny random Llama model with a real tokenizer, a chat dataset, a pipeline file,
+and a plugin manager that tests can register inline plugins on (and that is undone afterwards).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+CHATML = ("{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"
+          "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
+COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "black", "white"]
+THINGS = ["car", "house", "shirt", "apple", "door", "lamp", "boat", "chair", "cup", "bike"]
+
+
+def make_examples(n: int, seed: int = 0) -> list[dict[str, Any]]:
+    """A narrow task a tiny model can learn: name the colour in the sentence, as JSON."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        colour, thing = rng.choice(COLOURS), rng.choice(THINGS)
+        text = f"Ticket {i}: my {thing} is {colour} and it is broken."
+        rows.append({"messages": [{"role": "user", "content": text},
+                                  {"role": "assistant", "content": json.dumps({"colour": colour})}]})
+    return rows
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama with random weights and a byte-level BPE tokenizer trained on the task's text."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+    out = tmp_path_factory.mktemp("tiny-llama")
+    specials = ["<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    corpus = [json.dumps(r) for r in make_examples(300)] + ["user assistant system " + " ".join(COLOURS + THINGS)]
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+                                                        initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
+    fast.chat_template = CHATML
+    fast.save_pretrained(out)
+    import torch
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=len(fast), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         pad_token_id=fast.pad_token_id, bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
+                         tie_word_embeddings=True)
+    LlamaForCausalLM(config).save_pretrained(out)
+    return out
+
+
+PIPELINE = """\
+name: tiny
+data:
+  train: data/train.jsonl
+  provenance: synthetic
+model:
+  base: {model}
+  max_seq_length: 64
+train:
+  method: lora
+  epochs: 2
+  batch_size: 8
+  learning_rate: 3e-3
+  lora: {{r: 8, alpha: 16, dropout: 0.0}}
+evaluate:
+  metrics: [loss, exact_match]
+  max_new_tokens: 12
+review:
+  samples: 2
+register:
+  name: tiny-model
+backends:
+  local:
+    devices: cpu
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder with a pipeline file and 60 examples; the CWD, so runs/ lands inside it."""
+    write_jsonl(tmp_path / "data" / "train.jsonl", make_examples(60))
+    (tmp_path / "pipeline.yaml").write_text(PIPELINE.format(model=tiny_model_dir), encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("FTP_RUNS_DIR", raising=False)
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def fresh_plugins(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Each test builds its plugin manager anew from the environment it set."""
+    from ftp.plugin_manager import reset_plugin_manager
+
+    for var in ("FTP_LOAD_PLUGINS", "FTP_DISABLE_PLUGINS", "FTP_TRACE_PLUGINS"):
+        monkeypatch.delenv(var, raising=False)
+    reset_plugin_manager()
+    yield
+    reset_plugin_manager()
+
+
+@pytest.fixture
+def pm() -> Any:
+    """The process-wide plugin manager; plugins a test registers are removed afterwards (llm's pattern)."""
+    from ftp.plugin_manager import get_plugin_manager
+
+    manager = get_plugin_manager()
+    before = {name for name, _ in manager.list_name_plugin()}
+    yield manager
+    for name, plugin in list(manager.list_name_plugin()):
+        if name not in before:
+            manager.unregister(plugin)
+
+
+def invoke(*args: str, **kwargs: Any) -> Any:
+    """Run the CLI in-process and return click's result."""
+    from click.testing import CliRunner
+
+    from ftp.cli import cli
+
+    return CliRunner().invoke(cli, list(args), catch_exceptions=False, **kwargs)

@@ -1,0 +1,114 @@
+"""Built-in plugins on their own: format validation, split, metrics, gate, registry, deployments."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import make_examples, write_jsonl
+
+from ftp.data_files import dataset_ref
+from ftp.plugins import chat_format, deploy_local, gate, metrics, split
+from ftp.plugins.registry_sqlite import SqliteRegistry
+from ftp.types import EvalReport, ModelVersion
+
+
+def codes(path: Path) -> list[tuple[int | None, str]]:
+    return [(f.line, f.code) for f in chat_format.check_file(path)]
+
+
+def test_format_findings_name_line_and_problem(tmp_path: Path) -> None:
+    rows = [
+        '{"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]}',
+        "",
+        '{"messages": [{"role": "user", "content": "hi"}]}',
+        '{"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "b"}, {"role": "assistant", "content": "c"}]}',
+        '{"messages": [{"role": "robot", "content": "a"}, {"role": "assistant", "content": 5}]}',
+        '{"input": {}, "preferred_output": [], "non_preferred_output": []}',
+        '[1, 2]',
+        '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "weight": 2}]}',
+        '{"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]}',
+        '{"messages": [{"role": "user", "content": "a"',
+    ]
+    path = tmp_path / "d.jsonl"
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    assert codes(path) == [(3, "no-assistant"), (4, "system-not-first"), (5, "bad-role"), (5, "bad-content"),
+                           (6, "preference-data"), (7, "not-object"), (8, "bad-weight"), (9, "last-not-assistant"),
+                           (10, "invalid-json")]
+
+
+def test_invalid_utf8_is_a_finding_not_a_crash(tmp_path: Path) -> None:
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b'{"messages": []}\n\xff\xfe broken\n')
+    assert ("not-utf8" in [c for _, c in codes(path)])
+
+
+def test_split_is_deterministic_disjoint_and_group_aware(tmp_path: Path) -> None:
+    rows = make_examples(100)
+    rows += [rows[0]] * 5  # duplicates of one prompt must stay together
+    src = write_jsonl(tmp_path / "all.jsonl", rows)
+    a = split.ftp_split(dataset=dataset_ref(src), ratios=(0.8, 0.1, 0.1), seed=7, out_dir=tmp_path / "a")
+    b = split.ftp_split(dataset=dataset_ref(src), ratios=(0.8, 0.1, 0.1), seed=7, out_dir=tmp_path / "b")
+    c = split.ftp_split(dataset=dataset_ref(src), ratios=(0.8, 0.1, 0.1), seed=8, out_dir=tmp_path / "c")
+    assert [r.sha256 for r in (a.train, a.validation, a.test)] == [r.sha256 for r in (b.train, b.validation, b.test)]
+    assert a.test.sha256 != c.test.sha256
+    assert a.train.examples + a.validation.examples + a.test.examples == 105
+    assert abs(a.test.examples - 10) <= 6 and abs(a.validation.examples - 10) <= 6
+    keys = {}
+    for part in ("train", "validation", "test"):
+        for line in getattr(a, part).path.read_text().splitlines():
+            keys.setdefault(split.prompt_key(json.loads(line)), set()).add(part)
+    assert all(len(parts) == 1 for parts in keys.values())
+    manifest = json.loads(a.manifest.read_text())
+    assert manifest["files"]["test"]["sha256"] == a.test.sha256 and manifest["seed"] == 7
+
+
+@pytest.mark.parametrize("pred, ref, same", [
+    ('{"a": 1, "b": "x"}', '{"b": "x",  "a": 1}', True),
+    ("  hello   world ", "hello world", True),
+    ('{"a": 1}', '{"a": 2}', False),
+])
+def test_exact_match_compares_json_by_value(pred: str, ref: str, same: bool) -> None:
+    assert metrics.exact_match([pred], [ref]) == (1.0 if same else 0.0)
+
+
+def report(ft: dict, base: dict) -> EvalReport:
+    return EvalReport(metrics={"fine-tuned": ft, "base": base}, higher_is_better={"exact_match": True, "loss": False}, n=10)
+
+
+def test_gate_direction_follows_the_metric() -> None:
+    r = report({"exact_match": 0.6, "loss": 0.5}, {"exact_match": 0.1, "loss": 2.0})
+    checks = gate.ftp_gate(report=r, thresholds={"exact_match": {"min_gain_over_base": 0.05, "min": 0.5},
+                                                  "loss": {"min_gain_over_base": 1.0, "max": 1.0}})
+    assert all(c.passed for c in checks) and len(checks) == 4
+    bad = gate.ftp_gate(report=report({"exact_match": 0.12}, {"exact_match": 0.1}),
+                        thresholds={"exact_match": {"min_gain_over_base": 0.05}})
+    assert not bad[0].passed and "gain over base +0.0200" in bad[0].reason
+
+
+def version(run_id: str, name: str = "m") -> ModelVersion:
+    return ModelVersion(name=name, version=0, created_at="t", run_id=run_id, backend="local", base_model="b",
+                        artifact="a", data_sha256={"train": "x"}, hyperparameters={"r": 8}, metrics={"test": {}},
+                        pipeline_sha256="p", code_version="c")
+
+
+def test_registry_numbers_versions_and_is_idempotent_per_run(tmp_path: Path) -> None:
+    reg = SqliteRegistry(tmp_path / "r.db")
+    assert reg.list() == [] and not (tmp_path / "r.db").exists()
+    assert reg.register(version("run1")).version == 1
+    assert reg.register(version("run2")).version == 2
+    assert reg.register(version("run1")).version == 1  # a resumed run does not register twice
+    assert reg.register(version("run3", name="other")).version == 1
+    assert [v.version for v in reg.list("m")] == [1, 2]
+    assert reg.get("m").run_id == "run2" and reg.get("m", 1).hyperparameters == {"r": 8}
+
+
+def test_blue_green_plan() -> None:
+    assert deploy_local.plan({}, 1, "blue-green", 10) == ("blue", {"blue": (1, 100)})
+    slot, slots = deploy_local.plan({"blue": (1, 100)}, 2, "blue-green", 10)
+    assert slot == "green" and slots == {"blue": (1, 90), "green": (2, 10)}
+    slot, slots = deploy_local.plan({"blue": (1, 10), "green": (2, 90)}, 3, "blue-green", 25)
+    assert slot == "blue" and slots == {"green": (2, 75), "blue": (3, 25)}
+    assert deploy_local.plan({"blue": (1, 90), "green": (2, 10)}, 2, "blue-green", 10)[0] == "green"
+    assert deploy_local.plan({"blue": (1, 100)}, 2, "replace", 10) == ("blue", {"blue": (2, 100)})

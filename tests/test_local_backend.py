@@ -1,0 +1,99 @@
+"""The local backend's pieces: chat templates and answer-only masks, the loss, loading from disk."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ftp.backends.local.chat import IGNORE, TEMPLATES, chat_format, encode
+from ftp.backends.local.modeling import load_tokenizer
+from ftp.errors import UserError
+
+CONVO = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Colour of my red car?"},
+         {"role": "assistant", "content": "red"}, {"role": "user", "content": "And the sky?"},
+         {"role": "assistant", "content": "blue"}]
+
+
+def trained_text(tok, enc) -> str:  # noqa: ANN001
+    return tok.decode([t for t, label in zip(enc.input_ids, enc.labels) if label != IGNORE])
+
+
+def test_only_answers_and_their_end_of_turn_are_trained(tiny_model_dir: Path) -> None:
+    tok = load_tokenizer(tiny_model_dir)
+    fmt = chat_format(tok)
+    assert fmt.name == "tokenizer"
+    enc = encode(fmt, CONVO, 256)
+    assert trained_text(tok, enc) == "red<|im_end|>\nblue<|im_end|>\n"
+    assert tok.convert_tokens_to_ids("<|im_end|>") in fmt.stop_ids
+
+
+def test_weight_zero_turns_are_not_trained(tiny_model_dir: Path) -> None:
+    fmt = chat_format(load_tokenizer(tiny_model_dir))
+    convo = [dict(m) for m in CONVO]
+    convo[2]["weight"] = 0
+    assert trained_text(fmt.tokenizer, encode(fmt, convo, 256)) == "blue<|im_end|>\n"
+
+
+def test_truncation_is_reported(tiny_model_dir: Path) -> None:
+    fmt = chat_format(load_tokenizer(tiny_model_dir))
+    enc = encode(fmt, CONVO, 8)
+    assert enc.truncated and len(enc.input_ids) == 8 and enc.trained_tokens == 0
+
+
+def test_default_template_when_the_tokenizer_has_none(tiny_model_dir: Path) -> None:
+    tok = load_tokenizer(tiny_model_dir)
+    tok.chat_template = None
+    fmt = chat_format(tok)
+    assert fmt.name == "chatml" and fmt.template == TEMPLATES["chatml"]
+    with pytest.raises(UserError, match="has no chat template"):
+        chat_format(tok, "tokenizer")
+    with pytest.raises(UserError, match="unknown template 'llama9'"):
+        chat_format(tok, "llama9")
+
+
+def test_gemma_template_is_prefix_consistent(tiny_model_dir: Path) -> None:
+    fmt = chat_format(load_tokenizer(tiny_model_dir), "gemma")
+    text = fmt.render(CONVO[1:3])
+    assert text.endswith("<start_of_turn>model\nred<end_of_turn>\n")
+    assert text.startswith(fmt.render(CONVO[1:2], add_generation_prompt=True))
+
+
+def test_answer_loss_matches_the_plain_loss(tiny_model_dir: Path) -> None:
+    """The logits_to_keep shortcut must give exactly the loss of full logits with masked labels."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ftp.backends.local.modeling import answer_loss, collate
+
+    fmt = chat_format(load_tokenizer(tiny_model_dir))
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    rows = [encode(fmt, CONVO, 256), encode(fmt, CONVO[1:3], 256)]
+    batch = collate(rows, fmt.tokenizer.pad_token_id, "cpu")
+    summed, n = answer_loss(model, batch)
+    with torch.no_grad():
+        plain = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, labels=batch.labels).loss
+    assert n == sum(r.trained_tokens for r in rows)
+    assert torch.allclose(summed / n, plain, atol=1e-5)
+
+
+def test_adapter_reloads_from_disk_with_its_template(project: Path) -> None:
+    """A resumed run evaluates from disk: the saved adapter must answer exactly like the in-memory one."""
+    from conftest import invoke
+
+    from ftp.backends.local.predictor import load_predictor
+    from ftp.types import ModelRef
+
+    assert invoke("run", "pipeline.yaml", "--quiet", "--steps", "validate,split,train").exit_code == 0
+    run_dir = next((project / "runs" / "tiny").iterdir())
+    ref = ModelRef(kind="adapter", base=str(project.parent), backend="local", path=run_dir / "model")
+    import yaml
+
+    base = yaml.safe_load((project / "pipeline.yaml").read_text())["model"]["base"]
+    ref = ref.model_copy(update={"base": base})
+    predictor = load_predictor(ref, None, {"devices": "cpu"}, {"max_seq_length": 64})
+    assert predictor.fmt.name == "tokenizer"
+    prompt = [[{"role": "user", "content": "Ticket 1: my car is red and it is broken."}]]
+    first = predictor.generate(prompt, 6)
+    assert first == predictor.generate(prompt, 6) and isinstance(first[0], str)
+    assert predictor.loss([{"messages": prompt[0] + [{"role": "assistant", "content": '{"colour": "red"}'}]}]) > 0

@@ -1,0 +1,46 @@
+"""The quickstart, for real: Gemma 3 270M from its PyPI package, LoRA on a CPU, and a measurable gain.
+
+Slow (about 10 minutes on 2 cores); ``make test`` and CI run it, ``make test-fast`` skips it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_quickstart_beats_the_base_model(tmp_path: Path) -> None:
+    work = tmp_path / "quickstart"
+    shutil.copytree(ROOT / "examples" / "quickstart", work, ignore=shutil.ignore_patterns("runs", ".ftp"))
+    env = {**os.environ, "FTP_RUNS_DIR": str(tmp_path / "runs")}
+    start = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "ftp", "run", str(work / "pipeline.yaml"), "--backend", "local",
+                           "--json"], capture_output=True, text=True, env=env, timeout=3600)
+    wall = time.perf_counter() - start
+    assert proc.returncode == 0, proc.stderr[-3000:] + proc.stdout[-3000:]
+    events = [json.loads(line) for line in proc.stdout.splitlines() if line.startswith("{")]
+    run_dir = Path(events[0]["run_dir"])
+    report = json.loads((run_dir / "eval.json").read_text())
+    ft, base = report["metrics"]["fine-tuned"], report["metrics"]["base"]
+    train = json.loads((run_dir / "state.json").read_text())["steps"]["train"]["outputs"]
+    print(f"\nquickstart: {wall:.0f}s wall, train {train['wall_seconds']:.0f}s, peak {train['peak_memory_mb']:.0f} MB, "
+          f"exact_match {base['exact_match']:.3f} -> {ft['exact_match']:.3f}, loss {base['loss']:.3f} -> {ft['loss']:.3f}")
+    assert ft["exact_match"] >= base["exact_match"] + 0.05
+    assert ft["loss"] < base["loss"]
+    for name in ("loss_curve.png", "samples.md", "model/adapter_model.safetensors", "pipeline.resolved.yaml"):
+        assert (run_dir / name).exists(), name
+    listed = subprocess.run([sys.executable, "-m", "ftp", "models", "list", "--json", "--pipeline",
+                             str(work / "pipeline.yaml")], capture_output=True, text=True, check=True)
+    versions = json.loads(listed.stdout)
+    assert [(v["name"], v["version"], v["run_id"]) for v in versions] == [("ticket-triage", 1, run_dir.name)]
+    assert versions[0]["base_model"] == "builtin:gemma-3-270m"
