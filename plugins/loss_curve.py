@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +36,11 @@ def plot(curves: dict[str, list[tuple[int, float]]], out: Path, title: str) -> N
             steps, values = zip(*curves[key])
             ax.plot(steps, values, style, label=label, markersize=4)
     ax.set_xlabel("optimiser step")
-    ax.set_ylabel("loss (answer tokens)")
-    ax.set_title(title)
+    ax.set_ylabel("loss (answer tokens, log scale)")
+    values = [v for pts in curves.values() for _, v in pts]
+    if values and min(values) > 0:
+        ax.set_yscale("log")  # losses fall by orders of magnitude; a linear axis hides the end
+    ax.set_title("\n".join(textwrap.wrap(title, 80)), fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

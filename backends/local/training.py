@@ -219,7 +219,7 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
                     save_model(model, fmt, request.output_dir, {**meta, "step": step + 1, "eval_loss": val})
                 else:
                     bad_evals += 1
-                    if stopping and bad_evals >= stopping["patience"]:
+                    if stopping and bad_evals >= stopping["patience"] and step + 1 < total:
                         stopped = True
                         ctx.reporter.event("early_stop", message=f"early stop at step {step + 1}: validation loss "
                                                                  f"has not improved on {best:.4f} (step {best_step})")
