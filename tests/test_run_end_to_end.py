@@ -198,3 +198,33 @@ def test_json_events_and_runs_commands(project: Path) -> None:
 def test_quiet_prints_nothing(project: Path) -> None:
     result = invoke("run", "pipeline.yaml", "--quiet", "--steps", "validate,split")
     assert result.exit_code == 0 and result.output == ""
+
+
+def test_sigint_during_training_then_resume(project: Path) -> None:
+    """A real Ctrl-C (SIGINT) in the middle of training: exit 130, state says where, resume finishes."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    proc = subprocess.Popen([sys.executable, "-m", "ftp", "run", "pipeline.yaml", "--quiet", "--set", "train.epochs=400",
+                             "--set", "train.early_stopping=null"], cwd=project, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    metrics = None
+    while time.time() < deadline and proc.poll() is None:
+        found = list((project / "runs").glob("tiny/*/metrics.jsonl")) if (project / "runs").exists() else []
+        if found and found[0].read_text().count("train_loss") >= 3:
+            metrics = found[0]
+            break
+        time.sleep(0.2)
+    assert metrics is not None, "training never started"
+    os.kill(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    run_dir = metrics.parent
+    st = state(run_dir)
+    assert st["status"] == "interrupted" and st["steps"]["train"]["status"] == "interrupted"
+    assert f"ftp run --resume {run_dir.name}" in err and "Traceback" not in err
+    result = invoke("run", "--resume", run_dir.name, "--quiet", "--set", "train.epochs=1")
+    assert result.exit_code == 2 and "--set cannot change a run being resumed" in result.stderr
