@@ -147,19 +147,12 @@ def validate(pipeline: str, backend: str, overrides: tuple[str, ...], as_json: b
     """Check a pipeline file and its data without training. Exit 2 on errors."""
     from ftp.pipeline_file import load_pipeline
     from ftp.progress import make_reporter
-    from ftp.runner import report_findings
-    from ftp.types import DataBundle
+    from ftp.runner import data_bundle, report_findings
 
     hooks = _hooks()
     loaded = load_pipeline(Path(pipeline), backend, hooks.catalog(), overrides)
     hooks.trainer(backend).preflight(str(loaded.settings.model.base), loaded.backend_settings)
-    from ftp.data_files import dataset_ref
-
-    data = loaded.settings.data
-    assert data.train is not None
-    bundle = DataBundle(train=dataset_ref(data.train, "train"),
-                        validation=dataset_ref(data.validation, "validation") if data.validation else None,
-                        test=dataset_ref(data.test, "test") if data.test else None)
+    bundle = data_bundle(loaded.settings)
     findings = hooks.validate_data(bundle, loaded.as_dict())
     errors = sum(f.severity == "error" for f in findings)
     if as_json:

@@ -19,6 +19,7 @@ from ftp.errors import FtpError, Interrupted, StepFailed, UserError
 from ftp.hooks import Hooks
 from ftp.pipeline_file import Pipeline, suggest
 from ftp.run_store import STEPS, RunDir, atomic_write, now
+from ftp.settings import PipelineSettings
 from ftp.types import (
     DataBundle,
 
@@ -211,11 +212,7 @@ class Runner:
     # --- steps ------------------------------------------------------------------------------------
 
     def data_bundle(self) -> DataBundle:
-        data = self.settings.data
-        assert data.train is not None
-        return DataBundle(train=dataset_ref(data.train, "train"),
-                          validation=dataset_ref(data.validation, "validation") if data.validation else None,
-                          test=dataset_ref(data.test, "test") if data.test else None)
+        return data_bundle(self.settings)
 
     def step_validate(self) -> tuple[dict[str, Any], str]:
         bundle = self.data_bundle()
@@ -345,6 +342,15 @@ class Runner:
 
 
 # --- helpers shared with the CLI ------------------------------------------------------------------
+
+
+def data_bundle(settings: PipelineSettings) -> DataBundle:
+    """The files the pipeline names, hashed and counted."""
+    data = settings.data
+    assert data.train is not None
+    return DataBundle(train=dataset_ref(data.train, "train"),
+                      validation=dataset_ref(data.validation, "validation") if data.validation else None,
+                      test=dataset_ref(data.test, "test") if data.test else None)
 
 
 def report_findings(findings: list[Finding], reporter: Any, limit: int = 20) -> None:

@@ -9,7 +9,6 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import pytest
 from conftest import invoke
 
 from ftp import hookimpl

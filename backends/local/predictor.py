@@ -12,7 +12,7 @@ from ftp.types import Example, Message, ModelRef
 
 from . import models
 from .chat import ChatFormat, chat_format, encode
-from .modeling import Placement, collate, load_model, load_tokenizer
+from .modeling import Placement, load_model, load_tokenizer
 from .training import META_FILE, Trained, evaluate_loss
 
 
