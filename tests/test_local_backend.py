@@ -97,3 +97,25 @@ def test_adapter_reloads_from_disk_with_its_template(project: Path) -> None:
     first = predictor.generate(prompt, 6)
     assert first == predictor.generate(prompt, 6) and isinstance(first[0], str)
     assert predictor.loss([{"messages": prompt[0] + [{"role": "assistant", "content": '{"colour": "red"}'}]}]) > 0
+
+
+class CharTokenizer:
+    """What transformers < 5.24 makes of the Gemma 3 GGUF tokenizer: one token per character."""
+
+    def tokenize(self, text: str) -> list[str]:
+        return list(text)
+
+
+def test_a_broken_gguf_tokenizer_conversion_is_refused() -> None:
+    from ftp.backends.local.models import check_tokenizer
+    from ftp.errors import FtpError
+
+    with pytest.raises(FtpError, match=r"tokenizer converted by transformers .* is broken.*transformers>=5.24"):
+        check_tokenizer(CharTokenizer(), "builtin:gemma-3-270m")
+
+
+def test_unknown_builtin_models_are_named() -> None:
+    from ftp.backends.local.models import check_base_model
+
+    with pytest.raises(UserError, match="unknown built-in model 'gemma-9'; built-ins: builtin:gemma-3-270m"):
+        check_base_model("builtin:gemma-9")
