@@ -98,7 +98,7 @@ def run(pipeline: str | None, backend: str | None, overrides: tuple[str, ...], s
     from ftp.pipeline_file import load_pipeline
     from ftp.progress import make_reporter
     from ftp.run_store import RunDir, atomic_write, find_run
-    from ftp.runner import Runner, parse_steps
+    from ftp.runner import Runner, check_steps, parse_steps
 
     reporter = make_reporter("json" if as_json else "quiet" if quiet else "rich")
     selected = parse_steps(steps)
@@ -128,6 +128,8 @@ def run(pipeline: str | None, backend: str | None, overrides: tuple[str, ...], s
     if resume_id:
         run_dir = existing
     else:
+        check_steps(selected, done=set())  # refuse before a run directory exists
+        hooks.trainer(loaded.backend).preflight(str(loaded.settings.model.base), loaded.backend_settings)
         run_dir = RunDir.create(root, loaded.settings.name, pipeline_file=str(loaded.path),
                                 pipeline_sha256=loaded.sha256, backend=loaded.backend, overrides=list(overrides))
     atomic_write(run_dir.path / "pipeline.resolved.yaml", loaded.resolved_yaml())

@@ -25,7 +25,7 @@ from ftp.types import BackendSpec, ConfigSection, MetricSpec
 
 KeyPath = tuple[str | int, ...]
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SECRET_WORDS = ("key", "secret", "token", "password", "credential", "connection_string", "sas")
+_SECRET_NAME = re.compile(r"(^|_)(api_?key|key|secret|token|password|passwd|credentials?|connection_string|sas)$")
 PATH_KEYS: tuple[tuple[str, str], ...] = (("data", "train"), ("data", "validation"), ("data", "test"),
                                           ("registration", "store"), ("deploy", "store"))
 
@@ -82,8 +82,8 @@ class Pipeline:
 
 
 def _is_secret_key(key: str) -> bool:
-    key = key.lower()
-    return any(w in key for w in _SECRET_WORDS)
+    """``api_key``, ``AZURE_OPENAI_KEY``, ``client_secret``: yes; ``max_new_tokens``: no."""
+    return bool(_SECRET_NAME.search(key.lower()))
 
 
 def _redact(node: Any, secrets: set[str], key: str = "") -> Any:
@@ -154,7 +154,7 @@ def _expand(node: Any, path: KeyPath, ctx: "_Ctx") -> Any:
                 ctx.fail(path, f"environment variable {name} is not set",
                          f"export {name}=... or write ${{{name}:-default}}")
             value = default
-        if _is_secret_key(name) or _is_secret_key(str(path[-1]) if path else ""):
+        if (_is_secret_key(name) or _is_secret_key(str(path[-1]) if path else "")) and len(value) >= 4:
             ctx.secrets.add(value)
         return value
 
@@ -338,6 +338,9 @@ def _check_names(settings: PipelineSettings, catalog: Catalog, ctx: _Ctx, backen
     for metric in settings.gate:
         if metric not in catalog.metrics:
             ctx.fail(("gate", metric), "unknown metric", suggest(metric, known) or f"known: {', '.join(known)}")
+        if metric not in settings.evaluate.metrics:
+            ctx.fail(("gate", metric), "the gate needs this metric but evaluate.metrics does not compute it",
+                     f"add {metric} to evaluate.metrics")
     if settings.data.train is None:
         ctx.fail(("data", "train"), "required key is missing", "name the training JSONL file")
     for section, key in PATH_KEYS[:3]:

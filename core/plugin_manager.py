@@ -66,6 +66,10 @@ class PluginLoadError(FtpError):
 
 
 def _attach_tracer(pm: pluggy.PluginManager) -> None:
+    if not trace_log.handlers:  # stderr, even while a run also logs to its run.log
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("ftp.trace: %(message)s"))
+        trace_log.addHandler(handler)
     starts: list[float] = []
 
     def before(hook_name: str, impls: list[Any], kwargs: dict[str, Any]) -> None:

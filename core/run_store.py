@@ -29,6 +29,9 @@ def now() -> str:
 def atomic_write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; run files are as readable as any other
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -58,7 +61,7 @@ class RunState(BaseModel):
     overrides: list[str] = Field(default_factory=list)
     created_at: str
     updated_at: str
-    status: Literal["running", "done", "failed", "interrupted"] = "running"
+    status: Literal["running", "partial", "done", "failed", "interrupted"] = "running"
     steps: dict[str, StepState] = Field(default_factory=lambda: {s: StepState() for s in STEPS})
 
     def outputs(self, step: str) -> dict[str, Any]:
@@ -87,6 +90,13 @@ class RunDir:
     def append_metrics(self, row: dict[str, Any]) -> None:
         with self.metrics_file.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(row, sort_keys=True) + "\n")
+
+    def drop_metrics(self, phase: str) -> None:
+        if not self.metrics_file.exists():
+            return
+        keep = [line for line in self.metrics_file.read_text(encoding="utf-8").splitlines(keepends=True)
+                if json.loads(line).get("phase") != phase]
+        atomic_write(self.metrics_file, "".join(keep))
 
     @classmethod
     def create(cls, runs_root: Path, pipeline_name: str, **fields: Any) -> "RunDir":

@@ -57,6 +57,15 @@ def parse_steps(text: str | None) -> list[str]:
     return [s for s in STEPS if s in wanted]
 
 
+def check_steps(steps: list[str], done: set[str]) -> None:
+    """Refuse a subset whose inputs are neither selected nor already done in the run."""
+    for step in steps:
+        for need in NEEDS[step]:
+            if need not in steps and need not in done:
+                raise UserError(f"--steps: {step!r} needs the output of {need!r}; add {need} to --steps, "
+                                "or resume a run where it is done (--resume RUN_ID)")
+
+
 @dataclass
 class RunContext:
     """What plugins see of the run (the ``StepContext`` protocol)."""
@@ -67,6 +76,7 @@ class RunContext:
     hooks: Hooks
     _predictors: dict[str, Predictor] = field(default_factory=dict)
     _trainer: Trainer | None = None
+    phase: str = ""
 
     @property
     def run_id(self) -> str:
@@ -87,7 +97,7 @@ class RunContext:
         return self._trainer
 
     def log_metrics(self, row: dict[str, Any]) -> None:
-        self.run.append_metrics(row)
+        self.run.append_metrics({"phase": self.phase, **row})
 
     def setting(self, path: str) -> Any:
         return self.pipeline.setting(path)
@@ -121,16 +131,8 @@ class Runner:
 
     # --- orchestration ----------------------------------------------------------------------------
 
-    def check_steps(self, steps: list[str]) -> None:
-        """Refuse a subset whose inputs are neither selected nor already done in this run."""
-        for step in steps:
-            for need in NEEDS[step]:
-                if need not in steps and self.run.state.steps[need].status != "done":
-                    raise UserError(f"--steps: {step!r} needs the output of {need!r}; add {need} to --steps, "
-                                    "or resume a run where it is done (--resume RUN_ID)")
-
     def execute(self, steps: list[str]) -> None:
-        self.check_steps(steps)
+        check_steps(steps, {s for s, st in self.run.state.steps.items() if st.status == "done"})
         self.ctx.trainer().preflight(str(self.settings.model.base), self.pipeline.backend_settings)
         handler = logging.FileHandler(self.run.path / "run.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
@@ -151,7 +153,7 @@ class Runner:
                     continue
                 self._run_step(step)
             finished = all(state.steps[s].status == "done" for s in STEPS)
-            state.status = "done" if finished else "running"
+            state.status = "done" if finished else "partial"
             self.run.save()
             self.reporter.event("run_finished", run_id=self.run.run_id, status="done" if finished else "partial",
                                 run_dir=str(self.run.path))
@@ -171,8 +173,11 @@ class Runner:
 
     def _run_step(self, step: str) -> None:
         record = self.run.state.steps[step]
+        if record.status != "pending":
+            self.run.drop_metrics(step)  # a re-run step replaces its rows instead of mixing with them
         record.status, record.started_at, record.ended_at, record.error = "running", now(), None, None
         record.outputs = {}
+        self.ctx.phase = step
         self.run.save()
         self.reporter.event("step_started", step=step)
         start = time.perf_counter()

@@ -173,6 +173,7 @@ def test_secrets_are_redacted_in_the_resolved_file(folder: Path, monkeypatch: py
     assert p.section("notify").api_key == "hunter2"
     resolved = p.resolved_yaml()
     assert "hunter2" not in resolved and "s3cr3t-value" not in resolved and "***" in resolved
+    assert "max_new_tokens: auto" in resolved  # a key that merely mentions tokens is no secret
 
 
 def test_plugin_sections_are_validated_like_core_ones(folder: Path, pm) -> None:  # noqa: ANN001
@@ -221,3 +222,13 @@ def test_debug_shows_the_traceback(folder: Path) -> None:
     (folder / "pipeline.yaml").write_text(BASE.replace("epochs: 3", "epocs: 3"), encoding="utf-8")
     result = invoke("run", str(folder / "pipeline.yaml"), "--debug")
     assert result.exit_code == 2 and "Traceback" in result.stderr
+
+
+def test_a_gated_metric_must_be_evaluated(folder: Path) -> None:
+    msg = error_of(folder, BASE + "evaluate:\n  metrics: [loss]\ngate:\n  exact_match: {min: 0.5}\n")
+    assert "gate.exact_match: the gate needs this metric but evaluate.metrics does not compute it; add exact_match" in msg
+
+
+def test_unknown_chat_template_is_refused_at_load(folder: Path) -> None:
+    assert "model.chat_template:" in error_of(folder, BASE.replace("  base: builtin:gemma-3-270m",
+                                                                   "  base: builtin:gemma-3-270m\n  chat_template: foo"))

@@ -96,7 +96,7 @@ def test_steps_subset_then_resume_skips_done_steps(project: Path) -> None:
     run_dir = only_run(project)
     first = state(run_dir)
     assert [s for s, v in first["steps"].items() if v["status"] == "done"] == ["validate", "split", "train"]
-    assert first["steps"]["evaluate"]["status"] == "pending"
+    assert first["steps"]["evaluate"]["status"] == "pending" and first["status"] == "partial"
 
     result = invoke("run", "--resume", run_dir.name, "--json")
     assert result.exit_code == 0, result.stderr
@@ -113,6 +113,7 @@ def test_steps_that_need_missing_outputs_are_refused(project: Path) -> None:
     result = invoke("run", "pipeline.yaml", "--steps", "train")
     assert result.exit_code == 2
     assert "'train' needs the output of 'split'" in result.stderr
+    assert not (project / "runs").exists()  # refused before any run directory was made
     assert "unknown step 'trian'; did you mean 'train'?" in invoke("run", "pipeline.yaml", "--steps", "trian").stderr
 
 
