@@ -105,7 +105,11 @@ def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]
             plugin = ep.load()
         except Exception as exc:  # a broken third-party package must say which one it is
             raise PluginLoadError(f"plugin {ep.name!r} ({ep.value}) failed to import: {exc}") from exc
-        pm.register(plugin, name=ep.name)
+        try:
+            pm.register(plugin, name=ep.name)
+        except pluggy.PluginValidationError as exc:  # e.g. a hook implementation with an argument the hook lacks
+            lines = str(exc).splitlines()
+            raise PluginLoadError(f"plugin {ep.name!r}: {lines[0]}" + (f" ({lines[-1]})" if len(lines) > 1 else "")) from exc
         dist = ep.dist
         infos[ep.name] = PluginInfo(ep.name, dist.version if dist else "?", builtin=False,
                                     distribution=dist.name if dist else None)

@@ -113,3 +113,25 @@ def test_light_commands_do_not_import_torch(command: list[str], tmp_path: Any) -
 def test_python_dash_m_ftp() -> None:
     out = subprocess.run([sys.executable, "-m", "ftp", "--version"], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ftp, version 0.1.0"
+
+
+@pytest.mark.parametrize("body, expected", [
+    ("from ftp import hookimpl\n@hookimpl\ndef ftp_evaluate(request, bogus):\n    return []\n",
+     "error: plugin 'badplug': "),
+    ("raise ImportError('no module named torchx')\n",
+     "error: plugin 'badplug' (badplug) failed to import: no module named torchx"),
+])
+def test_a_broken_installed_plugin_is_one_line(tmp_path: Any, body: str, expected: str) -> None:
+    """An installed package with a bad hook signature or a failing import: a one-line error, no traceback."""
+    import os
+
+    (tmp_path / "badplug.py").write_text(body, encoding="utf-8")
+    info = tmp_path / "badplug-0.1.dist-info"
+    info.mkdir()
+    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: badplug\nVersion: 0.1\n", encoding="utf-8")
+    (info / "entry_points.txt").write_text("[ftp]\nbadplug = badplug\n", encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    proc = subprocess.run([sys.executable, "-m", "ftp", "plugins"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(expected) and "Traceback" not in proc.stderr

@@ -1,22 +1,26 @@
-"""ftp-plugin-example: an answer-length validator and evaluator, registered through the ``ftp``
-entry point like any third-party plugin.
+"""ftp-plugin-example: an answer-length validator and an answer-length evaluator.
+
+ftp finds this module through the ``ftp`` entry point in pyproject.toml and registers it exactly as it
+registers its own built-in plugins; every function below marked ``@hookimpl`` is a hook implementation.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from ftp import hookimpl
 from ftp.types import ConfigSection, DataBundle, EvalRequest, Finding, Metric, MetricSpec
+from pydantic import BaseModel, ConfigDict, Field
 
-SECTION = "answer_length"
+SECTION = "answer_length"  # the pipeline file's ``validate.answer_length``
+METRIC = "answer_words"
 
 
 class AnswerLength(BaseModel):
-    """``validate.answer_length`` in a pipeline file."""
+    """Settings of ``validate.answer_length``; ``extra="forbid"`` makes a misspelt key an error."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -24,45 +28,72 @@ class AnswerLength(BaseModel):
     severity: Literal["error", "warning", "info"] = "warning"
 
 
-def words(text: Any) -> int:
-    return len(str(text or "").split())
+def words(content: Any) -> int:
+    """Whitespace-separated words of a message's content (a string, or a list of text parts)."""
+    if isinstance(content, list):
+        content = " ".join(str(p.get("text", "")) if isinstance(p, dict) else str(p) for p in content)
+    return len(str(content or "").split())
+
+
+def section_settings(settings: dict[str, Any]) -> AnswerLength:
+    """This plugin's section from the settings a hook receives; the defaults when it is absent.
+
+    ftp validated the section when it read the pipeline file, so this cannot fail on a user's typo.
+    """
+    raw = (settings.get("validate") or {}).get(SECTION) or {}
+    return AnswerLength.model_validate(raw)
+
+
+def long_answers(path: Path, max_words: int) -> Iterator[tuple[int, int, int]]:
+    """(line number, message index, words) of each assistant answer over ``max_words``.
+
+    Streams the file line by line, because training data can be gigabytes.
+    """
+    with path.open(encoding="utf-8-sig") as fh:
+        for number, line in enumerate(fh, start=1):
+            try:
+                messages = json.loads(line).get("messages") or []
+            except (json.JSONDecodeError, AttributeError):
+                continue  # malformed lines are the built-in chat_format validator's to report
+            for index, message in enumerate(messages):
+                if isinstance(message, dict) and message.get("role") == "assistant":
+                    count = words(message.get("content"))
+                    if count > max_words:
+                        yield number, index, count
 
 
 @hookimpl
 def ftp_config_sections() -> list[ConfigSection]:
+    """Own ``validate.answer_length``, so ftp checks its keys and types when it reads the file."""
     return [ConfigSection(path=f"validate.{SECTION}", model=AnswerLength)]
 
 
 @hookimpl
 def ftp_metrics() -> list[MetricSpec]:
-    return [MetricSpec(name="answer_words", description="mean words per generated answer", higher_is_better=False)]
+    """Declare ``answer_words`` so pipeline files may list it in evaluate.metrics and gate on it."""
+    return [MetricSpec(name=METRIC, description="mean words per generated answer on the test split",
+                       higher_is_better=False)]
 
 
 @hookimpl
 def ftp_validate_data(data: DataBundle, settings: dict[str, Any]) -> list[Finding]:
-    """Long answers cost tokens and usually mean the format is not the narrow one intended."""
-    config = AnswerLength.model_validate(settings.get("validate", {}).get(SECTION, {}))
+    """Flag long answers: they cost tokens, and usually mean the output is not the narrow format intended."""
+    config = section_settings(settings)
     findings = []
     for ref in data.files():
-        with ref.path.open(encoding="utf-8-sig") as fh:
-            for number, line in enumerate(fh, start=1):
-                try:
-                    messages = json.loads(line).get("messages") or []
-                except (json.JSONDecodeError, AttributeError):
-                    continue  # the built-in format validator reports malformed lines
-                for i, m in enumerate(messages):
-                    if isinstance(m, dict) and m.get("role") == "assistant" and words(m.get("content")) > config.max_words:
-                        findings.append(Finding(
-                            severity=config.severity, code="long-answer", file=str(ref.path), line=number,
-                            message=f"messages[{i}] has {words(m.get('content'))} words (max_words {config.max_words})",
-                            hint="shorten the answer or raise validate.answer_length.max_words"))
+        for number, index, count in long_answers(ref.path, config.max_words):
+            findings.append(Finding(
+                severity=config.severity, code="long-answer", file=str(ref.path), line=number,
+                message=f"messages[{index}] (assistant) has {count} words; max_words is {config.max_words}",
+                hint=f"shorten the answer or raise validate.{SECTION}.max_words"))
     return findings
 
 
 @hookimpl
 def ftp_evaluate(request: EvalRequest) -> list[Metric]:
-    if "answer_words" not in request.metrics or not request.predictions:
+    """Mean answer length per candidate, so a gate can stop a model that learned to ramble."""
+    if METRIC not in request.metrics or not request.predictions:
         return []
     mean = sum(words(p) for p in request.predictions) / len(request.predictions)
-    return [Metric(name="answer_words", value=mean, candidate=request.candidate, n=len(request.predictions),
+    return [Metric(name=METRIC, value=mean, candidate=request.candidate, n=len(request.predictions),
                    higher_is_better=False)]
