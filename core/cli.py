@@ -98,7 +98,7 @@ def run(pipeline: str | None, backend: str | None, overrides: tuple[str, ...], s
     from ftp.pipeline_file import load_pipeline
     from ftp.progress import make_reporter
     from ftp.run_store import RunDir, atomic_write, find_run
-    from ftp.runner import Runner, check_steps, parse_steps
+    from ftp.runner import Runner, check_steps, parse_steps, preflight
 
     reporter = make_reporter("json" if as_json else "quiet" if quiet else "rich")
     selected = parse_steps(steps)
@@ -129,7 +129,7 @@ def run(pipeline: str | None, backend: str | None, overrides: tuple[str, ...], s
         run_dir = existing
     else:
         check_steps(selected, done=set())  # refuse before a run directory exists
-        hooks.trainer(loaded.backend).preflight(str(loaded.settings.model.base), loaded.backend_settings)
+        preflight(loaded, hooks.trainer(loaded.backend))
         run_dir = RunDir.create(root, loaded.settings.name, pipeline_file=str(loaded.path),
                                 pipeline_sha256=loaded.sha256, backend=loaded.backend, overrides=list(overrides))
     atomic_write(run_dir.path / "pipeline.resolved.yaml", loaded.resolved_yaml())
@@ -149,11 +149,11 @@ def validate(pipeline: str, backend: str, overrides: tuple[str, ...], as_json: b
     """Check a pipeline file and its data without training. Exit 2 on errors."""
     from ftp.pipeline_file import load_pipeline
     from ftp.progress import make_reporter
-    from ftp.runner import data_bundle, report_findings
+    from ftp.runner import data_bundle, preflight, report_findings
 
     hooks = _hooks()
     loaded = load_pipeline(Path(pipeline), backend, hooks.catalog(), overrides)
-    hooks.trainer(backend).preflight(str(loaded.settings.model.base), loaded.backend_settings)
+    preflight(loaded, hooks.trainer(backend))
     bundle = data_bundle(loaded.settings)
     findings = hooks.validate_data(bundle, loaded.as_dict())
     errors = sum(f.severity == "error" for f in findings)
@@ -219,7 +219,7 @@ def runs_list(runs_dir: str | None, as_json: bool) -> None:
         click.echo(f"no runs under {_runs_root(runs_dir)}")
         return
     _table(["run id", "pipeline", "backend", "status", "created", "steps done"],
-           [[r["run_id"], r["pipeline"], r["backend"], r["status"], r["created_at"],
+           [[r["run_id"], r["pipeline"], r["backend"], r["status"], r["created_at"][:16].replace("T", " "),
              f"{len(r['steps_done'])}/8"] for r in rows])
 
 
@@ -257,6 +257,8 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
     from rich.table import Table
 
     t = Table(*headers)
+    t.columns[0].no_wrap = True  # ids are copied into other commands: never cut them
+    t.columns[0].min_width = max((len(str(r[0])) for r in rows), default=0)
     for row in rows:
         t.add_row(*[str(c) for c in row])
     Console().print(t)

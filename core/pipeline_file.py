@@ -54,6 +54,13 @@ class Pipeline:
     sha256: str
     overrides: list[str]
 
+    def locate(self, *paths: KeyPath) -> str:
+        """``file:line`` of the first of these keys present in the file (the file alone if none is)."""
+        for path in paths:
+            if path in self.lines:
+                return f"{self.path}:{self.lines[path]}"
+        return str(self.path)
+
     def section(self, path: str) -> BaseModel | None:
         return self.sections.get(path)
 

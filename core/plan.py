@@ -9,12 +9,13 @@ import click
 
 from ftp.hooks import Hooks
 from ftp.pipeline_file import Pipeline
+from ftp.runner import preflight
 
 
 def plan(pipeline: Pipeline, hooks: Hooks, steps: list[str]) -> dict[str, Any]:
     s = pipeline.settings
     trainer = hooks.trainer(pipeline.backend)
-    trainer.preflight(str(s.model.base), pipeline.backend_settings)
+    preflight(pipeline, trainer)
     registry = hooks.model_registry(s.registration.registry, s.registration.store)
     deployer = hooks.deployer(pipeline.backend)
     given = s.data.validation is not None and s.data.test is not None

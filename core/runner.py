@@ -57,6 +57,15 @@ def parse_steps(text: str | None) -> list[str]:
     return [s for s in STEPS if s in wanted]
 
 
+def preflight(pipeline: Pipeline, trainer: Trainer) -> None:
+    """The trainer's own checks (base model, settings), located in the pipeline file like schema errors."""
+    try:
+        trainer.preflight(str(pipeline.settings.model.base), pipeline.backend_settings)
+    except UserError as exc:
+        where = pipeline.locate(("backends", pipeline.backend, "model", "base"), ("model", "base"))
+        raise UserError(f"{where}: {exc}") from None
+
+
 def check_steps(steps: list[str], done: set[str]) -> None:
     """Refuse a subset whose inputs are neither selected nor already done in the run."""
     for step in steps:
@@ -133,7 +142,7 @@ class Runner:
 
     def execute(self, steps: list[str]) -> None:
         check_steps(steps, {s for s, st in self.run.state.steps.items() if st.status == "done"})
-        self.ctx.trainer().preflight(str(self.settings.model.base), self.pipeline.backend_settings)
+        preflight(self.pipeline, self.ctx.trainer())
         handler = logging.FileHandler(self.run.path / "run.log", encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root = logging.getLogger("ftp")

@@ -232,3 +232,10 @@ def test_a_gated_metric_must_be_evaluated(folder: Path) -> None:
 def test_unknown_chat_template_is_refused_at_load(folder: Path) -> None:
     assert "model.chat_template:" in error_of(folder, BASE.replace("  base: builtin:gemma-3-270m",
                                                                    "  base: builtin:gemma-3-270m\n  chat_template: foo"))
+
+
+def test_a_base_model_that_needs_a_download_is_located_in_the_file(folder: Path) -> None:
+    (folder / "pipeline.yaml").write_text(BASE.replace("builtin:gemma-3-270m", "meta-llama/Llama-3.2-1B"))
+    result = invoke("validate", str(folder / "pipeline.yaml"))
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {folder / 'pipeline.yaml'}:5: model.base: 'meta-llama/Llama-3.2-1B' is not")
