@@ -149,13 +149,14 @@ def validate(pipeline: str, backend: str, overrides: tuple[str, ...], as_json: b
     """Check a pipeline file and its data without training. Exit 2 on errors."""
     from ftp.pipeline_file import load_pipeline
     from ftp.progress import make_reporter
+    from ftp.data_check import check_data
     from ftp.runner import data_bundle, preflight, report_findings
 
     hooks = _hooks()
     loaded = load_pipeline(Path(pipeline), backend, hooks.catalog(), overrides)
     preflight(loaded, hooks.trainer(backend))
     bundle = data_bundle(loaded.settings)
-    findings = hooks.validate_data(bundle, loaded.as_dict())
+    findings = check_data(hooks, bundle, loaded.as_dict(), backend).sorted_findings()
     errors = sum(f.severity == "error" for f in findings)
     if as_json:
         _emit_json({"pipeline": str(loaded.path), "backend": backend, "examples": bundle.train.examples,

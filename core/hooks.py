@@ -17,6 +17,7 @@ from ftp.pipeline_file import Catalog
 from ftp.types import (
     Artifact,
     BackendSpec,
+    CheckContext,
     ConfigSection,
     DataBundle,
     DatasetRef,
@@ -30,8 +31,10 @@ from ftp.types import (
     ModelRegistry,
     ReviewRequest,
     SplitResult,
+    TokenCounter,
     Trainer,
 )
+from ftp.checks import DataCheck
 
 T = TypeVar("T")
 
@@ -40,21 +43,23 @@ class Hooks:
     def __init__(self, pm: pluggy.PluginManager) -> None:
         self.pm = pm
 
-    def _collect(self, name: str, stamp: bool = False, **kwargs: Any) -> list[Any]:
-        """Call a collect-all hook per implementation, so each answer knows its plugin."""
+    def _per_plugin(self, name: str, **kwargs: Any) -> list[tuple[str, Any]]:
+        """Call a collect-all hook one implementation at a time, so each answer knows its plugin."""
         caller = getattr(self.pm.hook, name)
-        out: list[Any] = []
-        if not stamp:
-            for answer in caller(**kwargs):
-                out.extend(answer or [])
-            return out
-        for impl in reversed(caller.get_hookimpls()):
-            sub = self.pm.subset_hook_caller(name, remove_plugins=[
-                p for p in (i.plugin for i in caller.get_hookimpls()) if p is not impl.plugin])
+        impls = caller.get_hookimpls()
+        out: list[tuple[str, Any]] = []
+        for impl in reversed(impls):
+            sub = self.pm.subset_hook_caller(name, remove_plugins=[i.plugin for i in impls if i.plugin is not impl.plugin])
             for answer in sub(**kwargs):
-                for item in answer or []:
-                    out.append(item.model_copy(update={"plugin": impl.plugin_name}) if item.plugin is None else item)
+                out.extend((impl.plugin_name, item) for item in answer or [])
         return out
+
+    def _collect(self, name: str, stamp: bool = False, **kwargs: Any) -> list[Any]:
+        """Flatten a collect-all hook's answers; ``stamp`` fills each item's ``plugin`` field."""
+        if not stamp:
+            return [item for answer in getattr(self.pm.hook, name)(**kwargs) for item in answer or []]
+        return [item if item.plugin else item.model_copy(update={"plugin": plugin})
+                for plugin, item in self._per_plugin(name, **kwargs)]
 
     def implementers(self, name: str) -> list[str]:
         """Plugin names implementing a hook, in call order (for --dry-run and ftp plugins)."""
@@ -72,6 +77,14 @@ class Hooks:
 
     def catalog(self) -> Catalog:
         return Catalog(backends=self.backends(), sections=self.config_sections(), metrics=self.metrics())
+
+    # data
+    def data_checks(self, context: CheckContext) -> list[tuple[str, DataCheck]]:
+        """Every check with the name of the plugin that made it."""
+        return self._per_plugin("ftp_data_checks", context=context)
+
+    def token_counter(self, backend: str, model: str) -> TokenCounter | None:
+        return self.pm.hook.ftp_token_counter(backend=backend, model=model)
 
     # pipeline steps
     def validate_data(self, data: DataBundle, settings: dict[str, Any]) -> list[Finding]:

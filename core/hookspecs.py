@@ -16,6 +16,7 @@ import pluggy
 from ftp.types import (
     Artifact,
     BackendSpec,
+    CheckContext,
     ConfigSection,
     DataBundle,
     DatasetRef,
@@ -29,8 +30,10 @@ from ftp.types import (
     ModelRegistry,
     ReviewRequest,
     SplitResult,
+    TokenCounter,
     Trainer,
 )
+from ftp.checks import DataCheck
 
 hookspec = pluggy.HookspecMarker("ftp")
 
@@ -48,6 +51,16 @@ def ftp_config_sections() -> list[ConfigSection]:
 @hookspec
 def ftp_metrics() -> list[MetricSpec]:
     """Declare the metrics this plugin's evaluators produce, so files can name them in the gate."""
+
+
+@hookspec
+def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
+    """Return streaming data checks; the core feeds each one every line of every file in one pass."""
+
+
+@hookspec(firstresult=True)
+def ftp_token_counter(backend: str, model: str) -> TokenCounter | None:
+    """Return a token counter for ``model`` on ``backend`` (its own tokenizer), or None if unknown."""
 
 
 @hookspec

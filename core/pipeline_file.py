@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from ftp.checks import expand_shorthand
 from ftp.errors import ConfigError, UserError
 from ftp.settings import ATTRIBUTE, COMMON_SECTIONS, CommonSettings, PipelineSettings
 from ftp.types import BackendSpec, ConfigSection, MetricSpec
@@ -290,6 +291,8 @@ def _plugin_sections(raw: dict[str, Any], catalog: Catalog, ctx: _Ctx) -> dict[s
         node: Any = raw
         for p in parts:
             node = node.get(p) if isinstance(node, dict) else None
+        if parts[0] == "validate":
+            node = expand_shorthand(node)
         found[path] = ctx.validate(model, node or {}, tuple(parts))
         if len(parts) == 1:
             raw.pop(path, None)

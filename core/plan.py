@@ -20,7 +20,7 @@ def plan(pipeline: Pipeline, hooks: Hooks, steps: list[str]) -> dict[str, Any]:
     deployer = hooks.deployer(pipeline.backend)
     given = s.data.validation is not None and s.data.test is not None
     handlers = {
-        "validate": {"plugins": hooks.implementers("ftp_validate_data")},
+        "validate": {"plugins": hooks.implementers("ftp_data_checks") + hooks.implementers("ftp_validate_data")},
         "split": {"plugins": [] if given else hooks.implementers("ftp_split")[:1],
                   "detail": "validation and test files given" if given else
                   f"ratios {list(s.data.split.ratios)}, seed {s.data.split.seed}"},

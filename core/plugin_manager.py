@@ -24,6 +24,7 @@ from ftp.errors import FtpError
 ENTRY_POINT_GROUP = "ftp"
 
 BUILTIN_PLUGINS: tuple[str, ...] = (
+    "ftp.plugins.hygiene",
     "ftp.plugins.chat_format",
     "ftp.plugins.quantity",
     "ftp.plugins.split",

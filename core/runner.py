@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ftp import __version__
+from ftp.data_check import check_data
 from ftp.data_files import dataset_ref, read_jsonl, reference_answer
 from ftp.errors import FtpError, Interrupted, StepFailed, UserError
 from ftp.hooks import Hooks
@@ -230,11 +231,13 @@ class Runner:
 
     def step_validate(self) -> tuple[dict[str, Any], str]:
         bundle = self.data_bundle()
-        findings = self.hooks.validate_data(bundle, self.pipeline.as_dict())
+        report = check_data(self.hooks, bundle, self.pipeline.as_dict(), self.pipeline.backend)
+        findings = report.sorted_findings()
         report_findings(findings, self.reporter)
         atomic_write(self.run.path / "findings.json",
                      json.dumps([f.model_dump(mode="json") for f in findings], indent=2))
-        counts = {s: sum(f.severity == s for f in findings) for s in ("error", "warning", "info")}
+        atomic_write(self.run.path / "data_report.json", json.dumps(report.to_json(), indent=2))
+        counts = report.counts()
         if counts["error"]:
             raise StepFailed("validate", f"{counts['error']} error(s) in the data (listed above and in "
                              f"{self.run.path / 'findings.json'}); fix them and run again", exit_code=2)

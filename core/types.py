@@ -316,6 +316,31 @@ class ReviewRequest(Value):
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
+class CheckContext(Value):
+    """What a data check is built with: the effective settings and the files it will see."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    backend: str
+    settings: dict[str, Any]
+    data: DataBundle
+    token_counter: Any = None  # a TokenCounter for the target model, when the backend has one
+
+    def section(self, name: str) -> dict[str, Any]:
+        """This check's ``validate.<name>`` settings as plain data (empty when the file has none)."""
+        return dict((self.settings.get("validate") or {}).get(name) or {})
+
+
+class TokenCounter(Protocol):
+    """Counts tokens of whole examples as the target model will see them (chat template applied)."""
+
+    name: str
+    limit: int | None
+    exact: bool
+
+    def count(self, examples: Sequence[Example]) -> list[int]: ...
+
+
 class EvalReport(Value):
     """Metrics per candidate, as the gate sees them: ``metrics[candidate][name]``."""
 

@@ -6,18 +6,16 @@ message only first; the conversation ends with the assistant's answer, which is 
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from ftp import hookimpl
-from ftp.types import DataBundle, Finding
+from ftp.checks import CheckSettings, DataCheck, Record
+from ftp.types import CheckContext, ConfigSection, Finding
 
 ROLES = {"system", "user", "assistant", "tool", "function"}
 MESSAGE_KEYS = {"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call"}
-MAX_PER_CODE = 50
 
 
 def _check_message(msg: Any, index: int) -> Iterator[tuple[str, str]]:
@@ -64,36 +62,47 @@ def check_example(obj: Any) -> Iterator[tuple[str, str]]:
         yield "last-not-assistant", f"the last message is from {roles[-1]!r}; it must be the assistant's answer"
 
 
-def check_file(path: Path) -> Iterator[Finding]:
-    counts: Counter[str] = Counter()
-    try:
-        fh = path.open("r", encoding="utf-8-sig")
-    except OSError as exc:
-        yield Finding(severity="error", code="unreadable", message=str(exc), file=str(path))
-        return
-    with fh:
-        number = 0
-        try:
-            for number, line in enumerate(fh, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    problems = list(check_example(json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    problems = [("invalid-json", f"not valid JSON: {exc.msg} at column {exc.colno}")]
-                for code, message in problems:
-                    counts[code] += 1
-                    if counts[code] <= MAX_PER_CODE:
-                        yield Finding(severity="error", code=code, message=message, file=str(path), line=number)
-        except UnicodeDecodeError:
-            yield Finding(severity="error", code="not-utf8", message="file is not valid UTF-8", file=str(path),
-                          line=number + 1, hint="re-encode the file as UTF-8")
-    for code, n in counts.items():
-        if n > MAX_PER_CODE:
-            yield Finding(severity="error", code=code, file=str(path),
-                          message=f"{n - MAX_PER_CODE} more lines with the same problem")
+class ChatFormatCheck(DataCheck):
+    """Every parsed line against the chat schema; lines that did not parse are the hygiene check's."""
+
+    name = "format"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.roles: Counter[str] = Counter()
+        self.turns: Counter[int] = Counter()
+        self.valid = 0
+
+    def observe(self, record: Record) -> list[Finding] | None:
+        if record.example is None:
+            return None
+        problems = list(check_example(record.example))
+        if not problems:
+            self.valid += 1
+            messages = record.example["messages"]
+            self.roles.update(m.get("role") for m in messages)
+            self.turns[sum(m.get("role") == "assistant" for m in messages)] += 1
+            return None
+        return [f for code, message in problems
+                for f in self.finding("error", code, message, record, hint=HINTS.get(code))]
+
+    def summary(self) -> dict[str, Any]:
+        return {"valid_examples": self.valid, "roles": dict(self.roles),
+                "assistant_turns": {str(k): v for k, v in sorted(self.turns.items())}}
+
+
+HINTS = {
+    "preference-data": "use it for DPO (preference) fine-tuning, not this SFT pipeline",
+    "last-not-assistant": "end each conversation with the answer the model should learn",
+    "no-messages": 'each line must be {"messages": [{"role": ..., "content": ...}, ...]}',
+}
 
 
 @hookimpl
-def ftp_validate_data(data: DataBundle, settings: dict[str, Any]) -> list[Finding]:
-    return [f for ref in data.files() for f in check_file(ref.path)]
+def ftp_config_sections() -> list[ConfigSection]:
+    return [ConfigSection(path="validate.format", model=CheckSettings)]
+
+
+@hookimpl
+def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
+    return [ChatFormatCheck()]

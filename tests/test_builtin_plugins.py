@@ -9,13 +9,21 @@ import pytest
 from conftest import make_examples, write_jsonl
 
 from ftp.data_files import dataset_ref
-from ftp.plugins import chat_format, deploy_local, gate, metrics, split
+from ftp.plugins import deploy_local, gate, metrics, split
 from ftp.plugins.registry_sqlite import SqliteRegistry
 from ftp.types import EvalReport, ModelVersion
 
 
 def codes(path: Path) -> list[tuple[int | None, str]]:
-    return [(f.line, f.code) for f in chat_format.check_file(path)]
+    """Error codes and lines from every data check, through the real plugin manager."""
+    from ftp.data_check import check_data
+    from ftp.hooks import Hooks
+    from ftp.plugin_manager import get_plugin_manager
+    from ftp.types import DataBundle
+
+    report = check_data(Hooks(get_plugin_manager()), DataBundle(train=dataset_ref(path, "train")),
+                          {"validate": {"quantity": {"enabled": False}}}, "local")
+    return [(f.line, f.code) for f in report.sorted_findings() if f.severity == "error"]
 
 
 def test_format_findings_name_line_and_problem(tmp_path: Path) -> None:

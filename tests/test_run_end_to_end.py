@@ -149,7 +149,7 @@ def test_validation_errors_stop_before_training_with_exit_2(project: Path) -> No
     assert st["steps"]["validate"]["status"] == "failed" and st["steps"]["train"]["status"] == "pending"
     findings = json.loads((only_run(project) / "findings.json").read_text())
     assert {(f["line"], f["plugin"]) for f in findings if f["severity"] == "error"} == {
-        (61, "ftp.plugins.chat_format"), (62, "ftp.plugins.chat_format")}
+        (61, "ftp.plugins.chat_format"), (62, "ftp.plugins.hygiene")}
 
 
 def test_inline_plugin_validator_runs_and_is_named(project: Path, pm: Any) -> None:

@@ -1,0 +1,109 @@
+"""Streaming data checks: what a validator plugin returns from ``ftp_data_checks``.
+
+The core reads every data file once, line by line, and hands each line (raw bytes, and the parsed
+JSON when it parses) to every check. A million-example file is therefore parsed once, not once per
+validator, and memory stays constant. A check keeps whatever running state it needs, reports
+findings as it goes or at the end, and gives the report its statistics.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from ftp.types import DatasetRef, Finding, Severity
+
+MAX_FINDINGS_PER_CODE = 50
+
+
+@dataclass(slots=True)
+class Record:
+    """One line of a data file as the scanner read it."""
+
+    file: str
+    split: str | None
+    line: int
+    raw: bytes  # without the line ending; cut at the scanner's line limit
+    example: Any = None  # the parsed JSON value, None when the line is blank or did not parse
+    problem: str | None = None  # why it did not parse: not-utf8, invalid-json, line-too-long
+    detail: str = ""  # the parser's message for ``problem``
+    newline: bytes = b"\n"  # b"\r\n", b"\n" or b"" (last line without one)
+
+    @property
+    def blank(self) -> bool:
+        return self.problem is None and self.example is None
+
+    @property
+    def messages(self) -> list[Any] | None:
+        """The ``messages`` list of a chat example, or None for anything else."""
+        if isinstance(self.example, dict) and isinstance(self.example.get("messages"), list):
+            return self.example["messages"]
+        return None
+
+
+class CheckSettings(BaseModel):
+    """Settings every check accepts in ``validate.<name>``; ``pii: error`` and ``pii: off`` are shorthands."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    severity: Severity | None = None  # replaces the severity of every finding the check makes
+
+
+def expand_shorthand(value: Any) -> Any:
+    """``error``/``warning``/``info`` set the severity; ``off`` (YAML false) turns the check off."""
+    if value is False or value == "off":
+        return {"enabled": False}
+    if value is True or value == "on":
+        return {}
+    if value in ("error", "warning", "info"):
+        return {"severity": value}
+    return value
+
+
+class DataCheck:
+    """Base class with no-op hooks; subclasses override what they need."""
+
+    name: str = "check"
+    Settings: type[CheckSettings] = CheckSettings
+
+    def __init__(self) -> None:
+        self._counts: Counter[str] = Counter()
+
+    def begin(self, ref: DatasetRef) -> list[Finding] | None:
+        """A file starts."""
+        return None
+
+    def observe(self, record: Record) -> list[Finding] | None:
+        """One line."""
+        return None
+
+    def end(self, ref: DatasetRef, lines: int) -> list[Finding] | None:
+        """A file ended after ``lines`` lines."""
+        return None
+
+    def finish(self) -> list[Finding]:
+        """All files seen: findings that need the whole picture."""
+        return []
+
+    def summary(self) -> dict[str, Any]:
+        """Statistics for the data report (JSON-serialisable)."""
+        return {}
+
+    def finding(self, severity: Literal["error", "warning", "info"], code: str, message: str,
+                record: Record | None = None, *, file: str | None = None, line: int | None = None,
+                hint: str | None = None) -> list[Finding]:
+        """A one-item list, or an empty one once this code has been reported MAX_FINDINGS_PER_CODE times."""
+        self._counts[code] += 1
+        if self._counts[code] > MAX_FINDINGS_PER_CODE:
+            return []
+        return [Finding(severity=severity, code=code, message=message, hint=hint,
+                        file=record.file if record else file, line=record.line if record else line)]
+
+    def overflow(self) -> list[Finding]:
+        """One summary finding per code that was reported more often than shown."""
+        return [Finding(severity="info", code=code, message=f"{n - MAX_FINDINGS_PER_CODE} more findings of this kind "
+                        "not listed") for code, n in self._counts.items() if n > MAX_FINDINGS_PER_CODE]

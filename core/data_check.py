@@ -1,0 +1,47 @@
+"""Checking data files: the validate step, ``ftp validate`` and ``ftp data check`` all come here."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+from ftp.data_scan import DEFAULT_MAX_LINE_BYTES, configure, scan
+from ftp.hooks import Hooks
+from ftp.types import CheckContext, DataBundle, Finding
+
+ORDER = {"error": 0, "warning": 1, "info": 2}
+
+
+@dataclass
+class DataReport:
+    """Findings and per-check statistics for a set of data files."""
+
+    backend: str
+    data: DataBundle
+    findings: list[Finding] = field(default_factory=list)
+    summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    def counts(self) -> dict[str, int]:
+        c = Counter(f.severity for f in self.findings)
+        return {s: c.get(s, 0) for s in ORDER}
+
+    def sorted_findings(self) -> list[Finding]:
+        return sorted(self.findings, key=lambda f: (ORDER[f.severity], f.file or "", f.line or 0))
+
+    def to_json(self) -> dict[str, Any]:
+        return {"backend": self.backend, "files": [ref.model_dump(mode="json") for ref in self.data.files()],
+                "counts": self.counts(), "summaries": self.summaries,
+                "findings": [f.model_dump(mode="json") for f in self.sorted_findings()]}
+
+
+def check_data(hooks: Hooks, data: DataBundle, settings: dict[str, Any], backend: str) -> DataReport:
+    """Run every data check in one streaming pass, then the whole-file validators."""
+    model = (settings.get("model") or {}).get("base")
+    counter = hooks.token_counter(backend, model) if model else None
+    context = CheckContext(backend=backend, settings=settings, data=data, token_counter=counter)
+    active = configure(hooks.data_checks(context), context)
+    max_mb = context.section("hygiene").get("max_line_mb")
+    result = scan(data, active, int(max_mb * 2**20) if max_mb else DEFAULT_MAX_LINE_BYTES)
+    findings = result.findings + hooks.validate_data(data, settings)
+    return DataReport(backend=backend, data=data, findings=findings, summaries=result.summaries)

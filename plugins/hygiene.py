@@ -1,0 +1,102 @@
+"""File hygiene: encoding, line endings, blank lines, truncation, JSON arrays, huge lines and files.
+
+Each problem gets its own finding, naming the line; nothing is loaded whole (the scanner caps lines).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import Field
+
+from ftp import hookimpl
+from ftp.checks import CheckSettings, DataCheck, Record
+from ftp.data_scan import BOM
+from ftp.types import CheckContext, ConfigSection, DatasetRef, Finding
+
+
+class HygieneSettings(CheckSettings):
+    max_line_mb: float = Field(16, gt=0, description="longer lines are not read (an error)")
+    max_file_mb: float = Field(512, gt=0, description="Azure OpenAI takes training files under 512 MB")
+
+
+class HygieneCheck(DataCheck):
+    name = "hygiene"
+    Settings = HygieneSettings
+
+    def __init__(self, settings: HygieneSettings) -> None:
+        super().__init__()
+        self.settings = settings
+        self.stats: dict[str, dict[str, Any]] = {}
+
+    def begin(self, ref: DatasetRef) -> list[Finding]:
+        self.file = str(ref.path)
+        self.blank: list[int] = []
+        self.crlf = 0
+        self.nonblank = 0
+        with ref.path.open("rb") as fh:
+            head = fh.read(4096)
+        self.bom = head.startswith(BOM)
+        self.array = head.removeprefix(BOM).lstrip().startswith(b"[")
+        size_mb = ref.path.stat().st_size / 2**20
+        self.stats[self.file] = {"bytes": ref.path.stat().st_size, "bom": self.bom}
+        out: list[Finding] = []
+        if self.array:
+            out += self.finding("error", "json-array", "the file is a JSON array; fine-tuning needs JSONL: one JSON "
+                                "object per line", file=self.file, line=1,
+                                hint="convert with: jq -c '.[]' file.json > file.jsonl")
+        if size_mb > self.settings.max_file_mb:
+            out += self.finding("warning", "large-file", f"the file is {size_mb:,.0f} MB; Azure OpenAI takes "
+                                f"training files under {self.settings.max_file_mb:,.0f} MB", file=self.file,
+                                hint="split it, or sample the data")
+        return out
+
+    def observe(self, record: Record) -> list[Finding] | None:
+        if record.newline == b"\r\n":
+            self.crlf += 1
+        if record.blank:
+            self.blank.append(record.line)
+            return None
+        self.nonblank += 1
+        if record.problem is None or self.array:
+            return None
+        if record.problem == "line-too-long":
+            return self.finding("error", "line-too-long", f"line of {record.detail} is over the "
+                                f"{self.settings.max_line_mb:g} MiB limit and was not read", record,
+                                hint="an example this long cannot be trained on; remove it")
+        if record.problem == "not-utf8":
+            return self.finding("error", "not-utf8", f"not valid UTF-8 ({record.detail})", record,
+                                hint="re-encode the file as UTF-8")
+        if record.newline == b"":
+            return self.finding("error", "truncated-last-line", f"the last line is cut off ({record.detail}) "
+                                "and has no newline", record, hint="the file was probably truncated; re-export it")
+        return self.finding("error", "invalid-json", f"not valid JSON: {record.detail}", record)
+
+    def end(self, ref: DatasetRef, lines: int) -> list[Finding]:
+        out: list[Finding] = []
+        self.stats[self.file].update(lines=lines, blank_lines=len(self.blank), crlf_lines=self.crlf)
+        if self.nonblank == 0:
+            out += self.finding("error", "empty-file", "the file has no examples" if lines else "the file is empty",
+                                file=self.file)
+        if self.blank:
+            shown = ", ".join(map(str, self.blank[:10])) + (" ..." if len(self.blank) > 10 else "")
+            out += self.finding("info", "blank-lines", f"{len(self.blank)} blank line(s) skipped (lines {shown})",
+                                file=self.file, line=self.blank[0])
+        if self.crlf:
+            out += self.finding("info", "crlf", f"{self.crlf} line(s) end in CRLF (accepted)", file=self.file)
+        if self.bom:
+            out += self.finding("info", "bom", "UTF-8 byte-order mark (accepted)", file=self.file, line=1)
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return {"files": self.stats}
+
+
+@hookimpl
+def ftp_config_sections() -> list[ConfigSection]:
+    return [ConfigSection(path="validate.hygiene", model=HygieneSettings)]
+
+
+@hookimpl
+def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
+    return [HygieneCheck(HygieneSettings.model_validate(context.section("hygiene")))]
