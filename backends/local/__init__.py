@@ -64,3 +64,12 @@ def ftp_backends() -> list[BackendSpec]:
 @hookimpl
 def ftp_trainer(backend: str) -> LocalTrainer | None:
     return LocalTrainer() if backend == NAME else None
+
+
+@hookimpl
+def ftp_token_counter(backend: str, model: str) -> Any:
+    if backend != NAME:
+        return None
+    from .tokens import token_counter
+
+    return token_counter(model)

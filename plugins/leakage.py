@@ -1,0 +1,49 @@
+"""Leakage: a validation or test example whose input also appears in the training data measures memory,
+not generalisation. Inputs are compared after normalisation (case, whitespace)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ftp import hookimpl
+from ftp.checks import CheckSettings, DataCheck, Record
+from ftp.plugins.split import prompt_key
+from ftp.types import CheckContext, ConfigSection, Finding
+
+
+class LeakageCheck(DataCheck):
+    name = "leakage"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.train: dict[int, int] = {}  # 64-bit key of the normalised input -> first training line
+        self.leaked: dict[str, int] = {}
+
+    def observe(self, record: Record) -> list[Finding] | None:
+        if record.messages is None:
+            return None
+        key = int(prompt_key(record.example)[:16], 16)
+        if record.split in (None, "train"):
+            self.train.setdefault(key, record.line)
+            return None
+        if key in self.train:
+            self.leaked[record.split or "?"] = self.leaked.get(record.split or "?", 0) + 1
+            return self.finding("warning", "leakage", f"this {record.split} example's input is also in the training "
+                                f"data (line {self.train[key]})", record,
+                                hint="remove it from one of the files, or let ftp split one file")
+        return None
+
+    def summary(self) -> dict[str, Any]:
+        return {"leaked": self.leaked} if self.leaked else {}
+
+
+@hookimpl
+def ftp_config_sections() -> list[ConfigSection]:
+    return [ConfigSection(path="validate.leakage", model=CheckSettings)]
+
+
+@hookimpl
+def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
+    if context.data.validation is None and context.data.test is None:
+        return []  # nothing to leak into: spend no memory
+    return [LeakageCheck()]

@@ -1,0 +1,117 @@
+"""Example length in tokens, counted with the target model's tokenizer, against the model's limit.
+
+Without a tokenizer for the target (an Azure model without tiktoken's files, a built-in model not yet
+converted), counts are estimated the OpenAI cookbook way (3 tokens per message + 4 characters per
+token + 3) and labelled as estimates.
+"""
+
+from __future__ import annotations
+
+import math
+from statistics import median
+from typing import Any
+
+from pydantic import Field
+
+from ftp import hookimpl
+from ftp.checks import CheckSettings, DataCheck, Record
+from ftp.types import CheckContext, ConfigSection, Example, Finding
+
+AZURE_LIMIT = 65_536  # tokens per training example for gpt-4o-mini and gpt-4.1-mini
+BATCH = 1024
+
+
+class LengthSettings(CheckSettings):
+    max_tokens: int | None = Field(None, gt=0, description="override the model's limit")
+
+
+class EstimateCounter:
+    name = "estimate: 3 per message + 4 characters per token + 3"
+    limit = None
+    exact = False
+
+    def count(self, examples: list[Example]) -> list[int]:
+        out = []
+        for ex in examples:
+            total = 3
+            for m in ex.get("messages") or []:
+                content = m.get("content") if isinstance(m, dict) else None
+                if isinstance(content, list):
+                    content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
+                total += 3 + math.ceil(len(str(content or "")) / 4)
+            out.append(total)
+        return out
+
+
+def limit_for(context: CheckContext, counter: Any, settings: LengthSettings) -> int | None:
+    if settings.max_tokens:
+        return settings.max_tokens
+    if context.backend == "azure":
+        return AZURE_LIMIT
+    if getattr(counter, "limit", None):
+        return counter.limit
+    return (context.settings.get("model") or {}).get("max_seq_length")
+
+
+class LengthCheck(DataCheck):
+    name = "length"
+    Settings = LengthSettings
+
+    def __init__(self, context: CheckContext, settings: LengthSettings) -> None:
+        super().__init__()
+        self.counter = context.token_counter or EstimateCounter()
+        self.limit = limit_for(context, self.counter, settings)
+        self.buffer: list[tuple[Record, Example]] = []
+        self.lengths: dict[str, list[int]] = {}
+        self.over: int = 0
+
+    def observe(self, record: Record) -> list[Finding] | None:
+        if record.messages is None:
+            return None
+        self.buffer.append((Record(record.file, record.split, record.line, b""), record.example))
+        return self._flush() if len(self.buffer) >= BATCH else None
+
+    def _flush(self) -> list[Finding]:
+        batch, self.buffer = self.buffer, []
+        out: list[Finding] = []
+        for (rec, _), n in zip(batch, self.counter.count([ex for _, ex in batch])):
+            self.lengths.setdefault(rec.split or "train", []).append(n)
+            if self.limit and n > self.limit:
+                self.over += 1
+                out += self.finding("warning", "too-long", f"{n:,} tokens, over the limit of {self.limit:,}: the end of "
+                                    "the conversation (the answer) would be cut off", rec,
+                                    hint="shorten the example, or raise model.max_seq_length if the model allows")
+        return out
+
+    def finish(self) -> list[Finding]:
+        return self._flush()
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"tokenizer": self.counter.name, "exact": bool(self.counter.exact),
+                               "limit": self.limit, "over_limit": self.over, "splits": {}}
+        for split, values in self.lengths.items():
+            values = sorted(values)
+            out["splits"][split] = {
+                "examples": len(values), "total_tokens": sum(values), "min": values[0], "median": median(values),
+                "p95": values[min(len(values) - 1, int(0.95 * len(values)))], "max": values[-1],
+                "histogram": histogram(values)}
+        return out
+
+
+def histogram(values: list[int], bins: int = 20) -> dict[str, list[float]]:
+    lo, hi = values[0], values[-1]
+    width = max(1.0, (hi - lo) / bins)
+    counts = [0] * bins
+    for v in values:
+        counts[min(bins - 1, int((v - lo) / width))] += 1
+    return {"edges": [lo + i * width for i in range(bins + 1)], "counts": counts}
+
+
+@hookimpl
+def ftp_config_sections() -> list[ConfigSection]:
+    return [ConfigSection(path="validate.length", model=LengthSettings)]
+
+
+@hookimpl
+def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
+    return [LengthCheck(context, LengthSettings.model_validate(context.section("length")))]

@@ -1,0 +1,40 @@
+"""Where the data came from: the field's advice is never to train on synthetic data alone."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ftp import hookimpl
+from ftp.checks import CheckSettings, DataCheck
+from ftp.types import CheckContext, ConfigSection, Finding
+
+
+class ProvenanceCheck(DataCheck):
+    name = "provenance"
+
+    def __init__(self, provenance: str | None) -> None:
+        super().__init__()
+        self.provenance = provenance
+
+    def finish(self) -> list[Finding]:
+        if self.provenance == "synthetic":
+            return self.finding("warning", "synthetic-only", "the data is declared synthetic only; models trained on "
+                                "synthetic data alone learn its artefacts", hint="mix in human-reviewed examples "
+                                "and set data.provenance: mixed")
+        if self.provenance is None:
+            return self.finding("info", "provenance-unknown", "data.provenance is not declared",
+                                hint="set it to human-reviewed, synthetic or mixed; it is recorded in the lineage")
+        return []
+
+    def summary(self) -> dict[str, Any]:
+        return {"provenance": self.provenance}
+
+
+@hookimpl
+def ftp_config_sections() -> list[ConfigSection]:
+    return [ConfigSection(path="validate.provenance", model=CheckSettings)]
+
+
+@hookimpl
+def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
+    return [ProvenanceCheck((context.settings.get("data") or {}).get("provenance"))]
