@@ -336,3 +336,13 @@ def models_show(ref: str, registry: str | None, pipeline: str | None, kind: str,
 
 def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="ftp")
+
+
+def _register_data_commands() -> None:
+    from ftp.cli_data import advise, data
+
+    cli.add_command(data)
+    cli.add_command(advise)
+
+
+_register_data_commands()

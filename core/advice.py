@@ -1,0 +1,94 @@
+"""Fine-tune or not: the field's decision framework, applied to the data and what the user says.
+
+Fine-tune when prompting (and RAG, where knowledge is the gap) were tried and fell short, a consistent
+output format or style is needed, latency or cost per call matters, there are at least 100 curated
+examples, and the task is narrow. Do not fine-tune for fresh knowledge (RAG), for factual accuracy
+(grounding and citations), or with fewer than 50 examples (few-shot prompting).
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+SPECTRUM = ("prompting", "few-shot prompting", "system instructions", "RAG", "LoRA/QLoRA fine-tuning",
+            "full fine-tuning", "continued pre-training")
+
+
+@dataclass
+class Situation:
+    examples: int
+    consistent_format: bool | None = None  # from the output-format check, when known
+    median_tokens: float | None = None
+    needs_fresh_knowledge: bool = False
+    needs_citations: bool = False
+    prompting_tried: bool = False
+    rag_tried: bool = False
+    needs_format: bool = False
+    latency_critical: bool = False
+    narrow_task: bool = True
+    domain_corpus: bool = False  # a large unlabelled corpus of a new domain or language
+
+
+@dataclass
+class Advice:
+    technique: str
+    fine_tune: bool
+    reasons: list[str] = field(default_factory=list)
+    data_needed: str = ""
+    cost_and_time: str = ""
+    also: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _lora_cost(s: Situation) -> str:
+    tokens = s.examples * (s.median_tokens or 300) * 3
+    return (f"about {tokens / 1e6:.2f}M training tokens for 3 epochs; LoRA on a 1-8B model: minutes to an hour on "
+            f"one GPU; on Azure about ${tokens / 1e6 * 3:.2f} at $3 per 1M tokens (check current prices)")
+
+
+def advise(s: Situation) -> Advice:
+    if s.domain_corpus and s.examples >= 100_000:
+        return Advice("continued pre-training", True, ["a large unlabelled corpus of a new domain or language"],
+                      "millions of tokens of in-domain text, then a small instruction set",
+                      "days of multi-GPU time", also=["then LoRA on instructions for the task itself"])
+    if s.needs_fresh_knowledge:
+        return Advice("RAG", False, ["the task needs up-to-date knowledge: fine-tuning bakes in a snapshot and "
+                                     "retraining for every change is slow and costly"],
+                      "a searchable document store", "hours to set up; no training",
+                      also=["fine-tune later for format or tone, on top of RAG"])
+    if s.needs_citations:
+        return Advice("RAG with grounding and citations", False,
+                      ["factual accuracy needs answers grounded in sources the user can check; a fine-tuned model "
+                       "cannot cite what it memorised"], "the source documents", "hours; no training")
+    if s.examples < 50:
+        return Advice("few-shot prompting", False, [f"{s.examples} examples is too few to fine-tune; put the best "
+                                                    "5-20 into the prompt"],
+                      "collect at least 100 curated examples (1,000+ for production) before fine-tuning",
+                      "no training; a prompt change", also=["system instructions for the format"])
+    if not s.prompting_tried:
+        return Advice("prompting first (system instructions + few-shot)", False,
+                      ["prompting was not tried: it is cheaper, faster to iterate, and the baseline a fine-tune must "
+                       "beat"], f"your {s.examples} examples make the evaluation set for the prompt",
+                      "an afternoon", also=["if prompting falls short, fine-tune with LoRA on these examples"])
+    reasons = ["prompting was tried and fell short"]
+    if s.needs_format or s.consistent_format:
+        reasons.append("a consistent output format is needed, which fine-tuning teaches reliably")
+    if s.latency_critical:
+        reasons.append("latency or cost per call matters: a small fine-tuned model replaces a long prompt")
+    if not s.narrow_task:
+        return Advice("RAG or a larger model with better prompting", False,
+                      reasons + ["the task is broad: fine-tuning narrows a model, it does not broaden it"],
+                      "", "", also=["split the job into narrow tasks and fine-tune those"])
+    if s.examples < 100:
+        return Advice("LoRA/QLoRA fine-tuning (prototype)", True,
+                      reasons + [f"{s.examples} examples is enough for a prototype, thin for production"],
+                      "grow to 1,000+ curated examples", _lora_cost(s))
+    technique = "LoRA/QLoRA fine-tuning"
+    if s.examples >= 50_000 and not s.latency_critical:
+        technique = "full fine-tuning (or LoRA with a higher rank)"
+        reasons.append("tens of thousands of examples can move every weight usefully")
+    return Advice(technique, True, reasons + [f"{s.examples} curated examples"],
+                  "keep a held-out test split; 1,000+ examples for production", _lora_cost(s))

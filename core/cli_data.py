@@ -1,0 +1,188 @@
+"""``ftp data check``, ``ftp data split`` and ``ftp advise``: commands on a data file alone.
+
+They run the same checks and split as the pipeline's validate and split steps.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ftp.errors import UserError
+
+DATA_TARGETS_WITHOUT_PLUGIN = ("azure",)  # data rules known before the Azure backend is installed
+DEFAULT_AZURE_PRICE = 3.0  # USD per 1M training tokens, gpt-4o-mini; unverified, the user's to check
+
+
+def _hooks() -> Any:
+    from ftp.hooks import Hooks
+    from ftp.plugin_manager import get_plugin_manager
+
+    return Hooks(get_plugin_manager())
+
+
+def _existing(path: str | None, option: str) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(f"{option} {path}: file not found")
+    return p
+
+
+def run_check(train: Path, validation: Path | None, test: Path | None, model: str | None, backend: str,
+              provenance: str | None) -> Any:
+    from ftp.data_check import check_data
+    from ftp.data_files import dataset_ref
+    from ftp.types import DataBundle
+
+    hooks = _hooks()
+    known = set(hooks.backends()) | set(DATA_TARGETS_WITHOUT_PLUGIN)
+    if backend not in known:
+        raise UserError(f"--backend {backend}: unknown; use one of {', '.join(sorted(known))}")
+    bundle = DataBundle(train=dataset_ref(train, "train"),
+                        validation=dataset_ref(validation, "validation") if validation else None,
+                        test=dataset_ref(test, "test") if test else None)
+    settings = {"model": {"base": model} if model else {}, "data": {"provenance": provenance}, "validate": {}}
+    return check_data(hooks, bundle, settings, backend)
+
+
+@click.group()
+def data() -> None:
+    """Check and split data files without a pipeline file."""
+
+
+@data.command("check")
+@click.argument("train", type=click.Path(dir_okay=False))
+@click.option("--validation", default=None, help="A validation file (checked, and for leakage from train).")
+@click.option("--test", "test_file", default=None, help="A test file (checked, and for leakage from train).")
+@click.option("--model", default=None, metavar="PATH_OR_NAME", help="Count tokens with this model's tokenizer.")
+@click.option("--backend", "-b", default="local", show_default=True, help="Target backend: its limits and rules.")
+@click.option("--provenance", type=click.Choice(["human-reviewed", "synthetic", "mixed"]), default=None)
+@click.option("--epochs", default=3.0, show_default=True, help="For the training-token and cost estimate.")
+@click.option("--price-per-1m-tokens", "price", type=float, default=None,
+              help=f"Training price in USD (default for azure: {DEFAULT_AZURE_PRICE}, unverified).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--report", "report_file", default=None, metavar="FILE.html", help="Write a self-contained HTML report.")
+@click.option("--strict", is_flag=True, help="Exit 1 when there are warnings.")
+def data_check(train: str, validation: str | None, test_file: str | None, model: str | None, backend: str,
+               provenance: str | None, epochs: float, price: float | None, as_json: bool, report_file: str | None,
+               strict: bool) -> None:
+    """Check a chat JSONL file: format, hygiene, quantity, duplicates, output format, PII, length, leakage.
+
+    Exit 0 when clean, 1 with --strict and warnings, 2 on errors.
+    """
+    from ftp.data_report import render_html, render_terminal, training_estimate
+
+    report = run_check(_existing(train, "TRAIN") or Path(train), _existing(validation, "--validation"),
+                       _existing(test_file, "--test"), model, backend, provenance)
+    if price is None and backend == "azure":
+        price = DEFAULT_AZURE_PRICE
+    estimate = training_estimate(report, epochs, price)
+    if report_file:
+        from ftp.run_store import atomic_write
+
+        atomic_write(Path(report_file), render_html(report, estimate))
+    if as_json:
+        click.echo(json.dumps({**report.to_json(), "training": estimate}, indent=2, default=str))
+    else:
+        from rich.console import Console
+
+        render_terminal(report, estimate, Console(highlight=False))
+        if report_file:
+            click.echo(f"\nreport: {report_file}")
+    counts = report.counts()
+    if counts["error"]:
+        sys.exit(2)
+    if strict and counts["warning"]:
+        sys.exit(1)
+
+
+@data.command("split")
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("--out", "out_dir", required=True, metavar="DIR", help="Where train/validation/test.jsonl go.")
+@click.option("--ratios", default="0.8,0.1,0.1", show_default=True, help="train,validation,test shares.")
+@click.option("--seed", default=42, show_default=True, type=int)
+@click.option("--json", "as_json", is_flag=True)
+def data_split(source: str, out_dir: str, ratios: str, seed: int, as_json: bool) -> None:
+    """Split one file 80/10/10, deterministically; duplicates of an input stay in one split."""
+    from ftp.data_files import dataset_ref
+    from ftp.settings import SplitSettings
+
+    path = _existing(source, "SOURCE")
+    assert path is not None
+    try:
+        parts = tuple(float(x) for x in ratios.split(","))
+        settings = SplitSettings(ratios=parts, seed=seed)  # type: ignore[arg-type]
+    except ValueError as exc:
+        first = str(exc).splitlines()
+        raise UserError(f"--ratios {ratios}: {first[-1].strip() if len(first) > 1 else exc}") from None
+    report = run_check(path, None, None, None, "local", None)
+    if report.counts()["error"]:
+        raise UserError(f"{source}: {report.counts()['error']} error(s) in the data; `ftp data check {source}` lists "
+                        "them")
+    result = _hooks().split(dataset_ref(path), settings.ratios, settings.seed, Path(out_dir))
+    if as_json:
+        click.echo(result.model_dump_json(indent=2))
+        return
+    for part in ("train", "validation", "test"):
+        ref = getattr(result, part)
+        click.echo(f"{part:<10} {ref.examples:>7,}  {ref.path}  sha256 {ref.sha256[:12]}")
+    click.echo(f"manifest   {result.manifest}")
+
+
+@click.command()
+@click.argument("source", type=click.Path(dir_okay=False))
+@click.option("--needs-fresh-knowledge", is_flag=True, help="Answers depend on facts that change.")
+@click.option("--needs-citations", is_flag=True, help="Answers must be grounded in checkable sources.")
+@click.option("--prompting-tried", is_flag=True, help="Prompting (and few-shot) was tried and fell short.")
+@click.option("--rag-tried", is_flag=True, help="RAG was tried and fell short.")
+@click.option("--needs-format", is_flag=True, help="A strict, consistent output format is required.")
+@click.option("--latency-critical", is_flag=True, help="Latency or cost per call matters.")
+@click.option("--broad-task", is_flag=True, help="The task is broad rather than narrow.")
+@click.option("--domain-corpus", is_flag=True, help="You have a large unlabelled corpus of a new domain.")
+@click.option("--json", "as_json", is_flag=True)
+def advise(source: str, needs_fresh_knowledge: bool, needs_citations: bool, prompting_tried: bool, rag_tried: bool,
+           needs_format: bool, latency_critical: bool, broad_task: bool, domain_corpus: bool, as_json: bool) -> None:
+    """Should you fine-tune? The recommended technique for this data and situation, with reasons."""
+    from ftp.advice import advise as decide
+
+    path = _existing(source, "SOURCE")
+    assert path is not None
+    situation = situation_from(run_check(path, None, None, None, "local", None))
+    for key, value in dict(needs_fresh_knowledge=needs_fresh_knowledge, needs_citations=needs_citations,
+                           prompting_tried=prompting_tried, rag_tried=rag_tried, needs_format=needs_format,
+                           latency_critical=latency_critical, narrow_task=not broad_task,
+                           domain_corpus=domain_corpus).items():
+        setattr(situation, key, value)
+    advice = decide(situation)
+    if as_json:
+        click.echo(json.dumps({"situation": vars(situation), **advice.to_json()}, indent=2))
+        return
+    verdict = "fine-tune" if advice.fine_tune else "do not fine-tune yet"
+    click.echo(f"recommended: {advice.technique} ({verdict})")
+    for reason in advice.reasons:
+        click.echo(f"  - {reason}")
+    for label, text in (("data", advice.data_needed), ("cost and time", advice.cost_and_time)):
+        if text:
+            click.echo(f"{label}: {text}")
+    for extra in advice.also:
+        click.echo(f"also: {extra}")
+
+
+def situation_from(report: Any) -> Any:
+    """What the data says, for the advice."""
+    from ftp.advice import Situation
+
+    s = report.summaries
+    examples = (s.get("quantity", {}).get("examples") or {}).get("train", 0)
+    out_fmt = s.get("output_format", {})
+    consistent = None
+    if out_fmt:
+        consistent = bool(out_fmt.get("consistent", out_fmt.get("dominant_share", 0) >= 0.8))
+    train_len = ((s.get("length", {}).get("splits") or {}).get("train") or {})
+    return Situation(examples=examples, consistent_format=consistent, median_tokens=train_len.get("median"))
