@@ -35,7 +35,7 @@ def _existing(path: str | None, option: str) -> Path | None:
 
 
 def run_check(train: Path, validation: Path | None, test: Path | None, model: str | None, backend: str,
-              provenance: str | None) -> Any:
+              provenance: str | None, disabled: tuple[str, ...] = ()) -> Any:
     from ftp.data_check import check_data
     from ftp.data_files import dataset_ref
     from ftp.types import DataBundle
@@ -47,7 +47,8 @@ def run_check(train: Path, validation: Path | None, test: Path | None, model: st
     bundle = DataBundle(train=dataset_ref(train, "train"),
                         validation=dataset_ref(validation, "validation") if validation else None,
                         test=dataset_ref(test, "test") if test else None)
-    settings = {"model": {"base": model} if model else {}, "data": {"provenance": provenance}, "validate": {}}
+    settings = {"model": {"base": model} if model else {}, "data": {"provenance": provenance},
+                "validate": {name: {"enabled": False} for name in disabled}}
     return check_data(hooks, bundle, settings, backend)
 
 
@@ -69,9 +70,10 @@ def data() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--report", "report_file", default=None, metavar="FILE.html", help="Write a self-contained HTML report.")
 @click.option("--strict", is_flag=True, help="Exit 1 when there are warnings.")
+@click.option("--disable", multiple=True, metavar="CHECK", help="Turn a check off (e.g. --disable pii).")
 def data_check(train: str, validation: str | None, test_file: str | None, model: str | None, backend: str,
                provenance: str | None, epochs: float, price: float | None, as_json: bool, report_file: str | None,
-               strict: bool) -> None:
+               strict: bool, disable: tuple[str, ...]) -> None:
     """Check a chat JSONL file: format, hygiene, quantity, duplicates, output format, PII, length, leakage.
 
     Exit 0 when clean, 1 with --strict and warnings, 2 on errors.
@@ -79,7 +81,7 @@ def data_check(train: str, validation: str | None, test_file: str | None, model:
     from ftp.data_report import render_html, render_terminal, training_estimate
 
     report = run_check(_existing(train, "TRAIN") or Path(train), _existing(validation, "--validation"),
-                       _existing(test_file, "--test"), model, backend, provenance)
+                       _existing(test_file, "--test"), model, backend, provenance, disable)
     if price is None and backend == "azure":
         price = DEFAULT_AZURE_PRICE
     estimate = training_estimate(report, epochs, price)

@@ -15,13 +15,17 @@ from ftp.types import DatasetRef, Split
 def dataset_ref(path: Path, split: Split | None = None) -> DatasetRef:
     """Hash and count a file in one streaming pass (data files can be gigabytes)."""
     digest = hashlib.sha256()
-    count = 0
+    count, open_line = 0, False  # open_line: the current, unfinished line has content
     try:
         with path.open("rb") as fh:
-            for line in fh:
-                digest.update(line)
-                if line.strip():
-                    count += 1
+            for chunk in iter(lambda: fh.read(1 << 20), b""):  # chunks, not lines: a line may be gigabytes
+                digest.update(chunk)
+                *done, rest = chunk.split(b"\n")
+                for part in done:
+                    count += bool(open_line or part.strip())
+                    open_line = False
+                open_line = open_line or bool(rest.strip())
+        count += open_line
     except OSError as exc:
         raise UserError(f"{path}: cannot read data file: {exc.strerror or exc}") from None
     return DatasetRef(path=path, sha256=digest.hexdigest(), examples=count, split=split)

@@ -24,8 +24,9 @@ _SPACE = re.compile(r"\s+")
 def prompt_key(example: dict[str, Any]) -> str:
     """Normalised text of everything before the answer: the unit of duplication."""
     messages = example.get("messages") or []
-    parts = [f"{m.get('role')}:{m.get('content')}" for m in messages[:-1] if isinstance(m, dict)]
-    text = _SPACE.sub(" ", "\n".join(parts).lower()).strip()
+    parts = [f"{m.get('role')}:{_SPACE.sub(' ', str(m.get('content'))).strip().lower()}"
+             for m in messages[:-1] if isinstance(m, dict)]
+    text = "\n".join(parts)
     return hashlib.sha256(text.encode()).hexdigest()
 
 
