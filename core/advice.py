@@ -92,3 +92,15 @@ def advise(s: Situation) -> Advice:
         reasons.append("tens of thousands of examples can move every weight usefully")
     return Advice(technique, True, reasons + [f"{s.examples} curated examples"],
                   "keep a held-out test split; 1,000+ examples for production", _lora_cost(s))
+
+
+def situation_from(report: Any) -> Situation:
+    """What the data says, for the advice."""
+    s = report.summaries
+    examples = (s.get("quantity", {}).get("examples") or {}).get("train", 0)
+    out_fmt = s.get("output_format", {})
+    consistent = None
+    if out_fmt:
+        consistent = bool(out_fmt.get("consistent", out_fmt.get("dominant_share", 0) >= 0.8))
+    train_len = ((s.get("length", {}).get("splits") or {}).get("train") or {})
+    return Situation(examples=examples, consistent_format=consistent, median_tokens=train_len.get("median"))

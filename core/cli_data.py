@@ -117,12 +117,14 @@ def data_split(source: str, out_dir: str, ratios: str, seed: int, as_json: bool)
 
     path = _existing(source, "SOURCE")
     assert path is not None
+    from pydantic import ValidationError
+
     try:
-        parts = tuple(float(x) for x in ratios.split(","))
-        settings = SplitSettings(ratios=parts, seed=seed)  # type: ignore[arg-type]
-    except ValueError as exc:
-        first = str(exc).splitlines()
-        raise UserError(f"--ratios {ratios}: {first[-1].strip() if len(first) > 1 else exc}") from None
+        settings = SplitSettings(ratios=tuple(float(x) for x in ratios.split(",")), seed=seed)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise UserError(f"--ratios {ratios}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
+    except ValueError:
+        raise UserError(f"--ratios {ratios}: give three numbers, e.g. 0.8,0.1,0.1") from None
     report = run_check(path, None, None, None, "local", None)
     if report.counts()["error"]:
         raise UserError(f"{source}: {report.counts()['error']} error(s) in the data; `ftp data check {source}` lists "
@@ -152,6 +154,7 @@ def advise(source: str, needs_fresh_knowledge: bool, needs_citations: bool, prom
            needs_format: bool, latency_critical: bool, broad_task: bool, domain_corpus: bool, as_json: bool) -> None:
     """Should you fine-tune? The recommended technique for this data and situation, with reasons."""
     from ftp.advice import advise as decide
+    from ftp.advice import situation_from
 
     path = _existing(source, "SOURCE")
     assert path is not None
@@ -174,17 +177,3 @@ def advise(source: str, needs_fresh_knowledge: bool, needs_citations: bool, prom
             click.echo(f"{label}: {text}")
     for extra in advice.also:
         click.echo(f"also: {extra}")
-
-
-def situation_from(report: Any) -> Any:
-    """What the data says, for the advice."""
-    from ftp.advice import Situation
-
-    s = report.summaries
-    examples = (s.get("quantity", {}).get("examples") or {}).get("train", 0)
-    out_fmt = s.get("output_format", {})
-    consistent = None
-    if out_fmt:
-        consistent = bool(out_fmt.get("consistent", out_fmt.get("dominant_share", 0) >= 0.8))
-    train_len = ((s.get("length", {}).get("splits") or {}).get("train") or {})
-    return Situation(examples=examples, consistent_format=consistent, median_tokens=train_len.get("median"))

@@ -238,11 +238,23 @@ class Runner:
                      json.dumps([f.model_dump(mode="json") for f in findings], indent=2))
         atomic_write(self.run.path / "data_report.json", json.dumps(report.to_json(), indent=2))
         counts = report.counts()
+        self._advise(report)
         if counts["error"]:
             raise StepFailed("validate", f"{counts['error']} error(s) in the data (listed above and in "
                              f"{self.run.path / 'findings.json'}); fix them and run again", exit_code=2)
         summary = f"{bundle.train.examples} training examples; {counts['warning']} warning(s), {counts['info']} info"
         return {"data": bundle.model_dump(mode="json"), "findings": counts}, summary
+
+    def _advise(self, report: Any) -> None:
+        """Say so when the data itself says fine-tuning is premature (the user already chose to fine-tune)."""
+        from ftp.advice import advise, situation_from
+
+        situation = situation_from(report)
+        situation.prompting_tried = True
+        advice = advise(situation)
+        if not advice.fine_tune:
+            self.reporter.event("warning", message=f"advice: {advice.technique} rather than fine-tuning: "
+                                                   f"{'; '.join(advice.reasons)} (ftp advise DATA for more)")
 
     def step_split(self) -> tuple[dict[str, Any], str]:
         bundle = self.data_bundle()
