@@ -43,7 +43,9 @@ def _rows(report: DataReport) -> list[tuple[str, str]]:
         rows.append((f"tokens ({split})", f"min {st['min']:,}, median {st['median']:,.0f}, p95 {st['p95']:,}, "
                      f"max {st['max']:,}, total {st['total_tokens']:,}"))
     if length:
-        rows.append(("tokenizer", f"{length.get('tokenizer')}" + ("" if length.get("exact") else " (estimate)")))
+        name = str(length.get("tokenizer"))
+        exact = length.get("exact") or name.startswith("estimate")
+        rows.append(("tokenizer", name + ("" if exact else " (template tokens estimated)")))
         if length.get("limit"):
             rows.append(("over the limit", f"{length.get('over_limit', 0):,} of limit {length['limit']:,} tokens"))
     dup = s.get("duplicates", {})
