@@ -10,6 +10,7 @@ import hashlib
 import json
 import random
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,16 +53,35 @@ def plan(keys: list[str], ratios: tuple[float, float, float], seed: int) -> list
     return names
 
 
+def _lines(path: Path) -> Iterator[bytes]:
+    """Non-blank lines, streamed (the data may not fit in memory)."""
+    with path.open("rb") as fh:
+        for number, line in enumerate(fh):
+            if number == 0:
+                line = line.removeprefix(b"\xef\xbb\xbf")
+            if line.strip():
+                yield line.rstrip(b"\r\n") + b"\n"
+
+
 @hookimpl
 def ftp_split(dataset: DatasetRef, ratios: tuple[float, float, float], seed: int, out_dir: Path) -> SplitResult:
-    lines = [line for line in dataset.path.read_text(encoding="utf-8-sig").splitlines() if line.strip()]
-    names = plan([prompt_key(json.loads(line)) for line in lines], ratios, seed)
+    keys = [prompt_key(json.loads(line)) for line in _lines(dataset.path)]
+    names = plan(keys, ratios, seed)
+    del keys
     out_dir.mkdir(parents=True, exist_ok=True)
+    parts = ("train", "validation", "test")
+    temps = {p: out_dir / f".{p}.jsonl.tmp" for p in parts}
+    handles = {p: temps[p].open("wb") for p in parts}
+    try:
+        for line, name in zip(_lines(dataset.path), names):
+            handles[name].write(line)
+    finally:
+        for fh in handles.values():
+            fh.close()
     refs: dict[str, DatasetRef] = {}
-    for part in ("train", "validation", "test"):
-        path = out_dir / f"{part}.jsonl"
-        atomic_write(path, "".join(line + "\n" for line, name in zip(lines, names) if name == part))
-        refs[part] = dataset_ref(path, part)  # type: ignore[arg-type]
+    for part in parts:
+        temps[part].replace(out_dir / f"{part}.jsonl")
+        refs[part] = dataset_ref(out_dir / f"{part}.jsonl", part)  # type: ignore[arg-type]
     manifest = out_dir / "manifest.json"
     atomic_write(manifest, json.dumps({
         "source": {"path": str(dataset.path), "sha256": dataset.sha256, "examples": dataset.examples},
