@@ -101,6 +101,6 @@ def situation_from(report: Any) -> Situation:
     out_fmt = s.get("output_format", {})
     consistent = None
     if out_fmt:
-        consistent = bool(out_fmt.get("consistent", out_fmt.get("dominant_share", 0) >= 0.8))
+        consistent = bool(out_fmt.get("enforced"))
     train_len = ((s.get("length", {}).get("splits") or {}).get("train") or {})
     return Situation(examples=examples, consistent_format=consistent, median_tokens=train_len.get("median"))

@@ -58,7 +58,9 @@ def _rows(report: DataReport) -> list[tuple[str, str]]:
         rows.append(("PII", ", ".join(f"{k} {v}" for k, v in counts.items() if isinstance(v, int)) or "none"))
     out_fmt = s.get("output_format", {})
     if out_fmt:
-        rows.append(("answer format", str(out_fmt.get("inferred") or out_fmt.get("format") or "")))
+        share = out_fmt.get("share")
+        rows.append(("answer format", f"{out_fmt.get('format') or 'none inferred'}"
+                     + (f" ({share:.0%} of answers)" if isinstance(share, (int, float)) else "")))
         if "outliers" in out_fmt:
             rows.append(("format outliers", f"{out_fmt['outliers']:,}"))
     prov = s.get("provenance", {})

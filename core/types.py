@@ -328,7 +328,10 @@ class CheckContext(Value):
 
     def section(self, name: str) -> dict[str, Any]:
         """This check's ``validate.<name>`` settings as plain data (empty when the file has none)."""
-        return dict((self.settings.get("validate") or {}).get(name) or {})
+        from ftp.checks import expand_shorthand  # (a cycle at import time otherwise)
+
+        value = expand_shorthand((self.settings.get("validate") or {}).get(name))
+        return dict(value) if isinstance(value, dict) else {}
 
 
 class TokenCounter(Protocol):

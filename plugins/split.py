@@ -63,11 +63,28 @@ def _lines(path: Path) -> Iterator[bytes]:
                 yield line.rstrip(b"\r\n") + b"\n"
 
 
+def group_keys(path: Path) -> list[str]:
+    """One key per example; exact and near-duplicate inputs (MinHash, as the duplicates check) share one."""
+    from ftp.checks import Record
+    from ftp.plugins.duplicates import DuplicatesCheck, DuplicatesSettings
+
+    near = DuplicatesCheck(DuplicatesSettings())
+    keys = []
+    for position, line in enumerate(_lines(path)):
+        example = json.loads(line)
+        keys.append(prompt_key(example))
+        near.observe(Record(file=str(path), split=None, line=position, raw=b"", example=example))
+    exact, clusters = near.clusters()
+    for cluster in clusters:
+        positions = near._lines[cluster].tolist()
+        for position in positions[1:]:
+            keys[position] = keys[positions[0]]
+    return keys
+
+
 @hookimpl
 def ftp_split(dataset: DatasetRef, ratios: tuple[float, float, float], seed: int, out_dir: Path) -> SplitResult:
-    keys = [prompt_key(json.loads(line)) for line in _lines(dataset.path)]
-    names = plan(keys, ratios, seed)
-    del keys
+    names = plan(group_keys(dataset.path), ratios, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = ("train", "validation", "test")
     temps = {p: out_dir / f".{p}.jsonl.tmp" for p in parts}

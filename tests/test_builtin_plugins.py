@@ -120,3 +120,15 @@ def test_blue_green_plan() -> None:
     assert slot == "blue" and slots == {"green": (2, 75), "blue": (3, 25)}
     assert deploy_local.plan({"blue": (1, 90), "green": (2, 10)}, 2, "blue-green", 10)[0] == "green"
     assert deploy_local.plan({"blue": (1, 100)}, 2, "replace", 10) == ("blue", {"blue": (2, 100)})
+
+
+def test_near_duplicate_inputs_land_in_one_split(tmp_path: Path) -> None:
+    rows = make_examples(200)
+    base = "please help my smart thermostat shows error code 42 every morning since the last firmware update"
+    variants = [base, base.replace("morning", "evening"), base.replace("every", "each"), base + " thanks"]
+    rows += [{"messages": [{"role": "user", "content": v}, {"role": "assistant", "content": "bug"}]} for v in variants]
+    src = write_jsonl(tmp_path / "all.jsonl", rows)
+    for seed in range(8):  # by chance all four would share a split for few seeds; grouped, for all
+        result = split.ftp_split(dataset=dataset_ref(src), ratios=(0.6, 0.2, 0.2), seed=seed, out_dir=tmp_path / "s")
+        counts = [getattr(result, p).path.read_text().count("firmware update") for p in ("train", "validation", "test")]
+        assert sorted(counts) == [0, 0, 4], (seed, counts)

@@ -1,0 +1,467 @@
+"""Diversity: examples whose inputs are the same, or nearly the same, teach the model one thing many times.
+
+The unit of comparison is the input: every non-assistant message before the final answer, normalised
+(lower case, ASCII and common Unicode punctuation removed, whitespace collapsed).
+
+- Exact duplicates: a 64-bit hash of the normalised input.
+- Near duplicates: MinHash (64 hash functions) over word 3-shingles, or over byte 5-grams of the
+  normalised text when the input has fewer than ``LONG_WORDS`` words (one changed word in a
+  20-word input leaves only ~70% of its word 3-shingles, but ~85% of its 5-grams), then LSH banding
+  (16 bands of 4 rows) to find candidate pairs, each verified by the Jaccard similarity the two
+  signatures estimate, and union-find to make clusters.
+
+Everything is vectorised over batches of ``BATCH`` inputs with numpy; per example only a 64-bit key,
+a 64 x 16-bit signature, the line number and a file index are kept (about 140 bytes), never the text.
+Results are deterministic: every hash and hash function derives from fixed constants.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from ftp import hookimpl
+from ftp.checks import CheckSettings, DataCheck, Record, expand_shorthand
+from ftp.types import CheckContext, ConfigSection, DatasetRef, Finding
+from pydantic import Field
+
+BATCH = 4096
+NUM_PERM = 64  # MinHash functions; the signature keeps 16 bits of each
+BANDS, ROWS = 16, 4  # LSH: pairs agreeing on all 4 rows of any band are candidates (S-curve midpoint ~0.5)
+LONG_WORDS = 30  # inputs with at least this many words use word 3-shingles, shorter ones byte 5-grams
+SHINGLE = 3
+GRAM = 5
+SHOW_LINES = 10  # line numbers listed per cluster finding
+SEED = 20240601
+
+U64 = np.uint64
+_M1, _M2, _M3 = U64(0xBF58476D1CE4E5B9), U64(0x94D049BB133111EB), U64(0x9E3779B97F4A7C15)
+_S30, _S27, _S31 = U64(30), U64(27), U64(31)
+
+# byte classes: 0 drop (punctuation), 1 word byte, 2 space, 3 separator between inputs
+_DROP, _WORD, _SPACE, _SEP = 0, 1, 2, 3
+_CLASS = np.full(256, _WORD, dtype=np.uint8)
+_CLASS[:33] = _SPACE  # control characters and space
+_CLASS[0] = _SEP
+_CLASS[127] = _SPACE
+for _c in b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~":
+    _CLASS[_c] = _DROP
+
+
+def _mix(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: a fast, stable 64-bit mixer (wraps mod 2**64)."""
+    x = x ^ (x >> _S30)
+    x = x * _M1
+    x = x ^ (x >> _S27)
+    x = x * _M2
+    return x ^ (x >> _S31)
+
+
+_rng = np.random.default_rng(SEED)
+# hash function k: x -> (A[k] * x + B[k]) mod 2**32 over 32-bit shingle hashes (A odd: a permutation)
+_A = _rng.integers(0, 2**31, NUM_PERM, dtype=np.uint32) * np.uint32(2) + np.uint32(1)
+_B = _rng.integers(0, 2**32, NUM_PERM, dtype=np.uint64).astype(np.uint32)
+_SALT = _rng.integers(0, 2**63, NUM_PERM, dtype=np.uint64)
+_WORD_BASE = U64(0x100000001B3)  # odd: its powers stay invertible mod 2**64
+_KEY_BASE = U64(0xC2B2AE3D27D4EB4F)
+_C1, _C2 = U64(0x9FB21C651E98DF25), U64(0xD6E8FEB86659FD93)
+with np.errstate(over="ignore"):
+    _BAND_MUL = _mix(np.arange(1, ROWS + 1, dtype=np.uint64) * _M3)
+
+
+class _Powers:
+    """base**0, base**1, ... mod 2**64, grown on demand."""
+
+    def __init__(self, base: np.uint64) -> None:
+        self.base = base
+        self.table = np.ones(1, dtype=np.uint64)
+
+    def upto(self, n: int) -> np.ndarray:
+        if len(self.table) < n:
+            size = max(n, 2 * len(self.table))
+            with np.errstate(over="ignore"):
+                self.table = np.cumprod(np.concatenate(([U64(1)], np.full(size - 1, self.base, np.uint64))),
+                                        dtype=np.uint64)
+        return self.table
+
+
+_WORD_POW = _Powers(_WORD_BASE)
+_KEY_POW = _Powers(_KEY_BASE)
+
+
+def input_text(example: Any) -> str | None:
+    """Every non-assistant message content before the final answer, or a completion-style prompt."""
+    if not isinstance(example, dict):
+        return None
+    messages = example.get("messages")
+    if isinstance(messages, list):
+        end = len(messages)
+        for i in range(len(messages) - 1, -1, -1):
+            m = messages[i]
+            if isinstance(m, dict) and m.get("role") == "assistant":
+                end = i
+                break
+        parts = []
+        for m in messages[:end]:
+            if not isinstance(m, dict) or m.get("role") == "assistant":
+                continue
+            content = m.get("content")
+            if isinstance(content, str):
+                parts.append(content)
+            elif isinstance(content, list):  # content parts: keep the text ones
+                parts.extend(p["text"] for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+            elif content is not None:
+                parts.append(str(content))
+        return "\n".join(parts)
+    prompt = example.get("prompt")
+    return prompt if isinstance(prompt, str) else None
+
+
+def _segments(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For sorted ``ids``: the distinct ids and where each run starts."""
+    if len(ids) == 0:
+        return ids, ids.astype(np.intp)
+    starts = np.flatnonzero(np.concatenate(([True], ids[1:] != ids[:-1])))
+    return ids[starts], starts
+
+
+def sketch(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact keys (uint64), MinHash signatures (uint16, NUM_PERM wide) and word counts for a batch.
+
+    Inputs with no words get key 0, a zero signature and word count 0.
+    """
+    n = len(texts)
+    big = "\x00".join(texts)
+    if big.count("\x00") != n - 1:
+        big = "\x00".join(t.replace("\x00", " ") for t in texts)
+    data = np.frombuffer(big.lower().encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    cls = _CLASS[data]
+    # General Punctuation (U+2000-U+206F, UTF-8 e2 80/81 xx): spaces up to U+200B, the rest dropped
+    lead = np.flatnonzero((data[:-2] == 0xE2) & ((data[1:-1] & 0xFE) == 0x80))
+    if len(lead):
+        space = (data[lead + 1] == 0x80) & (data[lead + 2] <= 0x8B)
+        cls[lead] = np.where(space, _SPACE, _DROP)
+        cls[lead + 1] = _DROP
+        cls[lead + 2] = _DROP
+    nbsp = np.flatnonzero((data[:-1] == 0xC2) & (data[1:] == 0xA0))
+    if len(nbsp):
+        cls[nbsp], cls[nbsp + 1] = _SPACE, _DROP
+    keep = cls != _DROP
+    data, cls = data[keep], cls[keep]
+    ex = np.cumsum(cls == _SEP)  # input index of every byte
+    is_w = cls == _WORD
+    prev = np.concatenate(([False], is_w[:-1]))
+    nxt = np.concatenate((is_w[1:], [False]))
+    starts = np.flatnonzero(is_w & ~prev)
+    ends = np.flatnonzero(is_w & ~nxt) + 1
+    lens = ends - starts
+    nwords = len(starts)
+    wex = ex[starts]
+    counts = np.bincount(wex, minlength=n)
+    keys = np.zeros(n, dtype=np.uint64)
+    sigs = np.zeros((n, NUM_PERM), dtype=np.uint16)
+    if nwords == 0:
+        return keys, sigs, counts
+    wbytes = data[is_w].astype(np.uint64) + U64(1)
+    woff = np.cumsum(lens) - lens  # word starts in ``wbytes``
+    pos = np.arange(len(wbytes)) - np.repeat(woff, lens)
+    with np.errstate(over="ignore"):
+        contrib = wbytes * _WORD_POW.upto(int(lens.max()))[pos]
+        wh = _mix(np.add.reduceat(contrib, woff) ^ lens.astype(np.uint64))
+        # exact key: polynomial over the word hashes of each input
+        present, first = _segments(wex)
+        wpos = np.arange(nwords) - np.repeat(first, counts[present])
+        kc = wh * _KEY_POW.upto(int(counts.max()))[wpos]
+        keys[present] = _mix(np.add.reduceat(kc, first) ^ counts[present].astype(np.uint64)) | U64(1)
+
+        long_ex = counts >= LONG_WORDS
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
+        # word 3-shingles of long inputs
+        if long_ex.any() and nwords >= SHINGLE:
+            i = np.flatnonzero((wex[:-2] == wex[2:]) & long_ex[wex[:-2]])
+            sh = _mix(wh[i] * _C1 + wh[i + 1] * _C2 + wh[i + 2])
+            parts.append((wex[i], sh))
+        # byte 5-grams of short inputs, over "word word word" + 4 padding zeros
+        short_w = ~long_ex[wex]
+        if short_w.any():
+            sw = np.flatnonzero(short_w)
+            s_wex, s_len, s_off = wex[sw], lens[sw], woff[sw]
+            last = np.concatenate((s_wex[1:] != s_wex[:-1], [True]))
+            out_len = s_len + np.where(last, GRAM - 1, 1)
+            new_start = np.cumsum(out_len) - out_len
+            total = int(out_len.sum())
+            buf = np.full(total, 0x20, dtype=np.uint8)
+            pad = (new_start + s_len)[last]
+            buf[(pad[:, None] + np.arange(GRAM - 1)).ravel()] = 0
+            src = np.repeat(s_off, s_len) + (np.arange(int(s_len.sum())) - np.repeat(np.cumsum(s_len) - s_len, s_len))
+            dst = np.repeat(new_start, s_len) + (src - np.repeat(s_off, s_len))
+            buf[dst] = (wbytes[src] - U64(1)).astype(np.uint8)
+            bex = np.repeat(s_wex, out_len)
+            b = buf.astype(np.uint64)
+            m = total - GRAM + 1
+            if m > 0:
+                g = b[:m] << U64(32)
+                for k in range(1, GRAM):
+                    g |= b[k:k + m] << U64(8 * (GRAM - 1 - k))
+                ok = np.flatnonzero((bex[:m] == bex[GRAM - 1:]) & (buf[:m] != 0))
+                parts.append((bex[ok], _mix(g[ok] ^ _M3)))
+        for sex, sh in parts:
+            if len(sh) == 0:
+                continue
+            rows, offs = _segments(sex)
+            x = (sh >> U64(32)).astype(np.uint32)
+            h = np.empty(len(x), dtype=np.uint32)
+            mins = np.empty((NUM_PERM, len(rows)), dtype=np.uint32)
+            for k in range(NUM_PERM):  # one hash function at a time: contiguous, cache-friendly
+                np.multiply(x, _A[k], out=h)
+                h += _B[k]
+                mins[k] = np.minimum.reduceat(h, offs)
+            sigs[rows] = (_mix(mins.T.astype(np.uint64) ^ _SALT) & U64(0xFFFF)).astype(np.uint16)
+    return keys, sigs, counts
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, x: int) -> int:
+        parent = self.parent
+        root = x
+        while parent.get(root, root) != root:
+            root = parent[root]
+        while x != root:  # path compression
+            parent[x], x = root, parent[x]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            if ra < rb:
+                self.parent[rb] = ra
+            else:
+                self.parent[ra] = rb
+
+
+def near_pairs(sigs: np.ndarray, threshold: float) -> np.ndarray:
+    """Verified pairs (k x 2, row indices of ``sigs``) whose estimated Jaccard is >= threshold.
+
+    Within each LSH bucket every member is paired with the bucket's first member and with its
+    predecessor, so the work stays linear in the number of rows however large a bucket grows.
+    """
+    n = len(sigs)
+    if n < 2:
+        return np.empty((0, 2), dtype=np.int64)
+    found = []
+    for band in range(BANDS):
+        cols = sigs[:, band * ROWS:(band + 1) * ROWS].astype(np.uint64)
+        with np.errstate(over="ignore"):
+            key = _mix((cols * _BAND_MUL).sum(axis=1, dtype=np.uint64) + U64(band))
+        order = np.argsort(key, kind="stable")
+        ks = key[order]
+        same = ks[1:] == ks[:-1]
+        if not same.any():
+            continue
+        run_start = np.flatnonzero(np.concatenate(([True], ~same)))
+        head = np.repeat(order[run_start], np.diff(np.append(run_start, n)))
+        j = np.flatnonzero(same) + 1
+        a = np.concatenate((order[j - 1], head[j]))
+        b = np.concatenate((order[j], order[j]))
+        a, b = np.minimum(a, b), np.maximum(a, b)
+        found.append(a.astype(np.int64) * n + b.astype(np.int64))
+    if not found:
+        return np.empty((0, 2), dtype=np.int64)
+    codes = np.unique(np.concatenate(found))
+    a, b = codes // n, codes % n
+    a, b = a[a != b], b[a != b]
+    keep = np.zeros(len(a), dtype=bool)
+    need = int(np.ceil(threshold * NUM_PERM - 1e-9))
+    for s in range(0, len(a), 1 << 16):
+        e = s + (1 << 16)
+        keep[s:e] = (sigs[a[s:e]] == sigs[b[s:e]]).sum(axis=1) >= need
+    return np.stack((a[keep], b[keep]), axis=1)
+
+
+class DuplicatesSettings(CheckSettings):
+    near_duplicates: bool = Field(True, description="also find inputs that are nearly the same (MinHash + LSH)")
+    threshold: float = Field(0.8, gt=0, le=1, description="Jaccard similarity of word shingles for a near duplicate")
+    max_share: float = Field(0.05, ge=0, le=1, description="a larger share of duplicates is a warning, not info")
+
+
+class DuplicatesCheck(DataCheck):
+    name = "duplicates"
+    Settings = DuplicatesSettings
+
+    def __init__(self, settings: DuplicatesSettings, capacity: int = 0) -> None:
+        super().__init__()
+        self.settings = settings
+        self.files: list[str] = []
+        self.splits: list[str | None] = []
+        capacity = max(capacity, BATCH)
+        self._n = 0
+        self._keys = np.zeros(capacity, dtype=np.uint64)
+        self._lines = np.zeros(capacity, dtype=np.uint32)
+        self._file = np.zeros(capacity, dtype=np.uint16)
+        self._sigs = np.zeros((capacity if settings.near_duplicates else 0, NUM_PERM), dtype=np.uint16)
+        self._texts: list[str] = []
+        self._pending_lines: list[int] = []
+        self._file_index = 0
+        self._empty = 0
+        self._summary: dict[str, Any] = {}
+
+    def begin(self, ref: DatasetRef) -> None:
+        self._flush()
+        self.files.append(str(ref.path))
+        self.splits.append(ref.split)
+        self._file_index = len(self.files) - 1
+
+    def observe(self, record: Record) -> None:
+        text = input_text(record.example)
+        if text is None:
+            return
+        self._texts.append(text)
+        self._pending_lines.append(record.line)
+        if len(self._texts) >= BATCH:
+            self._flush()
+
+    def _grow(self, need: int) -> None:
+        size = max(need, 2 * len(self._keys))
+        for attr in ("_keys", "_lines", "_file"):
+            old = getattr(self, attr)
+            new = np.zeros(size, dtype=old.dtype)
+            new[:self._n] = old[:self._n]
+            setattr(self, attr, new)
+        if self.settings.near_duplicates:
+            sigs = np.zeros((size, NUM_PERM), dtype=np.uint16)
+            sigs[:self._n] = self._sigs[:self._n]
+            self._sigs = sigs
+
+    def _flush(self) -> None:
+        if not self._texts:
+            return
+        keys, sigs, counts = sketch(self._texts)
+        ok = counts > 0
+        self._empty += int((~ok).sum())
+        lines = np.asarray(self._pending_lines, dtype=np.uint32)[ok]
+        k = len(lines)
+        if self._n + k > len(self._keys):
+            self._grow(self._n + k)
+        sl = slice(self._n, self._n + k)
+        self._keys[sl], self._lines[sl], self._file[sl] = keys[ok], lines, self._file_index
+        if self.settings.near_duplicates:
+            self._sigs[sl] = sigs[ok]
+        self._n += k
+        self._texts, self._pending_lines = [], []
+
+    # --- the whole picture ------------------------------------------------------------------------
+
+    def clusters(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
+        """Exact clusters and near-duplicate clusters, as sorted arrays of example indices."""
+        self._flush()
+        n = self._n
+        keys = self._keys[:n]
+        order = np.argsort(keys, kind="stable")
+        ks = keys[order]
+        new = np.concatenate(([True], ks[1:] != ks[:-1])) if n else np.zeros(0, dtype=bool)
+        run_start = np.flatnonzero(new)
+        sizes = np.diff(np.append(run_start, n))
+        rep = np.empty(n, dtype=np.int64)  # first example with the same key
+        rep[order] = np.repeat(order[run_start], sizes)
+        exact = [np.sort(order[s:s + z]) for s, z in zip(run_start[sizes > 1], sizes[sizes > 1])]
+        near: list[np.ndarray] = []
+        if self.settings.near_duplicates and n > 1:
+            uniq = np.sort(order[run_start])  # one example per distinct input
+            pairs = near_pairs(self._sigs[uniq], self.settings.threshold)
+            if len(pairs):
+                uf = _UnionFind()
+                for a, b in uniq[pairs].tolist():
+                    uf.union(a, b)
+                nodes = np.fromiter(uf.parent.keys(), dtype=np.int64, count=len(uf.parent))
+                root = np.arange(n, dtype=np.int64)
+                root[nodes] = [uf.find(int(x)) for x in nodes]
+                comp = root[rep]
+                involved = np.flatnonzero(np.isin(comp, root[nodes]))
+                corder = involved[np.argsort(comp[involved], kind="stable")]
+                _, starts = _segments(comp[corder])
+                near = [np.sort(g) for g in np.split(corder, starts[1:]) if len(g) > 1]
+        return exact, near
+
+    def _where(self, idx: np.ndarray, first_file: int) -> str:
+        shown = idx[:SHOW_LINES]
+        more = f" and {len(idx) - SHOW_LINES:,} more" if len(idx) > SHOW_LINES else ""
+        if (self._file[idx] == first_file).all():
+            lines = ", ".join(str(x) for x in self._lines[shown].tolist())
+            return f"lines {lines}{more}"
+        groups: list[str] = []
+        for f in dict.fromkeys(self._file[shown].tolist()):
+            lines = ", ".join(str(x) for x in self._lines[shown][self._file[shown] == f].tolist())
+            groups.append(f"{self._label(f)} lines {lines}")
+        return "; ".join(groups) + more
+
+    def _label(self, f: int) -> str:
+        return self.splits[f] or self.files[f].rsplit("/", 1)[-1]
+
+    def _report(self, code: str, clusters: list[np.ndarray], what: str, hint: str) -> list[Finding]:
+        out: list[Finding] = []
+        ranked = sorted(clusters, key=lambda c: (-len(c), int(c[0])))
+        for c in ranked[:50]:
+            first = int(c[0])
+            f = int(self._file[first])
+            out += self.finding("info", code, f"{len(c)} examples have {what} input: {self._where(c, f)}",
+                                file=self.files[f], line=int(self._lines[first]), hint=hint)
+        if len(ranked) > 50:
+            self._counts[code] += len(ranked) - 50
+        return out
+
+    def finish(self) -> list[Finding]:
+        exact, near = self.clusters()
+        n = self._n
+        # examples beyond the first of each cluster, exact and near together (near clusters contain exact ones)
+        dup = np.zeros(n, dtype=bool)
+        for c in exact + near:
+            dup[c[1:]] = True
+        duplicates = int(dup.sum())
+        share = duplicates / n if n else 0.0
+        out = self._report("duplicate-inputs", exact, "the same",
+                           "duplicates weigh one input more than the rest; keep one unless that is intended")
+        out += self._report("near-duplicate-inputs", near, "nearly the same",
+                            "near duplicates add little new; consider removing or varying them")
+        if duplicates:
+            severity = "warning" if share > self.settings.max_share else "info"
+            out += self.finding(severity, "duplicate-share",
+                                f"{share:.1%} of examples ({duplicates:,} of {n:,}) repeat another example's input "
+                                f"({len(exact):,} exact and {len(near):,} near-duplicate clusters)",
+                                file=self.files[0] if len(self.files) == 1 else None,
+                                hint=f"above {self.settings.max_share:.0%} is a warning (validate.duplicates.max_share)")
+        largest = sorted(exact + near, key=lambda c: (-len(c), int(c[0])))[:5]
+        self._summary = {
+            "examples": n, "empty_inputs": self._empty, "duplicates": duplicates, "duplicate_share": round(share, 6),
+            "clusters": len(exact) + len(near), "exact_clusters": len(exact), "near_clusters": len(near),
+            "largest_clusters": [
+                {"size": len(c), "kind": "exact" if any(c is e for e in exact) else "near",
+                 "members": [[self._label(int(f)), int(line)] for f, line in
+                             zip(self._file[c[:SHOW_LINES]].tolist(), self._lines[c[:SHOW_LINES]].tolist())]}
+                for c in largest],
+        }
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        return self._summary
+
+
+def _settings(context: CheckContext) -> DuplicatesSettings:
+    raw = expand_shorthand((context.settings.get("validate") or {}).get("duplicates"))
+    return DuplicatesSettings.model_validate(raw if isinstance(raw, dict) else {})
+
+
+@hookimpl
+def ftp_config_sections() -> list[ConfigSection]:
+    return [ConfigSection(path="validate.duplicates", model=DuplicatesSettings)]
+
+
+@hookimpl
+def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
+    settings = _settings(context)
+    if not settings.enabled:
+        return []  # nothing to keep in memory
+    capacity = sum(ref.examples for ref in context.data.files())
+    return [DuplicatesCheck(settings, capacity)]

@@ -1,0 +1,463 @@
+"""PII and secrets in message contents: emails, phone numbers, card numbers (Luhn), IBANs (mod-97),
+national ids (US SSN, UK National Insurance number), IP addresses, and leaked credentials (AWS access
+key ids, GitHub tokens, ``sk-`` API keys, Slack tokens, private keys, JWTs).
+
+Personal data is a warning, a secret an error (a leaked private key in training data is worse: a model
+can learn to repeat it). Findings and the summary carry masked samples only, never the raw value.
+
+This runs on every message of every example, so each detector sits behind a cheap test (a substring,
+a digit count) and the regular expressions are compiled once, here.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from typing import Any
+
+from ftp import hookimpl
+from ftp.checks import CheckSettings, DataCheck, Record
+from ftp.types import CheckContext, ConfigSection, Finding
+from pydantic import Field, field_validator
+
+PERSONAL = ("email", "phone", "credit_card", "iban", "ssn", "uk_nino", "ipv4", "ipv6")
+SECRETS = ("private_key", "jwt", "github_token", "openai_key", "slack_token", "aws_access_key")
+KINDS = PERSONAL + SECRETS
+GROUPS = {"personal": PERSONAL, "secrets": SECRETS, "national_id": ("ssn", "uk_nino"), "ip": ("ipv4", "ipv6")}
+
+LABELS = {
+    "email": ("an email address", "email addresses"),
+    "phone": ("a phone number", "phone numbers"),
+    "credit_card": ("a credit card number", "credit card numbers"),
+    "iban": ("an IBAN", "IBANs"),
+    "ssn": ("a US social security number", "US social security numbers"),
+    "uk_nino": ("a UK National Insurance number", "UK National Insurance numbers"),
+    "ipv4": ("an IPv4 address", "IPv4 addresses"),
+    "ipv6": ("an IPv6 address", "IPv6 addresses"),
+    "private_key": ("a private key", "private keys"),
+    "jwt": ("a JSON Web Token", "JSON Web Tokens"),
+    "github_token": ("a GitHub token", "GitHub tokens"),
+    "openai_key": ("an API key (sk-...)", "API keys (sk-...)"),
+    "slack_token": ("a Slack token", "Slack tokens"),
+    "aws_access_key": ("an AWS access key id", "AWS access key ids"),
+}
+_NEED_DIGITS = frozenset(("phone", "credit_card", "iban", "ssn", "uk_nino", "ipv4"))
+_GATED = ("ipv6", "private_key", "jwt", "github_token", "openai_key", "slack_token", "aws_access_key")
+MAX_SAMPLES = 5
+SHOWN_PER_FINDING = 3
+
+# --- patterns (compiled once) ---------------------------------------------------------------------
+
+_EMAIL = re.compile(r"(?<![\w.%+-])[A-Za-z0-9][A-Za-z0-9._%+-]{0,63}@[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?"
+                    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}[A-Za-z0-9])?)*\.[A-Za-z]{2,24}(?![\w-])")
+_PHONE = re.compile(r"""
+    (?<![\w.+/-])
+    (?:
+        \+\d{1,3}(?:[ .-]?\(?\d{1,4}\)?)?(?:[ .-]?\d{1,5}){1,6}      # +44 20 7946 0958, +14155552671
+      | (?:1[ .-])?\(\d{3}\)[ ]?\d{3}[ .-]\d{4}                       # (415) 555-2671
+      | (?:1[ .-])?\d{3}([ .-])\d{3}\1\d{4}                           # 415-555-2671, 1-800-555-0199
+      | \(?0\d{1,4}\)?([ .-])(?:\d{6,8}|\d{2,4}(?:\2\d{2,4}){1,3})    # 020 7946 0958, 06 12 34 56 78
+    )
+    (?!\w|[.-]\d)
+""", re.VERBOSE)
+_DATE_LIKE = re.compile(r"\d{1,4}([./-])\d{1,2}\1\d{1,4}(?!\d)")
+_CARD = re.compile(r"(?<![\w-])(?:\d[ -]?){12,18}\d(?!\w|-\d)")
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}\d{2}(?: ?[A-Z0-9]){11,32}")
+_SSN = re.compile(r"(?<![\w-])(?!000|666|9\d\d)\d{3}-(?!00)\d{2}-(?!0000)\d{4}(?![\w-])")
+_NINO = re.compile(r"(?<![A-Za-z0-9])(?!BG|GB|KN|NK|NT|TN|ZZ)[A-CEGHJ-PR-TW-Z][A-CEGHJ-NPR-TW-Z]"
+                   r" ?\d{2} ?\d{2} ?\d{2} ?[A-D](?![A-Za-z0-9])")
+_OCTET = r"(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+_IPV4 = re.compile(rf"(?<![\w.]){_OCTET}(?:\.{_OCTET}){{3}}(?!\w|\.\d)")
+_VERSION_BEFORE = re.compile(r"(?:version|release|ver\.?|v)\s*$", re.IGNORECASE)
+_IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")
+_HEX_COLON = frozenset("0123456789abcdefABCDEF:")
+_PRIVATE_KEY = re.compile(r"-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----")
+_JWT = re.compile(r"(?<![\w-])eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{10,}(?![\w-])")
+_GITHUB = re.compile(r"(?<!\w)(?:gh[pousr]_[A-Za-z0-9]{36,255}|github_pat_[A-Za-z0-9_]{22,255})(?!\w)")
+_SK = re.compile(r"(?<![\w-])sk-[A-Za-z0-9_-]{20,}")
+_SLACK = re.compile(r"(?<![\w-])xox[baprs]-[A-Za-z0-9-]{10,}")
+_AWS = re.compile(r"(?<![A-Za-z0-9])(?:AKIA|ASIA)[A-Z0-9]{16}(?![A-Za-z0-9])")
+
+# Lengths of IBANs per country (the SWIFT registry); other country codes are not IBANs.
+IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29, "BY": 28,
+    "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29, "ES": 24, "FI": 18,
+    "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28, "HR": 21, "HU": 28, "IE": 22,
+    "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20, "LB": 28, "LC": 32, "LI": 21, "LT": 20,
+    "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19, "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15,
+    "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29, "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19,
+    "SK": 24, "SM": 27, "ST": 25, "SV": 28, "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+}
+_DIGITS = "0123456789"
+# where digit-bearing values can start: two capitals and two digits (IBAN, NI number), or a run of
+# digits and separators (cards, phones, SSNs, IPv4); no lookbehind, so the scan skips ahead fast
+_ALPHA = re.compile(r"[A-Z]{2} ?\d\d")
+_NUM_RUN = re.compile(r"[\d+(][\d ().+-]{5,}\d")
+
+
+# --- validators -----------------------------------------------------------------------------------
+
+def luhn(digits: str) -> bool:
+    """The Luhn checksum card numbers carry (digits only)."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d *= 2
+            if d > 9:
+                d -= 9
+        total += d
+    return total % 10 == 0
+
+
+def _card_prefix(d: str) -> bool:
+    """Issuer ranges of the card networks (Visa, Mastercard, Amex, Discover, JCB, Diners, UnionPay, Maestro)."""
+    if d[0] in "3456":
+        return True
+    return d[0] == "2" and 2221 <= int(d[:4]) <= 2720  # Mastercard's 2-series
+
+
+def iban_valid(iban: str) -> bool:
+    """Country length and the ISO 13616 mod-97 check (``iban`` without spaces, upper case)."""
+    if IBAN_LENGTHS.get(iban[:2]) != len(iban) or not iban[2:4].isdigit():
+        return False
+    moved = iban[4:] + iban[:4]
+    return int("".join(str(int(ch, 36)) for ch in moved)) % 97 == 1
+
+
+# --- masking --------------------------------------------------------------------------------------
+
+def _star_digits(value: str, keep_last: int) -> str:
+    """Digits become ``*`` except the last ``keep_last``; separators stay, so the shape shows."""
+    total = sum(ch.isdigit() for ch in value)
+    out, seen = [], 0
+    for ch in value:
+        if ch.isdigit():
+            seen += 1
+            out.append(ch if seen > total - keep_last else "*")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def mask(kind: str, value: str) -> str:
+    """What a report may show of a detected value: enough to find it, never the value itself."""
+    if kind == "email":
+        local, _, domain = value.partition("@")
+        tld = domain.rsplit(".", 1)[-1]
+        return f"{local[:1]}***@{domain[:1]}*****.{tld}"
+    if kind == "credit_card":
+        digits = re.sub(r"\D", "", value)
+        return "*" * (len(digits) - 4) + digits[-4:]
+    if kind in ("phone", "ssn"):
+        return _star_digits(value, 2)
+    if kind == "iban":
+        compact = value.replace(" ", "")
+        return compact[:2] + "*" * (len(compact) - 4) + compact[-2:]
+    if kind == "uk_nino":
+        return value[:1] + "********"
+    if kind == "ipv4":
+        return value.split(".", 1)[0] + ".***.***.***"
+    if kind == "ipv6":
+        return value.split(":", 1)[0] + ":****:****"
+    if kind == "private_key":  # only the BEGIN line is matched; the key body is never captured
+        return value.strip("-").removeprefix("BEGIN ") + " block"
+    if kind == "jwt":
+        return "eyJ****.****.****"
+    if kind in ("github_token", "openai_key", "slack_token", "aws_access_key"):
+        prefix = re.match(r"github_pat_|gh[pousr]_|sk-(?:proj-|ant-|svcacct-|admin-)?|xox[baprs]-|AKIA|ASIA", value)
+        return (prefix.group(0) if prefix else value[:1]) + "*" * 8
+    return value[:1] + "*" * 8
+
+
+# --- detection ------------------------------------------------------------------------------------
+
+def _overlaps(spans: list[tuple[int, int]], start: int, end: int) -> bool:
+    return any(s < end and start < e for s, e in spans)
+
+
+def _api_key_like(value: str) -> bool:
+    body = value[3:]
+    return (len(body) >= 32 and any(c.isdigit() for c in body) and any(c.isupper() for c in body)
+            and any(c.islower() for c in body))
+
+
+def detect(text: str, kinds: frozenset[str] = frozenset(KINDS)) -> list[tuple[str, str]]:
+    """``(kind, raw value)`` for everything found in ``text``, in detector order."""
+    hits: list[tuple[str, str]] = []
+    spans: list[tuple[int, int]] = []
+
+    def add(kind: str, m: re.Match[str], value: str | None = None) -> None:
+        hits.append((kind, m.group(0) if value is None else value))
+        spans.append(m.span())
+
+    # secrets: only when a likely prefix is present
+    if "-----BEGIN" in text and "private_key" in kinds:
+        for m in _PRIVATE_KEY.finditer(text):
+            add("private_key", m)
+    if "eyJ" in text and "jwt" in kinds:
+        for m in _JWT.finditer(text):
+            add("jwt", m)
+    if ("gh" in text) and "github_token" in kinds and ("_" in text):
+        for m in _GITHUB.finditer(text):
+            add("github_token", m)
+    if "sk-" in text and "openai_key" in kinds:
+        for m in _SK.finditer(text):
+            if _api_key_like(m.group(0)):
+                add("openai_key", m)
+    if "xox" in text and "slack_token" in kinds:
+        for m in _SLACK.finditer(text):
+            add("slack_token", m)
+    if ("AKIA" in text or "ASIA" in text) and "aws_access_key" in kinds:
+        for m in _AWS.finditer(text):
+            add("aws_access_key", m)
+    if "@" in text and "email" in kinds:
+        for m in _EMAIL.finditer(text):
+            if not _overlaps(spans, *m.span()):
+                add("email", m)
+    if "ipv6" in kinds and ("::" in text or text.count(":") >= 7):
+        _ipv6(text, spans, hits)
+
+    # the rest need digits: skip texts with few, then look only at candidate spans (one scan finds them)
+    if kinds.isdisjoint(_NEED_DIGITS):
+        return hits
+    digits = sum(map(text.count, _DIGITS))
+    if digits < 4:
+        return hits
+    if digits >= 6 and ("iban" in kinds or "uk_nino" in kinds):
+        for c in _ALPHA.finditer(text):
+            if "iban" in kinds and (m := _IBAN.match(text, c.start())):
+                _iban(m, text, spans, hits)
+            if "uk_nino" in kinds and (m := _NINO.match(text, c.start())) and not _overlaps(spans, *m.span()):
+                add("uk_nino", m)
+    if digits < 9 and text.count(".") < 3:
+        return hits
+    for c in _NUM_RUN.finditer(text):
+        start, end = c.start(), min(len(text), c.end() + 2)
+        digits = sum(ch.isdigit() for ch in c.group(0))
+        if digits >= 13 and "credit_card" in kinds:
+            for m in _CARD.finditer(text, start, end):
+                d = m.group(0).replace(" ", "").replace("-", "")
+                if 13 <= len(d) <= 19 and _card_prefix(d) and luhn(d) and not _overlaps(spans, *m.span()):
+                    add("credit_card", m)
+        if digits >= 9 and "ssn" in kinds:
+            for m in _SSN.finditer(text, start, end):
+                if not _overlaps(spans, *m.span()):
+                    add("ssn", m)
+        if "ipv4" in kinds:
+            for m in _IPV4.finditer(text, start, end):
+                if m.group(0).startswith(("0.", "127.")) or _overlaps(spans, *m.span()):
+                    continue  # unspecified and loopback addresses identify no one
+                if _VERSION_BEFORE.search(text, max(0, m.start() - 10), m.start()):
+                    continue  # "version 1.2.3.4"
+                add("ipv4", m)
+        if digits >= 9 and "phone" in kinds:
+            for m in _PHONE.finditer(text, start, end):
+                value = m.group(0)
+                n = sum(ch.isdigit() for ch in value)
+                if not 9 <= n <= 15 or _overlaps(spans, *m.span()):
+                    continue
+                if value[0] != "+" and _DATE_LIKE.match(value):
+                    continue
+                add("phone", m)
+    return hits
+
+
+def _ipv6(text: str, spans: list[tuple[int, int]], hits: list[tuple[str, str]]) -> None:
+    """Find ``:x:`` or ``::`` (a fast literal scan), widen it to the hex-and-colon token, validate that."""
+    pos, n = 0, len(text)
+    while (m := _IPV6_HINT.search(text, pos)) is not None:
+        start, end = m.start(), m.end()
+        while start > 0 and text[start - 1] in _HEX_COLON and m.start() - start < 40:
+            start -= 1
+        while end < n and text[end] in _HEX_COLON and end - m.end() < 40:
+            end += 1
+        pos = end
+        value = text[start:end]
+        if (start and (text[start - 1].isalnum() or text[start - 1] in "_.")) or \
+                (end < n and (text[end].isalnum() or text[end] == "_" or
+                              (text[end] == "." and end + 1 < n and text[end + 1].isalnum()))):
+            continue  # part of a longer token (std::vector, a.b::c, an IPv4-mapped address)
+        groups = [g for g in value.split(":") if g]
+        # "a[1::2]" and "12:30:45" are not addresses: want a four-digit group, or three or more groups
+        if len(groups) < 3 and not any(len(g) == 4 for g in groups):
+            continue
+        try:
+            addr = ipaddress.IPv6Address(value)
+        except ValueError:
+            continue
+        if addr.is_loopback or addr.is_unspecified or _overlaps(spans, start, end):
+            continue
+        hits.append(("ipv6", value))
+        spans.append((start, end))
+
+
+def _iban(m: re.Match[str], text: str, spans: list[tuple[int, int]], hits: list[tuple[str, str]]) -> None:
+    """The match may run into a following word: cut it at the country's length, on a word boundary."""
+    value = m.group(0)
+    length = IBAN_LENGTHS.get(value[:2])
+    if length is None:
+        return
+    count = 0
+    for i, ch in enumerate(value):
+        if ch != " ":
+            count += 1
+            if count == length:
+                end = m.start() + i + 1
+                break
+    else:
+        return
+    if end < len(text) and text[end].isalnum():
+        return
+    raw = text[m.start():end]
+    spans.append((m.start(), end))  # IBAN-shaped: its digits are no card or phone number, valid or not
+    if iban_valid(raw.replace(" ", "")):
+        hits.append(("iban", raw))
+
+
+def message_texts(messages: list[Any]) -> list[tuple[int, str]]:
+    """``(message index, text)`` of every string content, and every text part of list content."""
+    out: list[tuple[int, str]] = []
+    for i, msg in enumerate(messages):
+        if not isinstance(msg, dict):
+            continue
+        content = msg.get("content")
+        if isinstance(content, str):
+            if content:
+                out.append((i, content))
+        elif isinstance(content, list):
+            for part in content:
+                if isinstance(part, str):
+                    out.append((i, part))
+                elif isinstance(part, dict) and isinstance(part.get("text"), str):
+                    out.append((i, part["text"]))
+    return out
+
+
+# --- the check ------------------------------------------------------------------------------------
+
+class PiiSettings(CheckSettings):
+    allow: list[str] = Field(default_factory=list,
+                             description="values never reported: exact strings or regular expressions (full match, "
+                                         "case-insensitive), e.g. support@example.com or '.*@example\\.com'")
+    kinds: list[str] = Field(default_factory=lambda: list(KINDS),
+                             description="detectors to run: " + ", ".join(KINDS) + "; or the groups "
+                                         + ", ".join(GROUPS))
+
+    @field_validator("kinds")
+    @classmethod
+    def _known_kinds(cls, value: list[str]) -> list[str]:
+        unknown = [k for k in value if k not in KINDS and k not in GROUPS]
+        if unknown:
+            raise ValueError(f"unknown kind(s) {', '.join(unknown)}; known: {', '.join(KINDS + tuple(GROUPS))}")
+        return value
+
+
+def _compile_allow(entries: list[str]) -> tuple[frozenset[str], re.Pattern[str] | None]:
+    exact = frozenset(e.lower() for e in entries)
+    parts = []
+    for entry in entries:
+        try:
+            re.compile(entry)
+            parts.append(f"(?:{entry})")
+        except re.error:
+            parts.append(re.escape(entry))
+    return exact, (re.compile("|".join(parts), re.IGNORECASE) if parts else None)
+
+
+class PiiCheck(DataCheck):
+    name = "pii"
+    Settings = PiiSettings
+
+    def __init__(self, settings: PiiSettings | None = None) -> None:
+        super().__init__()
+        self.settings = settings or PiiSettings()
+        enabled: set[str] = set()
+        for k in self.settings.kinds:
+            enabled.update(GROUPS.get(k, (k,)))
+        self.kinds = frozenset(enabled)
+        self._exact, self._allow = _compile_allow(self.settings.allow)
+        self.counts: Counter[str] = Counter()
+        self.samples: dict[str, list[str]] = {}
+        self.lines_with_pii = 0
+        self._gates: dict[tuple[bool, ...], frozenset[str]] = {}
+
+    def _line_kinds(self, raw: bytes) -> frozenset[str]:
+        """The detectors that can find anything in this line at all, judged on its bytes (fast C scans)."""
+        key = (b"@" in raw,
+               len(raw) - len(raw.translate(None, b"0123456789")) >= 4,
+               b"::" in raw or raw.count(b":") - raw.count(b'":') >= 7,  # not counting JSON keys
+               b"-----BEGIN" in raw, b"eyJ" in raw, b"gh" in raw and b"_" in raw, b"sk-" in raw, b"xox" in raw,
+               b"AKIA" in raw or b"ASIA" in raw)
+        kinds = self._gates.get(key)
+        if kinds is None:
+            possible = {k for k, ok in zip(_GATED, key[2:]) if ok}
+            if key[0]:
+                possible.add("email")
+            if key[1]:
+                possible.update(_NEED_DIGITS)
+            kinds = self._gates[key] = self.kinds & possible
+        return kinds
+
+    def allowed(self, value: str) -> bool:
+        if not self._exact:
+            return False
+        compact = re.sub(r"[ ().-]", "", value)
+        if value.lower() in self._exact or compact.lower() in self._exact:
+            return True
+        assert self._allow is not None
+        return bool(self._allow.fullmatch(value) or self._allow.fullmatch(compact))
+
+    def observe(self, record: Record) -> list[Finding] | None:
+        messages = record.messages
+        if not messages:
+            return None
+        kinds = self._line_kinds(record.raw) if record.raw else self.kinds
+        if not kinds:
+            return None
+        out: list[Finding] | None = None
+        for index, text in message_texts(messages):
+            hits = detect(text, kinds)
+            if not hits:
+                continue
+            by_kind: dict[str, list[str]] = {}
+            for kind, value in hits:
+                if self._exact and self.allowed(value):
+                    continue
+                shown = mask(kind, value)
+                self.counts[kind] += 1
+                samples = self.samples.setdefault(kind, [])
+                if len(samples) < MAX_SAMPLES and shown not in samples:
+                    samples.append(shown)
+                by_kind.setdefault(kind, []).append(shown)
+            for kind, masked in by_kind.items():
+                out = (out or []) + self._report(record, index, kind, masked)
+        if out is not None:
+            self.lines_with_pii += 1
+        return out
+
+    def _report(self, record: Record, index: int, kind: str, masked: list[str]) -> list[Finding]:
+        one, many = LABELS[kind]
+        what = one if len(masked) == 1 else f"{len(masked)} {many}"
+        shown = ", ".join(masked[:SHOWN_PER_FINDING]) + (" ..." if len(masked) > SHOWN_PER_FINDING else "")
+        secret = kind in SECRETS
+        hint = ("a leaked credential: revoke it, and remove it from the data" if secret else
+                "remove or anonymise it, or list it in validate.pii.allow if it is meant to be there")
+        code = f"{'secret' if secret else 'pii'}-{kind.replace('_', '-')}"
+        return self.finding("error" if secret else "warning", code, f"messages[{index}] contains {what}: {shown}",
+                            record, hint=hint)
+
+    def summary(self) -> dict[str, Any]:
+        return {"counts": dict(self.counts), "samples": {k: list(v) for k, v in self.samples.items()},
+                "lines_with_pii": self.lines_with_pii}
+
+
+@hookimpl
+def ftp_config_sections() -> list[ConfigSection]:
+    return [ConfigSection(path="validate.pii", model=PiiSettings)]
+
+
+@hookimpl
+def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
+    return [PiiCheck(PiiSettings.model_validate(context.section("pii")))]
