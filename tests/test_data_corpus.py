@@ -59,7 +59,17 @@ CASES: list[tuple[str, tuple[str, ...], int, list[tuple[str, str, int | None]]]]
     ("over_azure_limit.jsonl", ("--backend", "azure", *NO_QUANTITY), 0, [("warning", "too-long", 2)]),
     ("bom.jsonl", ("--provenance", "synthetic", *NO_QUANTITY), 0, [("warning", "synthetic-only", None)]),
     ("leak_train.jsonl", ("--test", str(CORPUS / "leak_test.jsonl")), 0, [("warning", "leakage", 2)]),
+    ("pii_email.jsonl", NO_QUANTITY, 0, [("warning", "pii-email", 3)]),
+    ("pii_email.jsonl", (*NO_QUANTITY, "--strict"), 1, [("warning", "pii-email", 3)]),
+    ("pii_card.jsonl", NO_QUANTITY, 0, [("warning", "pii-credit-card", 5)]),
+    ("pii_iban.jsonl", NO_QUANTITY, 0, [("warning", "pii-iban", 2)]),
+    ("secret_private_key.jsonl", NO_QUANTITY, 2, [("error", "secret-private-key", 4)]),
+    ("secret_aws_key.jsonl", NO_QUANTITY, 2, [("error", "secret-aws-access-key", 6)]),
+    ("duplicates_exact.jsonl", NO_QUANTITY, 0, [("info", "duplicate-inputs", 3), ("warning", "duplicate-share", None)]),
+    ("near_duplicates.jsonl", NO_QUANTITY, 0, [("info", "near-duplicate-inputs", 5)]),
+    ("format_outlier.jsonl", NO_QUANTITY, 0, [("warning", "format-outlier", 9), ("warning", "format-outlier", 11)]),
 ]
+RAW_SECRETS = ("jane.doe@example.org", "4111 1111 1111 1111", "AKIAIOSFODNN7EXAMPLE", "MIIEabc")
 
 
 def check(path: Path | str, *args: str) -> tuple[int, list[dict], str]:
@@ -77,6 +87,7 @@ def test_corpus_file(name: str, args: tuple[str, ...], exit_code: int, expected:
         assert item in got, f"{item} not in {sorted(got, key=str)}"
     if exit_code == 0:
         assert not [f for f in findings if f["severity"] == "error"]
+    assert not any(secret in json.dumps(findings) for secret in RAW_SECRETS)  # PII is masked in reports
     leak = [f for f in findings if f["code"] == "leakage"]
     if leak:
         assert leak[0]["file"].endswith("leak_test.jsonl") and "line 4" in leak[0]["message"]
