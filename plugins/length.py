@@ -43,6 +43,67 @@ class EstimateCounter:
         return out
 
 
+O200K_URL = "https://openaipublic.blob.core.windows.net/encodings/o200k_base.tiktoken"
+
+
+class TiktokenCounter:
+    """The gpt-4o / gpt-4.1 family's own encoding, counted the OpenAI cookbook way."""
+
+    name = "tiktoken o200k_base (gpt-4o family)"
+    limit = None
+    exact = True
+
+    def __init__(self, encoding: Any) -> None:
+        self.encoding = encoding
+
+    def count(self, examples: list[Example]) -> list[int]:
+        out = []
+        for ex in examples:
+            total = 3
+            for m in ex.get("messages") or []:
+                if not isinstance(m, dict):
+                    continue
+                total += 3 + sum(len(self.encoding.encode(_text(v), disallowed_special=()))
+                                 for k, v in m.items() if k in ("role", "content", "name"))
+                total += 1 if "name" in m else 0
+            out.append(total)
+        return out
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, list):
+        return "".join(p.get("text", "") for p in value if isinstance(p, dict))
+    return str(value or "")
+
+
+def tiktoken_counter() -> TiktokenCounter | None:
+    """o200k_base when tiktoken and its encoding file are already here; ftp never downloads it."""
+    import hashlib
+    import os
+    import tempfile
+
+    try:
+        import tiktoken
+    except ImportError:
+        return None
+    cache = os.environ.get("TIKTOKEN_CACHE_DIR") or os.environ.get("DATA_GYM_CACHE_DIR") or os.path.join(
+        tempfile.gettempdir(), "data-gym-cache")
+    if not os.path.exists(os.path.join(cache, hashlib.sha1(O200K_URL.encode()).hexdigest())):
+        return None
+    try:
+        return TiktokenCounter(tiktoken.get_encoding("o200k_base"))
+    except Exception:  # a corrupt cache file: tiktoken would fetch, which cannot work here
+        return None
+
+
+def counter_for(context: CheckContext) -> Any:
+    if context.token_counter is not None:
+        return context.token_counter
+    if context.backend == "azure":
+        return tiktoken_counter() or EstimateCounter()
+    return EstimateCounter()
+
+
 def limit_for(context: CheckContext, counter: Any, settings: LengthSettings) -> int | None:
     if settings.max_tokens:
         return settings.max_tokens
@@ -59,7 +120,7 @@ class LengthCheck(DataCheck):
 
     def __init__(self, context: CheckContext, settings: LengthSettings) -> None:
         super().__init__()
-        self.counter = context.token_counter or EstimateCounter()
+        self.counter = counter_for(context)
         self.limit = limit_for(context, self.counter, settings)
         self.buffer: list[tuple[Record, Example]] = []
         self.lengths: dict[str, list[int]] = {}

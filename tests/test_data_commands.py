@@ -68,3 +68,27 @@ def test_run_warns_when_the_data_says_fine_tuning_is_premature(project: Path) ->
     events = [json.loads(line) for line in result.output.splitlines()]
     advice = [e for e in events if e["event"] == "warning" and e["message"].startswith("advice:")]
     assert advice and "few-shot prompting" in advice[0]["message"]
+
+
+def test_azure_lengths_use_o200k_when_its_file_is_here_else_a_labelled_estimate(tmp_path: Path,
+                                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from ftp.plugins import length
+
+    monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "empty-cache"))
+    assert length.tiktoken_counter() is None
+    data = write_jsonl(tmp_path / "d.jsonl", make_examples(12))
+    out = json.loads(invoke("data", "check", str(data), "--backend", "azure", "--json").output)
+    assert out["summaries"]["length"]["tokenizer"].startswith("estimate") and not out["summaries"]["length"]["exact"]
+    assert out["summaries"]["length"]["limit"] == 65_536
+
+
+def test_the_cookbook_count_with_an_encoding() -> None:
+    from ftp.plugins.length import TiktokenCounter
+
+    class Chars:  # one token per character
+        def encode(self, text: str, disallowed_special: tuple = ()) -> list[int]:
+            return list(range(len(text)))
+
+    example = {"messages": [{"role": "user", "content": "hello"}, {"role": "assistant", "content": "hi", "name": "b"}]}
+    # 3 + (3 + len("user") + len("hello")) + (3 + len("assistant") + len("hi") + len("b") + 1)
+    assert TiktokenCounter(Chars()).count([example]) == [3 + 12 + 3 + 9 + 2 + 1 + 1]
