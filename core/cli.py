@@ -340,9 +340,10 @@ def main(argv: list[str] | None = None) -> None:
 
 def _register_data_commands() -> None:
     from ftp.cli_data import advise, data
+    from ftp.cli_model import export, plan
 
-    cli.add_command(data)
-    cli.add_command(advise)
+    for command in (data, advise, plan, export):
+        cli.add_command(command)
 
 
 _register_data_commands()

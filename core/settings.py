@@ -51,6 +51,7 @@ class LoraSettings(Section):
     alpha: int = Field(32, gt=0)
     dropout: float = Field(0.05, ge=0, lt=1)
     target_modules: str | list[str] = "all-linear"
+    dora: bool = False
 
 
 class EarlyStoppingSettings(Section):
@@ -70,8 +71,17 @@ class TrainSettings(Section):
     max_steps: int | None = Field(None, gt=0)
     eval_steps: int | None = Field(None, gt=0)
     seed: int = 42
+    loss_on: Literal["assistant", "all", "last_assistant"] = "assistant"
+    invalid_examples: Literal["error", "drop"] = "error"
+    optimizer: Literal["adamw", "paged_adamw_8bit"] | None = None
+    gradient_checkpointing: bool = False
+    checkpoint_steps: int | None = Field(None, gt=0)
     lora: LoraSettings = LoraSettings()
     early_stopping: EarlyStoppingSettings | None = EarlyStoppingSettings()
+
+    def resolved_optimizer(self) -> str:
+        """Field default: paged 8-bit AdamW for QLoRA (it needs bitsandbytes' CUDA or CPU kernels), else AdamW."""
+        return self.optimizer or ("paged_adamw_8bit" if self.method == "qlora" else "adamw")
 
     def resolved_learning_rate(self) -> float:
         """Field default: 2e-4 for adapters, 2e-5 when every weight moves."""
@@ -144,6 +154,7 @@ class PipelineSettings(CommonSettings):
         """The training settings that define the model, as recorded in lineage."""
         hp = self.train.model_dump(mode="json")
         hp["learning_rate"] = self.train.resolved_learning_rate()
+        hp["optimizer"] = self.train.resolved_optimizer()
         hp["max_seq_length"] = self.model.max_seq_length
         hp["chat_template"] = self.model.chat_template
         return hp

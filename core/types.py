@@ -254,6 +254,23 @@ class Trainer(Protocol):
 
     def predictor(self, model: ModelRef, ctx: StepContext) -> Predictor: ...
 
+    def plan(self, request: TrainRequest) -> "MemoryPlan | None":
+        """Predicted peak memory of ``train(request)`` on this machine (None where it does not apply)."""
+
+    def export(self, model: ModelRef, out_dir: Path, merge: bool) -> Path:
+        """Write ``model`` for serving elsewhere: the adapter, or (``merge``) a merged plain model."""
+
+
+class MemoryPlan(Value):
+    """Where the memory of a training run goes, and whether it fits the device."""
+
+    device: str
+    device_gib: float | None
+    parts_gib: dict[str, float]
+    total_gib: float
+    fits: bool | None
+    suggestions: list[str] = Field(default_factory=list)
+
 
 class ModelRegistry(Protocol):
     """A store of model versions; ``ftp models`` reads it, the register step writes it."""

@@ -43,10 +43,13 @@ def plan(keys: list[str], ratios: tuple[float, float, float], seed: int) -> list
     want_val = max(1, round(n * ratios[1])) if n >= 3 else 0
     names = ["train"] * n
     filled = {"test": 0, "validation": 0}
+    largest = max(1, min(want_test, want_val) // 2)  # a huge cluster would swamp a small split: it trains
     for key in order:
         target = "test" if filled["test"] < want_test else "validation" if filled["validation"] < want_val else None
         if target is None:
             break
+        if len(groups[key]) > largest:
+            continue
         for i in groups[key]:
             names[i] = target
         filled[target] += len(groups[key])

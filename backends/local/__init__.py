@@ -5,6 +5,7 @@ Importing this module is cheap; torch and transformers load only when training o
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
@@ -53,6 +54,17 @@ class LocalTrainer:
         trained = self._trained if self._trained is not None and model.path in (None, self._trained.output_dir) else None
         hp = {"max_seq_length": ctx.setting("model.max_seq_length"), "chat_template": ctx.setting("model.chat_template")}
         return load_predictor(model, trained, ctx.backend_settings, hp)
+
+
+    def plan(self, request: TrainRequest) -> Any:
+        from .memory import plan_memory
+
+        return plan_memory(request)
+
+    def export(self, model: ModelRef, out_dir: Path, merge: bool) -> Path:
+        from .export import export_model
+
+        return export_model(model, out_dir, merge)
 
 
 @hookimpl

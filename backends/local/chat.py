@@ -100,12 +100,17 @@ class Encoded:
         return sum(label != IGNORE for label in self.labels)
 
 
-def answer_spans(fmt: ChatFormat, messages: list[dict[str, Any]]) -> tuple[str, list[tuple[int, int]]]:
-    """The rendered conversation and the character spans of the assistant turns to train on."""
+def answer_spans(fmt: ChatFormat, messages: list[dict[str, Any]], loss_on: str = "assistant"
+                 ) -> tuple[str, list[tuple[int, int]]]:
+    """The rendered conversation and the character spans to train on: every assistant turn (not
+    ``weight: 0`` ones), only the last one, or (``all``) the whole text."""
     full = fmt.render(messages)
+    if loss_on == "all":
+        return full, [(0, len(full))]
+    last = max((i for i, m in enumerate(messages) if m.get("role") == "assistant"), default=-1)
     spans = []
     for i, m in enumerate(messages):
-        if m.get("role") != "assistant" or m.get("weight", 1) == 0:
+        if m.get("role") != "assistant" or m.get("weight", 1) == 0 or (loss_on == "last_assistant" and i != last):
             continue
         prefix = fmt.render(messages[:i], add_generation_prompt=True)
         upto = fmt.render(messages[: i + 1])
@@ -116,12 +121,27 @@ def answer_spans(fmt: ChatFormat, messages: list[dict[str, Any]]) -> tuple[str, 
     return full, spans
 
 
-def encode(fmt: ChatFormat, messages: list[dict[str, Any]], max_length: int) -> Encoded:
+def encode(fmt: ChatFormat, messages: list[dict[str, Any]], max_length: int, loss_on: str = "assistant") -> Encoded:
     """Token ids and labels (IGNORE outside the trained answers), truncated to ``max_length``."""
-    text, spans = answer_spans(fmt, messages)
+    text, spans = answer_spans(fmt, messages, loss_on)
     enc = fmt.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
     labels = [tok if any(s <= start < e for s, e in spans) and end > start else IGNORE
               for tok, (start, end) in zip(ids, offsets)]
     truncated = len(ids) > max_length
     return Encoded(ids[:max_length], labels[:max_length], truncated)
+
+
+def show_mask(fmt: ChatFormat, enc: Encoded) -> str:
+    """One example as text with the trained tokens between ⟦ and ⟧, so a user can see the mask."""
+    out, trained, run = [], False, []
+    for tok, label in zip(enc.input_ids, enc.labels):
+        if (label != IGNORE) != trained:
+            out.append(fmt.tokenizer.decode(run))
+            out.append("⟧" if trained else "⟦")
+            run, trained = [], not trained
+        run.append(tok)
+    out.append(fmt.tokenizer.decode(run))
+    if trained:
+        out.append("⟧")
+    return "".join(out)

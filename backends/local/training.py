@@ -13,12 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftp.data_files import read_jsonl
+from ftp.data_files import iter_jsonl
 from ftp.errors import FtpError, UserError
 from ftp.types import ModelRef, StepContext, TrainRequest, TrainResult
 
 from . import models
-from .chat import ChatFormat, Encoded, chat_format, encode
+from . import checkpoint
+from .chat import ChatFormat, Encoded, chat_format, encode, show_mask
 from .modeling import Placement, answer_loss, collate, load_model, load_tokenizer, peak_memory_mb, placement
 
 META_FILE = "ftp_model.json"
@@ -55,18 +56,22 @@ class Curve:
         return None
 
 
-def encode_file(fmt: ChatFormat, path: Path, max_length: int, ctx: StepContext, label: str) -> list[Encoded]:
-    rows, dropped, truncated = [], 0, 0
-    for example in read_jsonl(path):
-        enc = encode(fmt, example["messages"], max_length)
-        truncated += enc.truncated
-        if enc.trained_tokens == 0:
-            dropped += 1
-            continue
-        rows.append(enc)
-    if truncated or dropped:
-        ctx.reporter.event("warning", message=f"{label}: {truncated} example(s) truncated to {max_length} tokens, "
-                                              f"{dropped} dropped with no answer token left (model.max_seq_length)")
+def encode_file(fmt: ChatFormat, path: Path, max_length: int, ctx: StepContext, label: str, loss_on: str,
+                invalid: str) -> list[Encoded]:
+    """Tokenise with masks, and refuse (or, if the file says so, drop) examples that cannot train well."""
+    rows, bad = [], []
+    for number, example in iter_jsonl(path):
+        enc = encode(fmt, example["messages"], max_length, loss_on)
+        if enc.trained_tokens == 0 or enc.truncated:
+            bad.append((number, f"longer than {max_length} tokens" if enc.truncated else "no token to train on"))
+        else:
+            rows.append(enc)
+    if bad:
+        shown = "; ".join(f"line {n}: {why}" for n, why in bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+        if invalid == "error":
+            raise UserError(f"{path}: {len(bad)} example(s) would train badly ({shown}); raise model.max_seq_length, "
+                            "fix the data, or set train.invalid_examples: drop")
+        ctx.reporter.event("warning", message=f"{label}: dropped {len(bad)} example(s) ({shown})")
     if not rows:
         raise UserError(f"{path}: no example has an answer token to train on within model.max_seq_length={max_length}")
     return rows
@@ -83,22 +88,35 @@ def lr_at(step: int, total: int, warmup: int, peak: float, kind: str) -> float:
     return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
-def prepare_model(base_dir: Path, method: str, lora: dict[str, Any], where: Placement) -> Any:
+def prepare_model(base_dir: Path, method: str, lora: dict[str, Any], where: Placement, checkpointing: bool) -> Any:
+    model = _load_4bit(base_dir, where) if method == "qlora" else load_model(base_dir, where)
+    if checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.config.use_cache = False
     if method == "full":
-        model = load_model(base_dir, where)
         model.train()
         return model
     from peft import LoraConfig, get_peft_model
 
-    if method == "qlora":
-        model = _load_4bit(base_dir, where)
-    else:
-        model = load_model(base_dir, where)
+    if checkpointing:
+        model.enable_input_require_grads()
     config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                        target_modules=lora["target_modules"], task_type="CAUSAL_LM")
+                        target_modules=lora["target_modules"], use_dora=bool(lora.get("dora")), task_type="CAUSAL_LM")
     peft_model = get_peft_model(model, config)
     peft_model.train()
     return peft_model
+
+
+def make_optimiser(name: str, params: list[Any], lr: float, weight_decay: float) -> Any:
+    if name == "paged_adamw_8bit":
+        try:
+            import bitsandbytes as bnb
+        except ImportError:
+            raise UserError("train.optimizer: paged_adamw_8bit needs bitsandbytes: pip install 'ftp[local]'") from None
+        return bnb.optim.PagedAdamW8bit(params, lr=lr, weight_decay=weight_decay)
+    import torch
+
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
 
 
 def _load_4bit(base_dir: Path, where: Placement) -> Any:
@@ -156,40 +174,55 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     base_dir = models.resolve(request.base_model)
     fmt = chat_format(load_tokenizer(base_dir), hp["chat_template"])
     max_len = int(hp["max_seq_length"])
-    train_rows = encode_file(fmt, request.train.path, max_len, ctx, "train")
-    val_rows = encode_file(fmt, request.validation.path, max_len, ctx, "validation") if request.validation else []
-    model = prepare_model(base_dir, request.method, hp["lora"], where)
+    loss_on, invalid = hp.get("loss_on", "assistant"), hp.get("invalid_examples", "error")
+    train_rows = encode_file(fmt, request.train.path, max_len, ctx, "train", loss_on, invalid)
+    val_rows = (encode_file(fmt, request.validation.path, max_len, ctx, "validation", loss_on, invalid)
+                if request.validation else [])
+    ctx.reporter.event("example", message=f"example 1 as trained (trained tokens in ⟦ ⟧): "
+                                          f"{show_mask(fmt, train_rows[0])!r}")
+    model = prepare_model(base_dir, request.method, hp["lora"], where, bool(hp.get("gradient_checkpointing")))
     params = [p for p in model.parameters() if p.requires_grad]
-    optimiser = torch.optim.AdamW(params, lr=hp["learning_rate"], weight_decay=hp["weight_decay"])
+    optimiser = make_optimiser(hp.get("optimizer", "adamw"), params, hp["learning_rate"], hp["weight_decay"])
 
     batch, accum = int(hp["batch_size"]), int(hp["gradient_accumulation_steps"])
     steps_per_epoch = math.ceil(len(train_rows) / (batch * accum))
     total = int(hp["max_steps"] or math.ceil(steps_per_epoch * float(hp["epochs"])))
     warmup = int(total * float(hp["warmup_ratio"]))
     eval_every = int(hp["eval_steps"] or max(1, steps_per_epoch // 2))
+    save_every = int(hp.get("checkpoint_steps") or eval_every)
     stopping = hp.get("early_stopping")
     meta = {"base_model": request.base_model, "method": request.method, "chat_template": fmt.name,
             "max_seq_length": max_len}
+    ckpt_dir = request.output_dir.parent / "checkpoint"
+    fp = checkpoint.fingerprint(request)
+    st = checkpoint.load(ckpt_dir, fp, model, optimiser) or checkpoint.LoopState(fingerprint=fp)
+    if st.step:
+        for row in st.rows:
+            ctx.log_metrics(row)
+        ctx.reporter.event("resumed", message=f"resumed from the checkpoint at step {st.step} of {total}")
     ctx.reporter.event("train_plan", message=(
         f"{request.method} on {request.base_model} ({where.device}, {where.dtype_name}): {len(train_rows)} examples, "
         f"{total} steps of {batch}x{accum}, lr {hp['learning_rate']}, validation every {eval_every} steps"))
 
-    curve, order, cursor, epoch = Curve(), [], 0, 0
-    best, bad_evals, best_step, stopped = math.inf, 0, None, False
-    tokens_seen, trained_tokens, start = 0, 0, time.perf_counter()
+    def log(row: dict[str, Any]) -> None:
+        st.rows.append(row)
+        ctx.log_metrics(row)
+
+    stopped, start = False, time.perf_counter() - st.elapsed
     task = ctx.reporter.progress("train", total)
     try:
-        for step in range(total):
+        while st.step < total:
+            step = st.step
             for group in optimiser.param_groups:
                 group["lr"] = lr_at(step, total, warmup, hp["learning_rate"], hp["scheduler"])
             micro = []
             for _ in range(accum):
-                if cursor >= len(order):
-                    order = list(range(len(train_rows)))
-                    random.Random(seed + epoch).shuffle(order)
-                    cursor, epoch = 0, epoch + 1
-                micro.append([train_rows[i] for i in order[cursor:cursor + batch]])
-                cursor += batch
+                if st.cursor >= len(st.order):
+                    st.order = list(range(len(train_rows)))
+                    random.Random(seed + st.epoch).shuffle(st.order)
+                    st.cursor, st.epoch = 0, st.epoch + 1
+                micro.append([train_rows[i] for i in st.order[st.cursor:st.cursor + batch]])
+                st.cursor += batch
             n_trained = sum(r.trained_tokens for rows in micro for r in rows)
             step_loss = 0.0
             for rows in micro:
@@ -197,49 +230,54 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
                 loss, _ = answer_loss(model, b)
                 (loss / max(1, n_trained)).backward()
                 step_loss += loss.item()
-                tokens_seen += b.tokens
+                st.tokens_seen += b.tokens
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimiser.step()
             optimiser.zero_grad(set_to_none=True)
-            trained_tokens += n_trained
+            st.step = step + 1
+            st.trained_tokens += n_trained
             train_loss = step_loss / max(1, n_trained)
             elapsed = time.perf_counter() - start
-            row = {"step": step + 1, "epoch": round(epoch - 1 + cursor / len(train_rows), 3), "train_loss": train_loss,
-                   "lr": optimiser.param_groups[0]["lr"], "tokens": tokens_seen,
-                   "tokens_per_s": tokens_seen / max(elapsed, 1e-9)}
-            ctx.log_metrics(row)
-            curve.train.append((step + 1, train_loss))
-            task.update(step + 1, loss=round(train_loss, 4), tok_s=round(row["tokens_per_s"]))
-            if val_rows and ((step + 1) % eval_every == 0 or step + 1 == total):
+            log({"step": st.step, "epoch": round(st.epoch - 1 + st.cursor / len(train_rows), 3),
+                 "train_loss": train_loss, "lr": optimiser.param_groups[0]["lr"], "tokens": st.tokens_seen,
+                 "tokens_per_s": st.tokens_seen / max(elapsed, 1e-9)})
+            st.train_curve.append([st.step, train_loss])
+            task.update(st.step, loss=round(train_loss, 4), tok_s=round(st.tokens_seen / max(elapsed, 1e-9)))
+            if val_rows and (st.step % eval_every == 0 or st.step == total):
                 val = evaluate_loss(model, val_rows, fmt.tokenizer.pad_token_id, where.device, batch)
-                ctx.log_metrics({"step": step + 1, "eval_loss": val})
-                curve.val.append((step + 1, val))
-                if val < best - (stopping or {}).get("min_delta", 0.0):
-                    best, best_step, bad_evals = val, step + 1, 0
-                    save_model(model, fmt, request.output_dir, {**meta, "step": step + 1, "eval_loss": val})
+                log({"step": st.step, "eval_loss": val})
+                st.val_curve.append([st.step, val])
+                if val < st.best - (stopping or {}).get("min_delta", 0.0):
+                    st.best, st.best_step, st.bad_evals = val, st.step, 0
+                    save_model(model, fmt, request.output_dir, {**meta, "step": st.step, "eval_loss": val})
                 else:
-                    bad_evals += 1
-                    if stopping and bad_evals >= stopping["patience"] and step + 1 < total:
+                    st.bad_evals += 1
+                    if stopping and st.bad_evals >= stopping["patience"] and st.step < total:
                         stopped = True
-                        ctx.reporter.event("early_stop", message=f"early stop at step {step + 1}: validation loss "
-                                                                 f"has not improved on {best:.4f} (step {best_step})")
+                        ctx.reporter.event("early_stop", message=f"early stop at step {st.step}: validation loss "
+                                                                 f"has not improved on {st.best:.4f} (step {st.best_step})")
                         break
+            if st.step % save_every == 0 and st.step < total:
+                st.elapsed = time.perf_counter() - start
+                checkpoint.save(ckpt_dir, st, model, optimiser)
     finally:
         task.close()
-    if best_step is None:
-        save_model(model, fmt, request.output_dir, {**meta, "step": len(curve.train)})
-    if best_step is not None and best_step != len(curve.train):
+    if st.best_step is None:
+        save_model(model, fmt, request.output_dir, {**meta, "step": st.step})
+    shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: the adapter is saved, the optimiser is not needed
+    if st.best_step is not None and st.best_step != st.step:
         model = _reload_best(model, request, where)
     wall = time.perf_counter() - start
-    metrics = {"train_loss": curve.train[-1][1], "train_tokens_per_s": tokens_seen / max(wall, 1e-9)}
+    curve = Curve(train=[(int(a), b) for a, b in st.train_curve], val=[(int(a), b) for a, b in st.val_curve])
+    metrics = {"train_loss": curve.train[-1][1], "train_tokens_per_s": st.tokens_seen / max(wall, 1e-9)}
     if curve.val:
-        metrics["eval_loss"] = best
+        metrics["eval_loss"] = st.best
     kind = "full" if request.method == "full" else "adapter"
     result = TrainResult(model=ModelRef(kind=kind, base=request.base_model, backend=request.backend,
                                         path=request.output_dir),
-                         metrics=metrics, steps=len(curve.train), epochs=round(len(curve.train) / steps_per_epoch, 3),
-                         train_tokens=trained_tokens, wall_seconds=round(wall, 2),
-                         peak_memory_mb=round(peak_memory_mb(where.device), 1), best_step=best_step,
+                         metrics=metrics, steps=st.step, epochs=round(st.step / steps_per_epoch, 3),
+                         train_tokens=st.trained_tokens, wall_seconds=round(wall, 2),
+                         peak_memory_mb=round(peak_memory_mb(where.device), 1), best_step=st.best_step,
                          stopped_early=stopped, overfitting=curve.verdict())
     return result, Trained(request.output_dir, model, fmt, where)
 

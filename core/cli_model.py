@@ -1,0 +1,107 @@
+"""``ftp plan`` (memory before training) and ``ftp export`` (a trained model for serving elsewhere)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ftp.errors import UserError
+
+
+def _hooks() -> Any:
+    from ftp.hooks import Hooks
+    from ftp.plugin_manager import get_plugin_manager
+
+    return Hooks(get_plugin_manager())
+
+
+def train_request(loaded: Any, output_dir: Path) -> Any:
+    """The request training would get, before any split (the whole training file stands in)."""
+    from ftp.data_files import dataset_ref
+    from ftp.types import TrainRequest
+
+    s = loaded.settings
+    return TrainRequest(backend=loaded.backend, base_model=str(s.model.base), method=s.train.method,
+                        hyperparameters=s.hyperparameters(), train=dataset_ref(s.data.train, "train"), validation=None,
+                        output_dir=output_dir, backend_settings=loaded.backend_settings)
+
+
+def print_plan(plan: Any) -> None:
+    for part, gib in plan.parts_gib.items():
+        click.echo(f"  {part:<22} {gib:8.2f} GiB")
+    device = f"{plan.device}" + (f" ({plan.device_gib:.1f} GiB)" if plan.device_gib else "")
+    verdict = {True: "fits", False: "does NOT fit", None: "fit unknown"}[plan.fits]
+    click.echo(f"  {'predicted peak':<22} {plan.total_gib:8.2f} GiB on {device}: {verdict}")
+    for tip in plan.suggestions:
+        click.echo(f"  - {tip}")
+
+
+@click.command()
+@click.argument("pipeline", type=click.Path(dir_okay=False))
+@click.option("--backend", "-b", default="local", show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
+@click.option("--json", "as_json", is_flag=True)
+def plan(pipeline: str, backend: str, overrides: tuple[str, ...], as_json: bool) -> None:
+    """Predict peak memory for the pipeline's training, and whether it fits this machine."""
+    from ftp.pipeline_file import load_pipeline
+    from ftp.runner import preflight
+
+    hooks = _hooks()
+    loaded = load_pipeline(Path(pipeline), backend, hooks.catalog(), overrides)
+    trainer = hooks.trainer(backend)
+    preflight(loaded, trainer)
+    result = trainer.plan(train_request(loaded, Path("runs") / "plan"))
+    if result is None:
+        raise UserError(f"backend {backend!r} does not plan memory (its training does not run on this machine)")
+    if as_json:
+        click.echo(result.model_dump_json(indent=2))
+        return
+    click.echo(f"memory plan for {pipeline} ({loaded.settings.train.method} on {loaded.settings.model.base}):")
+    print_plan(result)
+
+
+def resolve_model(ref: str, runs_dir: Path, registry: str | None) -> Any:
+    """A run id (or prefix) or NAME:VERSION from the registry, as a ModelRef."""
+    from ftp.run_store import find_run
+    from ftp.types import ModelRef, TrainResult
+
+    name, _, number = ref.partition(":")
+    if number:
+        if not number.isdigit():
+            raise UserError(f"{ref}: the version must be a number, e.g. {name}:1")
+        reg = _hooks().model_registry("sqlite", Path(registry or ".ftp/registry.db"))
+        version = reg.get(name, int(number))
+        if version is None:
+            raise UserError(f"no model {ref!r} in {reg.location}")
+        kind = "full" if version.hyperparameters.get("method") == "full" else "adapter"
+        return ModelRef(kind=kind, base=version.base_model, backend=version.backend, path=Path(version.artifact))
+    run = find_run(runs_dir, ref)
+    outputs = run.state.outputs("train")
+    if not outputs:
+        raise UserError(f"run {run.run_id} has not finished training; nothing to export")
+    return TrainResult.model_validate(outputs).model
+
+
+@click.command()
+@click.argument("ref", metavar="RUN_ID|NAME:VERSION")
+@click.option("--out", "out_dir", required=True, metavar="DIR", help="Where to write the model (must not exist).")
+@click.option("--merge", is_flag=True, help="Merge the adapter into the base model: a plain transformers model.")
+@click.option("--runs-dir", default=None, metavar="DIR")
+@click.option("--registry", default=None, metavar="PATH", help="Registry file for NAME:VERSION (.ftp/registry.db).")
+@click.option("--json", "as_json", is_flag=True)
+def export(ref: str, out_dir: str, merge: bool, runs_dir: str | None, registry: str | None, as_json: bool) -> None:
+    """Export a trained model: the PEFT adapter, or with --merge a merged safetensors model."""
+    import os
+
+    out = Path(out_dir)
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"--out {out_dir}: the folder exists and is not empty; choose a new one")
+    model = resolve_model(ref, Path(runs_dir or os.environ.get("FTP_RUNS_DIR") or "runs"), registry)
+    written = _hooks().trainer(model.backend).export(model, out, merge)
+    if as_json:
+        click.echo(json.dumps({"path": str(written), "merged": merge, "model": model.model_dump(mode="json")}))
+    else:
+        click.echo(f"{'merged model' if merge else 'adapter'} written to {written}")

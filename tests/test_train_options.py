@@ -1,0 +1,69 @@
+"""Every training path on a tiny model on the CPU: LoRA, DoRA, QLoRA (bitsandbytes 4-bit), full
+fine-tuning, the paged 8-bit optimiser, gradient checkpointing, and the loss-masking options."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import invoke, make_examples, write_jsonl
+
+from ftp.backends.local.chat import chat_format, encode
+from ftp.backends.local.modeling import load_tokenizer
+
+BASE = ("--quiet", "--steps", "validate,split,train", "--set", "train.epochs=1")
+
+
+def trained(project: Path) -> dict:
+    run_dir = next((project / "runs" / "tiny").iterdir())
+    return json.loads((run_dir / "state.json").read_text())["steps"]["train"]["outputs"]
+
+
+@pytest.mark.parametrize("options, kind", [
+    (("--set", "train.lora.dora=true"), "adapter"),
+    (("--set", "train.method=qlora"), "adapter"),
+    (("--set", "train.method=full", "--set", "train.learning_rate=1e-3"), "full"),
+    (("--set", "train.optimizer=paged_adamw_8bit"), "adapter"),
+    (("--set", "train.gradient_checkpointing=true"), "adapter"),
+    (("--set", "train.loss_on=all"), "adapter"),
+])
+def test_training_path(project: Path, options: tuple[str, ...], kind: str) -> None:
+    result = invoke("run", "pipeline.yaml", *BASE, *options)
+    assert result.exit_code == 0, result.stderr
+    out = trained(project)
+    assert out["model"]["kind"] == kind and out["steps"] == 6
+    assert out["metrics"]["train_loss"] > 0
+    model_dir = Path(out["model"]["path"])
+    assert (model_dir / ("adapter_config.json" if kind == "adapter" else "config.json")).exists()
+    if "train.lora.dora=true" in options:
+        assert json.loads((model_dir / "adapter_config.json").read_text())["use_dora"] is True
+
+
+def test_loss_on_options_change_the_mask(tiny_model_dir: Path) -> None:
+    fmt = chat_format(load_tokenizer(tiny_model_dir))
+    convo = [{"role": "user", "content": "a"}, {"role": "assistant", "content": "red"},
+             {"role": "user", "content": "b"}, {"role": "assistant", "content": "blue"}]
+    every = encode(fmt, convo, 256, "assistant").trained_tokens
+    last = encode(fmt, convo, 256, "last_assistant").trained_tokens
+    everything = encode(fmt, convo, 256, "all").trained_tokens
+    assert last < every < everything == len(encode(fmt, convo, 256, "all").input_ids)
+
+
+def test_examples_that_would_train_badly_are_refused_or_dropped(project: Path) -> None:
+    rows = make_examples(60)
+    rows[4]["messages"][0]["content"] = "long " * 200  # over max_seq_length 64: the answer would be cut off
+    write_jsonl(project / "data" / "train.jsonl", rows)
+    refused = invoke("run", "pipeline.yaml", *BASE, "--set", "data.split.seed=1")
+    assert refused.exit_code == 2
+    assert "example(s) would train badly" in refused.stderr and "longer than 64 tokens" in refused.stderr
+    assert "train.invalid_examples: drop" in refused.stderr
+    dropped = invoke("run", "pipeline.yaml", *BASE, "--set", "train.invalid_examples=drop", "--json")
+    assert dropped.exit_code == 0, dropped.stderr
+    assert any("dropped 1 example(s)" in line for line in dropped.output.splitlines() if '"warning"' in line)
+
+
+def test_the_first_example_is_shown_with_its_mask(project: Path) -> None:
+    result = invoke("run", "pipeline.yaml", "--json", "--steps", "validate,split,train", "--set", "train.epochs=1")
+    shown = [json.loads(line) for line in result.output.splitlines() if '"event": "example"' in line]
+    assert shown and "⟦" in shown[0]["message"] and '<|im_end|>' in shown[0]["message"].split("⟦", 1)[1]
