@@ -75,6 +75,7 @@ class TrainSettings(Section):
     invalid_examples: Literal["error", "drop"] = "error"
     optimizer: Literal["adamw", "paged_adamw_8bit"] | None = None
     gradient_checkpointing: bool = False
+    packing: bool = True
     checkpoint_steps: int | None = Field(None, gt=0)
     lora: LoraSettings = LoraSettings()
     early_stopping: EarlyStoppingSettings | None = EarlyStoppingSettings()

@@ -25,7 +25,7 @@ from ftp.checks import CheckSettings, DataCheck, Record, expand_shorthand
 from ftp.types import CheckContext, ConfigSection, DatasetRef, Finding
 from pydantic import Field
 
-BATCH = 4096
+BATCH = 256  # small batches keep the temporaries in cache (large fresh arrays cost page faults)
 NUM_PERM = 64  # MinHash functions; the signature keeps 16 bits of each
 BANDS, ROWS = 16, 4  # LSH: pairs agreeing on all 4 rows of any band are candidates (S-curve midpoint ~0.5)
 LONG_WORDS = 30  # inputs with at least this many words use word 3-shingles, shorter ones byte 5-grams
@@ -125,16 +125,24 @@ def _segments(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return ids[starts], starts
 
 
-def sketch(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Exact keys (uint64), MinHash signatures (uint16, NUM_PERM wide) and word counts for a batch.
+_PUNCT = b"!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~"
+# ASCII fast path: whitespace and control bytes become a space, the separator (0) stays, punctuation goes
+_ASCII_TABLE = bytes(b if b == 0 or 32 < b < 127 else 32 for b in range(256))
+_LOW = np.array([(1 << (8 * r)) - 1 if r < 8 else (1 << 64) - 1 for r in range(9)], dtype=np.uint64)
+_CHUNK_BASE = U64(0xA0761D6478BD642F)
+_CHUNK_POW = _Powers(_CHUNK_BASE)
 
-    Inputs with no words get key 0, a zero signature and word count 0.
-    """
+
+def _normalise(texts: list[str]) -> bytes:
+    """The normalised bytes of a batch: words separated by spaces (32), inputs by a zero byte."""
     n = len(texts)
     big = "\x00".join(texts)
     if big.count("\x00") != n - 1:
         big = "\x00".join(t.replace("\x00", " ") for t in texts)
-    data = np.frombuffer(big.lower().encode("utf-8", "surrogatepass"), dtype=np.uint8)
+    big = big.lower()
+    if big.isascii():
+        return big.encode("ascii").translate(_ASCII_TABLE, _PUNCT)
+    data = np.frombuffer(big.encode("utf-8", "surrogatepass"), dtype=np.uint8)
     cls = _CLASS[data]
     # General Punctuation (U+2000-U+206F, UTF-8 e2 80/81 xx): spaces up to U+200B, the rest dropped
     lead = np.flatnonzero((data[:-2] == 0xE2) & ((data[1:-1] & 0xFE) == 0x80))
@@ -148,26 +156,103 @@ def sketch(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         cls[nbsp], cls[nbsp + 1] = _SPACE, _DROP
     keep = cls != _DROP
     data, cls = data[keep], cls[keep]
-    ex = np.cumsum(cls == _SEP)  # input index of every byte
-    is_w = cls == _WORD
-    prev = np.concatenate(([False], is_w[:-1]))
-    nxt = np.concatenate((is_w[1:], [False]))
-    starts = np.flatnonzero(is_w & ~prev)
-    ends = np.flatnonzero(is_w & ~nxt) + 1
+    data[cls == _SPACE] = 32
+    data[cls == _SEP] = 0
+    return data.tobytes()
+
+
+_EMPTY = np.uint16(0xFFFF)
+_OPH_MUL = U64(0x8CB92BA72F3D8DD7)  # odd: a fixed permutation of the shingle hashes
+_DENSIFY_TABLE = 64  # attempts whose candidate bins are precomputed
+with np.errstate(over="ignore"):
+    # candidate bin for (attempt t, empty bin b): t-major, NUM_PERM wide
+    _CAND = (_mix((np.arange(1, _DENSIFY_TABLE + 1, dtype=np.uint64)[:, None] << U64(8))
+                  + np.arange(NUM_PERM, dtype=np.uint64)[None, :] * _M3) >> U64(64 - 6)).astype(np.intp)
+
+
+def _candidates(attempt: int, b: np.ndarray) -> np.ndarray:
+    if attempt <= _DENSIFY_TABLE:
+        return _CAND[attempt - 1][b]
+    with np.errstate(over="ignore"):
+        return (_mix((U64(attempt) << U64(8)) + b.astype(np.uint64) * _M3) >> U64(64 - 6)).astype(np.intp)
+
+
+def _oph(rows: np.ndarray, sh: np.ndarray, n: int) -> np.ndarray:
+    """One-permutation MinHash with optimal densification: NUM_PERM x 16-bit values per row.
+
+    A shingle hash's top 6 bits pick its bin, its next 16 bits compete for the bin's minimum.
+    An empty bin copies the first filled bin of a fixed sequence of candidates (hashes of the bin
+    and the attempt), the same for every input, so equal sets still give equal signatures.
+    ``rows``: the row (< n) of each shingle; ``sh``: the 64-bit shingle hashes.
+    """
+    mins = np.full(n * NUM_PERM, _EMPTY, dtype=np.uint16)
+    with np.errstate(over="ignore"):
+        sh = sh * _OPH_MUL
+    val = np.minimum((sh >> U64(42)).astype(np.uint16), np.uint16(0xFFFE))
+    idx = (sh >> U64(58)).view(np.int64)
+    idx += rows * NUM_PERM
+    np.minimum.at(mins, idx, val)
+    has = np.zeros(n, dtype=bool)
+    has[rows] = True
+    empty = np.flatnonzero(mins == _EMPTY)
+    if len(empty):
+        r, b = np.divmod(empty, NUM_PERM)
+        keep = has[r]
+        r, b = r[keep] * NUM_PERM, b[keep]
+        out = mins.copy()
+        attempt = 0
+        while len(r):
+            attempt += 1
+            dst = r + b
+            v = mins[r + _candidates(attempt, b)]
+            ok = v != _EMPTY
+            out[dst[ok]] = v[ok]
+            miss = ~ok
+            r, b = r[miss], b[miss]
+        mins = out
+    mins = mins.reshape(n, NUM_PERM)
+    mins[~has] = 0
+    return mins
+
+
+def sketch(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact keys (uint64), MinHash signatures (uint16, NUM_PERM wide) and word counts for a batch.
+
+    Inputs with no words get key 0, a zero signature and word count 0.
+    """
+    n = len(texts)
+    raw = _normalise(texts) + bytes(8)  # padding: every word start can be read as 8 bytes
+    data = np.frombuffer(raw, dtype=np.uint8)
+    size = len(data) - 8
+    is_w = np.zeros(size + 2, dtype=bool)
+    np.greater(data[:size], 32, out=is_w[1:-1])
+    edges = np.flatnonzero(is_w[1:] != is_w[:-1])
+    starts, ends = edges[0::2], edges[1::2]
     lens = ends - starts
     nwords = len(starts)
-    wex = ex[starts]
-    counts = np.bincount(wex, minlength=n)
     keys = np.zeros(n, dtype=np.uint64)
     sigs = np.zeros((n, NUM_PERM), dtype=np.uint16)
     if nwords == 0:
-        return keys, sigs, counts
-    wbytes = data[is_w].astype(np.uint64) + U64(1)
-    woff = np.cumsum(lens) - lens  # word starts in ``wbytes``
-    pos = np.arange(len(wbytes)) - np.repeat(woff, lens)
+        return keys, sigs, np.zeros(n, dtype=np.intp)
+    # input of every word: split on the separators (one C-level pass), cumulative lengths
+    bounds = np.cumsum(np.fromiter(map(len, raw[:size].split(b"\x00")), dtype=np.intp, count=n) + 1)
+    wex = np.searchsorted(bounds, starts, side="right")
+    counts = np.bincount(wex, minlength=n)
+    # every byte offset read as a little-endian uint64 (unaligned view, no copy)
+    as64 = np.ndarray((size,), dtype="<u8", buffer=raw, strides=(1,))
     with np.errstate(over="ignore"):
-        contrib = wbytes * _WORD_POW.upto(int(lens.max()))[pos]
-        wh = _mix(np.add.reduceat(contrib, woff) ^ lens.astype(np.uint64))
+        acc = as64[starts]
+        acc &= _LOW[np.minimum(lens, 8)]
+        longw = np.flatnonzero(lens > 8)
+        if len(longw):  # words longer than 8 bytes: a polynomial over their 8-byte chunks
+            l_len, l_start = lens[longw], starts[longw]
+            nch = ((l_len + 7) >> 3) - 1  # chunks after the first
+            coff = np.cumsum(nch) - nch
+            cidx = np.arange(int(nch.sum())) - np.repeat(coff, nch) + 1
+            chunks = as64[np.repeat(l_start, nch) + 8 * cidx]
+            chunks[coff + nch - 1] &= _LOW[l_len - 8 * nch]
+            acc[longw] += np.add.reduceat(chunks * _CHUNK_POW.upto(int(nch.max()) + 1)[cidx], coff)
+        wh = _mix(acc + lens.astype(np.uint64) * _M3)
         # exact key: polynomial over the word hashes of each input
         present, first = _segments(wex)
         wpos = np.arange(nwords) - np.repeat(first, counts[present])
@@ -179,13 +264,15 @@ def sketch(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         # word 3-shingles of long inputs
         if long_ex.any() and nwords >= SHINGLE:
             i = np.flatnonzero((wex[:-2] == wex[2:]) & long_ex[wex[:-2]])
-            sh = _mix(wh[i] * _C1 + wh[i + 1] * _C2 + wh[i + 2])
-            parts.append((wex[i], sh))
+            sh = wh[:-2] * _C1
+            sh += wh[1:-1] * _C2
+            sh += wh[2:]
+            parts.append((wex[i], sh[i]))
         # byte 5-grams of short inputs, over "word word word" + 4 padding zeros
         short_w = ~long_ex[wex]
         if short_w.any():
             sw = np.flatnonzero(short_w)
-            s_wex, s_len, s_off = wex[sw], lens[sw], woff[sw]
+            s_wex, s_len, s_start = wex[sw], lens[sw], starts[sw]
             last = np.concatenate((s_wex[1:] != s_wex[:-1], [True]))
             out_len = s_len + np.where(last, GRAM - 1, 1)
             new_start = np.cumsum(out_len) - out_len
@@ -193,9 +280,8 @@ def sketch(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             buf = np.full(total, 0x20, dtype=np.uint8)
             pad = (new_start + s_len)[last]
             buf[(pad[:, None] + np.arange(GRAM - 1)).ravel()] = 0
-            src = np.repeat(s_off, s_len) + (np.arange(int(s_len.sum())) - np.repeat(np.cumsum(s_len) - s_len, s_len))
-            dst = np.repeat(new_start, s_len) + (src - np.repeat(s_off, s_len))
-            buf[dst] = (wbytes[src] - U64(1)).astype(np.uint8)
+            within = np.arange(int(s_len.sum())) - np.repeat(np.cumsum(s_len) - s_len, s_len)
+            buf[np.repeat(new_start, s_len) + within] = data[np.repeat(s_start, s_len) + within]
             bex = np.repeat(s_wex, out_len)
             b = buf.astype(np.uint64)
             m = total - GRAM + 1
@@ -205,18 +291,14 @@ def sketch(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
                     g |= b[k:k + m] << U64(8 * (GRAM - 1 - k))
                 ok = np.flatnonzero((bex[:m] == bex[GRAM - 1:]) & (buf[:m] != 0))
                 parts.append((bex[ok], _mix(g[ok] ^ _M3)))
-        for sex, sh in parts:
-            if len(sh) == 0:
-                continue
-            rows, offs = _segments(sex)
-            x = (sh >> U64(32)).astype(np.uint32)
-            h = np.empty(len(x), dtype=np.uint32)
-            mins = np.empty((NUM_PERM, len(rows)), dtype=np.uint32)
-            for k in range(NUM_PERM):  # one hash function at a time: contiguous, cache-friendly
-                np.multiply(x, _A[k], out=h)
-                h += _B[k]
-                mins[k] = np.minimum.reduceat(h, offs)
-            sigs[rows] = (_mix(mins.T.astype(np.uint64) ^ _SALT) & U64(0xFFFF)).astype(np.uint16)
+        parts = [(r, h) for r, h in parts if len(h)]
+        if parts:
+            if len(parts) == 1:
+                rows, sh = parts[0]
+            else:
+                rows = np.concatenate([r for r, _ in parts])
+                sh = np.concatenate([h for _, h in parts])
+            sigs = _oph(rows, sh, n)
     return keys, sigs, counts
 
 
@@ -242,18 +324,21 @@ class _UnionFind:
                 self.parent[ra] = rb
 
 
-def near_pairs(sigs: np.ndarray, threshold: float) -> np.ndarray:
-    """Verified pairs (k x 2, row indices of ``sigs``) whose estimated Jaccard is >= threshold.
+def near_pairs(sigs: np.ndarray, threshold: float, rows: np.ndarray | None = None) -> np.ndarray:
+    """Verified pairs (k x 2, indices into ``rows``, or rows of ``sigs`` when it is None) whose
+    estimated Jaccard is >= threshold. ``rows`` selects signatures without copying them all.
 
     Within each LSH bucket every member is paired with the bucket's first member and with its
     predecessor, so the work stays linear in the number of rows however large a bucket grows.
     """
-    n = len(sigs)
+    if rows is None:
+        rows = np.arange(len(sigs))
+    n = len(rows)
     if n < 2:
         return np.empty((0, 2), dtype=np.int64)
     found = []
     for band in range(BANDS):
-        cols = sigs[:, band * ROWS:(band + 1) * ROWS].astype(np.uint64)
+        cols = sigs[rows, band * ROWS:(band + 1) * ROWS].astype(np.uint64)
         with np.errstate(over="ignore"):
             key = _mix((cols * _BAND_MUL).sum(axis=1, dtype=np.uint64) + U64(band))
         order = np.argsort(key, kind="stable")
@@ -277,7 +362,7 @@ def near_pairs(sigs: np.ndarray, threshold: float) -> np.ndarray:
     need = int(np.ceil(threshold * NUM_PERM - 1e-9))
     for s in range(0, len(a), 1 << 16):
         e = s + (1 << 16)
-        keep[s:e] = (sigs[a[s:e]] == sigs[b[s:e]]).sum(axis=1) >= need
+        keep[s:e] = (sigs[rows[a[s:e]]] == sigs[rows[b[s:e]]]).sum(axis=1) >= need
     return np.stack((a[keep], b[keep]), axis=1)
 
 
@@ -370,7 +455,7 @@ class DuplicatesCheck(DataCheck):
         near: list[np.ndarray] = []
         if self.settings.near_duplicates and n > 1:
             uniq = np.sort(order[run_start])  # one example per distinct input
-            pairs = near_pairs(self._sigs[uniq], self.settings.threshold)
+            pairs = near_pairs(self._sigs, self.settings.threshold, uniq)
             if len(pairs):
                 uf = _UnionFind()
                 for a, b in uniq[pairs].tolist():

@@ -124,8 +124,9 @@ def test_blue_green_plan() -> None:
 
 def test_near_duplicate_inputs_land_in_one_split(tmp_path: Path) -> None:
     rows = make_examples(200)
-    base = "please help my smart thermostat shows error code 42 every morning since the last firmware update"
-    variants = [base, base.replace("morning", "evening"), base.replace("every", "each"), base + " thanks"]
+    words = "please help my smart thermostat shows error code 42 every morning since the last firmware update".split()
+    base = " ".join(words * 5)  # 80 words: a one-word change keeps word-shingle Jaccard near 0.93
+    variants = [base, base.replace("morning", "evening", 1), base.replace("every", "each", 1), base + " thanks"]
     rows += [{"messages": [{"role": "user", "content": v}, {"role": "assistant", "content": "bug"}]} for v in variants]
     src = write_jsonl(tmp_path / "all.jsonl", rows)
     for seed in range(8):  # by chance all four would share a split for few seeds; grouped, for all

@@ -39,8 +39,18 @@ def test_advise_reads_the_data(tmp_path: Path) -> None:
     assert text.startswith("recommended: few-shot prompting (do not fine-tune yet)")
 
 
+def distinct_examples(n: int) -> list[dict]:
+    """Inputs with nothing in common, so no two are near-duplicates and the ratios come out exact."""
+    import random
+
+    rng = random.Random(7)
+    vocab = [f"w{i}" for i in range(5000)]
+    return [{"messages": [{"role": "user", "content": " ".join(rng.sample(vocab, 12))},
+                          {"role": "assistant", "content": "ok"}]} for _ in range(n)]
+
+
 def test_data_split_writes_three_files_and_a_manifest(tmp_path: Path) -> None:
-    data = write_jsonl(tmp_path / "d.jsonl", make_examples(100))
+    data = write_jsonl(tmp_path / "d.jsonl", distinct_examples(100))
     result = invoke("data", "split", str(data), "--out", str(tmp_path / "out"), "--ratios", "0.7,0.2,0.1", "--json")
     assert result.exit_code == 0, result.stderr
     split = json.loads(result.output)

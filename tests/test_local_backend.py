@@ -119,3 +119,29 @@ def test_unknown_builtin_models_are_named() -> None:
 
     with pytest.raises(UserError, match="unknown built-in model 'gemma-9'; built-ins: builtin:gemma-3-270m"):
         check_base_model("builtin:gemma-9")
+
+
+def test_a_packed_batch_has_the_loss_of_the_same_examples_unpacked(tiny_model_dir: Path) -> None:
+    """Padding-free packing: positions restart per example and attention never crosses an example."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from conftest import make_examples
+    from ftp.backends.local.modeling import answer_loss, collate, collate_packed
+
+    fmt = chat_format(load_tokenizer(tiny_model_dir))
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    rows = [encode(fmt, ex["messages"], 256, mode) for ex, mode in
+            zip(make_examples(6), ["assistant", "all", "assistant", "all", "assistant", "assistant"])]
+    with torch.no_grad():
+        padded, n1 = answer_loss(model, collate(rows, fmt.tokenizer.pad_token_id, "cpu"))
+        packed, n2 = answer_loss(model, collate_packed(rows, "cpu"))
+        one_by_one = sum(float(answer_loss(model, collate([r], fmt.tokenizer.pad_token_id, "cpu"))[0]) for r in rows)
+    assert n1 == n2
+    assert abs(float(packed) - float(padded)) < 1e-3 and abs(float(packed) - one_by_one) < 1e-3
+    # without restarting positions (one long example) the loss differs: the test can fail
+    batch = collate_packed(rows, "cpu")
+    batch.position_ids = None
+    with torch.no_grad():
+        crossed, _ = answer_loss(model, batch)
+    assert abs(float(crossed) - float(packed)) > 1e-3

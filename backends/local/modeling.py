@@ -89,6 +89,7 @@ class Batch:
     attention_mask: Any
     labels: Any
     tokens: int
+    position_ids: Any = None  # set for packed rows: positions restart at 0 for each example
 
 
 def collate(rows: list[Encoded], pad_id: int, device: str) -> Batch:
@@ -106,6 +107,23 @@ def collate(rows: list[Encoded], pad_id: int, device: str) -> Batch:
     return Batch(ids.to(device), mask.to(device), labels.to(device), int(mask.sum()))
 
 
+def collate_packed(rows: list[Encoded], device: str) -> Batch:
+    """All rows in one padding-free sequence. Positions restart per example, and with no attention mask
+    transformers builds a block-diagonal causal mask from them, so no example attends to another. The first
+    token of each example is never a target, so the boundary between examples is never trained."""
+    import torch
+
+    ids: list[int] = []
+    labels: list[int] = []
+    positions: list[int] = []
+    for r in rows:
+        ids += r.input_ids
+        labels += [IGNORE] + r.labels[1:]
+        positions += range(len(r.input_ids))
+    as_row = lambda xs: torch.tensor([xs], dtype=torch.long, device=device)  # noqa: E731
+    return Batch(as_row(ids), None, as_row(labels), len(ids), as_row(positions))
+
+
 def answer_loss(model: Any, batch: Batch) -> tuple[Any, int]:
     """(summed cross-entropy over trained tokens, number of trained tokens)."""
     import torch
@@ -114,7 +132,8 @@ def answer_loss(model: Any, batch: Batch) -> tuple[Any, int]:
     positions = (targets != IGNORE).any(dim=0).nonzero().squeeze(1)
     if positions.numel() == 0:
         return torch.zeros((), device=batch.labels.device, requires_grad=True), 0
-    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, logits_to_keep=positions).logits
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask, position_ids=batch.position_ids,
+                   logits_to_keep=positions, use_cache=False).logits
     picked = targets[:, positions]
     loss = torch.nn.functional.cross_entropy(logits.float().reshape(-1, logits.size(-1)), picked.reshape(-1),
                                              ignore_index=IGNORE, reduction="sum")

@@ -20,7 +20,7 @@ from ftp.types import ModelRef, StepContext, TrainRequest, TrainResult
 from . import models
 from . import checkpoint
 from .chat import ChatFormat, Encoded, chat_format, encode, show_mask
-from .modeling import Placement, answer_loss, collate, load_model, load_tokenizer, peak_memory_mb, placement
+from .modeling import Placement, answer_loss, collate, collate_packed, load_model, load_tokenizer, peak_memory_mb, placement
 
 META_FILE = "ftp_model.json"
 
@@ -190,6 +190,7 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     warmup = int(total * float(hp["warmup_ratio"]))
     eval_every = int(hp["eval_steps"] or max(1, steps_per_epoch // 2))
     save_every = int(hp.get("checkpoint_steps") or eval_every)
+    packing = bool(hp.get("packing", True))
     stopping = hp.get("early_stopping")
     meta = {"base_model": request.base_model, "method": request.method, "chat_template": fmt.name,
             "max_seq_length": max_len}
@@ -202,7 +203,8 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
         ctx.reporter.event("resumed", message=f"resumed from the checkpoint at step {st.step} of {total}")
     ctx.reporter.event("train_plan", message=(
         f"{request.method} on {request.base_model} ({where.device}, {where.dtype_name}): {len(train_rows)} examples, "
-        f"{total} steps of {batch}x{accum}, lr {hp['learning_rate']}, validation every {eval_every} steps"))
+        f"{total} steps of {batch}x{accum}{' packed' if packing else ''}, lr {hp['learning_rate']}, "
+        f"validation every {eval_every} steps"))
 
     def log(row: dict[str, Any]) -> None:
         st.rows.append(row)
@@ -226,7 +228,8 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
             n_trained = sum(r.trained_tokens for rows in micro for r in rows)
             step_loss = 0.0
             for rows in micro:
-                b = collate(rows, fmt.tokenizer.pad_token_id, where.device)
+                b = collate_packed(rows, where.device) if packing else collate(rows, fmt.tokenizer.pad_token_id,
+                                                                                where.device)
                 loss, _ = answer_loss(model, b)
                 (loss / max(1, n_trained)).backward()
                 step_loss += loss.item()
