@@ -124,9 +124,8 @@ def test_blue_green_plan() -> None:
 
 def test_near_duplicate_inputs_land_in_one_split(tmp_path: Path) -> None:
     rows = make_examples(200)
-    words = "please help my smart thermostat shows error code 42 every morning since the last firmware update".split()
-    base = " ".join(words * 5)  # 80 words: a one-word change keeps word-shingle Jaccard near 0.93
-    variants = [base, base.replace("morning", "evening", 1), base.replace("every", "each", 1), base + " thanks"]
+    base = "firmware update " + " ".join(f"word{i}" for i in range(80))  # one-word edits keep Jaccard near 0.93
+    variants = [base, base.replace("word40", "other"), base.replace("word7", "else"), base + " thanks"]
     rows += [{"messages": [{"role": "user", "content": v}, {"role": "assistant", "content": "bug"}]} for v in variants]
     src = write_jsonl(tmp_path / "all.jsonl", rows)
     for seed in range(8):  # by chance all four would share a split for few seeds; grouped, for all
