@@ -67,3 +67,15 @@ def test_the_first_example_is_shown_with_its_mask(project: Path) -> None:
     result = invoke("run", "pipeline.yaml", "--json", "--steps", "validate,split,train", "--set", "train.epochs=1")
     shown = [json.loads(line) for line in result.output.splitlines() if '"event": "example"' in line]
     assert shown and "⟦" in shown[0]["message"] and '<|im_end|>' in shown[0]["message"].split("⟦", 1)[1]
+
+
+def test_the_second_run_skips_tokenisation(project: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FTP_CACHE_DIR", str(tmp_path / "cache"))
+    first = invoke("run", "pipeline.yaml", "--json", "--steps", "validate,split,train", "--set", "train.epochs=1")
+    second = invoke("run", "pipeline.yaml", "--json", "--steps", "validate,split,train", "--set", "train.epochs=1")
+    cached = lambda r: [e for e in map(json.loads, r.output.splitlines()) if e["event"] == "token_cache"]  # noqa: E731
+    assert cached(first) == [] and len(cached(second)) == 2  # train and validation
+    assert len(list((tmp_path / "cache" / "tokenized").glob("*.json"))) == 2
+    other = invoke("run", "pipeline.yaml", "--json", "--steps", "validate,split,train", "--set", "train.epochs=1",
+                   "--set", "model.max_seq_length=48")
+    assert cached(other) == []  # a setting that changes the tokens is a new key

@@ -15,10 +15,10 @@ from typing import Any
 
 from ftp.data_files import iter_jsonl
 from ftp.errors import FtpError, UserError
-from ftp.types import ModelRef, StepContext, TrainRequest, TrainResult
+from ftp.types import DatasetRef, ModelRef, StepContext, TrainRequest, TrainResult
 
 from . import models
-from . import checkpoint
+from . import checkpoint, token_cache
 from .chat import ChatFormat, Encoded, chat_format, encode, show_mask
 from .modeling import Placement, answer_loss, collate, collate_packed, load_model, load_tokenizer, peak_memory_mb, placement
 
@@ -56,12 +56,25 @@ class Curve:
         return None
 
 
-def encode_file(fmt: ChatFormat, path: Path, max_length: int, ctx: StepContext, label: str, loss_on: str,
-                invalid: str) -> list[Encoded]:
+def tokenise(fmt: ChatFormat, ref: DatasetRef, tokenizer_dir: Path, max_length: int, loss_on: str,
+             ctx: StepContext, label: str) -> list[tuple[int, Encoded]]:
+    """Every example with its line number, from the cache when this exact tokenisation was done before."""
+    key = token_cache.cache_key(ref.sha256, tokenizer_dir, fmt, max_length, loss_on)
+    cached = token_cache.load(key)
+    if cached is not None:
+        ctx.reporter.event("token_cache", message=f"{label}: tokenised data from the cache ({len(cached)} examples)")
+        return cached
+    entries = [(n, encode(fmt, ex["messages"], max_length, loss_on)) for n, ex in iter_jsonl(ref.path)]
+    token_cache.save(key, entries)
+    return entries
+
+
+def encode_file(fmt: ChatFormat, ref: DatasetRef, tokenizer_dir: Path, max_length: int, ctx: StepContext, label: str,
+                loss_on: str, invalid: str) -> list[Encoded]:
     """Tokenise with masks, and refuse (or, if the file says so, drop) examples that cannot train well."""
     rows, bad = [], []
-    for number, example in iter_jsonl(path):
-        enc = encode(fmt, example["messages"], max_length, loss_on)
+    path = ref.path
+    for number, enc in tokenise(fmt, ref, tokenizer_dir, max_length, loss_on, ctx, label):
         if enc.trained_tokens == 0 or enc.truncated:
             bad.append((number, f"longer than {max_length} tokens" if enc.truncated else "no token to train on"))
         else:
@@ -175,8 +188,8 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     fmt = chat_format(load_tokenizer(base_dir), hp["chat_template"])
     max_len = int(hp["max_seq_length"])
     loss_on, invalid = hp.get("loss_on", "assistant"), hp.get("invalid_examples", "error")
-    train_rows = encode_file(fmt, request.train.path, max_len, ctx, "train", loss_on, invalid)
-    val_rows = (encode_file(fmt, request.validation.path, max_len, ctx, "validation", loss_on, invalid)
+    train_rows = encode_file(fmt, request.train, base_dir, max_len, ctx, "train", loss_on, invalid)
+    val_rows = (encode_file(fmt, request.validation, base_dir, max_len, ctx, "validation", loss_on, invalid)
                 if request.validation else [])
     ctx.reporter.event("example", message=f"example 1 as trained (trained tokens in ⟦ ⟧): "
                                           f"{show_mask(fmt, train_rows[0])!r}")
