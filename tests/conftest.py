@@ -98,6 +98,7 @@ def project(tmp_path: Path, tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatc
     (tmp_path / "pipeline.yaml").write_text(PIPELINE.format(model=tiny_model_dir), encoding="utf-8")
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("FTP_RUNS_DIR", raising=False)
+    monkeypatch.setenv("FTP_CACHE_DIR", str(tmp_path / ".cache"))  # token caches stay out of the user's home
     return tmp_path
 
 
