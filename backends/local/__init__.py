@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from ftp import hookimpl
 from ftp.types import BackendSpec, ModelRef, StepContext, TrainRequest, TrainResult
@@ -21,7 +21,9 @@ class LocalSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    devices: Literal["auto", "cpu", "cuda"] = "auto"
+    devices: Literal["auto", "cpu", "cuda"] | PositiveInt = Field(
+        "auto", description="auto: every visible GPU (DDP when more than one), else the CPU; or a number of GPUs")
+    processes: PositiveInt = Field(1, description="with devices: cpu, train in this many processes (DDP on gloo)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
 
 
@@ -43,6 +45,16 @@ class LocalTrainer:
         from .training import train
 
         quiet_libraries()
+        from .distributed import launch, world_size
+
+        plan = self.plan(request)
+        verdict = "fits" if plan.fits else "may NOT fit (see `ftp plan`)"
+        ctx.reporter.event("warning" if plan.fits is False else "memory_plan",
+                           message=f"predicted peak memory {plan.total_gib:.1f} GiB on {plan.device}: {verdict}")
+        world = world_size(request.backend_settings)
+        if world > 1:
+            self._trained = None
+            return launch(request, ctx, world)
         result, self._trained = train(request, ctx)
         return result
 

@@ -51,7 +51,7 @@ def placement(devices: str | int = "auto", dtype: str = "auto") -> Placement:
     import torch
 
     want = str(devices)
-    if want in ("auto", "cuda") or want.isdigit():
+    if want in ("auto", "cuda") or want.isdigit():  # a number: GPUs, one per process (see distributed.py)
         if torch.cuda.is_available():
             device = "cuda"
         elif want == "auto":

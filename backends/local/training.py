@@ -19,6 +19,7 @@ from ftp.types import DatasetRef, ModelRef, StepContext, TrainRequest, TrainResu
 
 from . import models
 from . import checkpoint, token_cache
+from .distributed import Dist
 from .chat import ChatFormat, Encoded, chat_format, encode, show_mask
 from .modeling import Placement, answer_loss, collate, collate_packed, load_model, load_tokenizer, peak_memory_mb, placement
 
@@ -183,7 +184,12 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     seed = int(hp["seed"])
     random.seed(seed)
     torch.manual_seed(seed)
+    dist = Dist.from_env()
     where = placement(settings.get("devices", "auto"), settings.get("dtype", "auto"))
+    if dist.world > 1 and where.device == "cuda":
+        torch.cuda.set_device(dist.local_rank)
+        where = Placement(f"cuda:{dist.local_rank}", where.dtype_name)
+    dist.init(where.device)
     base_dir = models.resolve(request.base_model)
     fmt = chat_format(load_tokenizer(base_dir), hp["chat_template"])
     max_len = int(hp["max_seq_length"])
@@ -193,7 +199,8 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
                 if request.validation else [])
     ctx.reporter.event("example", message=f"example 1 as trained (trained tokens in ⟦ ⟧): "
                                           f"{show_mask(fmt, train_rows[0])!r}")
-    model = prepare_model(base_dir, request.method, hp["lora"], where, bool(hp.get("gradient_checkpointing")))
+    core = prepare_model(base_dir, request.method, hp["lora"], where, bool(hp.get("gradient_checkpointing")))
+    model = dist.wrap(core, where.device)  # DDP over all ranks; ``core`` is what is saved and evaluated
     params = [p for p in model.parameters() if p.requires_grad]
     optimiser = make_optimiser(hp.get("optimizer", "adamw"), params, hp["learning_rate"], hp["weight_decay"])
 
@@ -209,7 +216,7 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
             "max_seq_length": max_len}
     ckpt_dir = request.output_dir.parent / "checkpoint"
     fp = checkpoint.fingerprint(request)
-    st = checkpoint.load(ckpt_dir, fp, model, optimiser) or checkpoint.LoopState(fingerprint=fp)
+    st = checkpoint.load(ckpt_dir, fp, core, optimiser) or checkpoint.LoopState(fingerprint=fp)
     if st.step:
         for row in st.rows:
             ctx.log_metrics(row)
@@ -221,10 +228,11 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
 
     def log(row: dict[str, Any]) -> None:
         st.rows.append(row)
-        ctx.log_metrics(row)
+        if dist.main:
+            ctx.log_metrics(row)
 
     stopped, start = False, time.perf_counter() - st.elapsed
-    task = ctx.reporter.progress("train", total)
+    task = ctx.reporter.progress("train", total) if dist.main else _Silent()
     try:
         while st.step < total:
             step = st.step
@@ -238,21 +246,22 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
                     st.cursor, st.epoch = 0, st.epoch + 1
                 micro.append([train_rows[i] for i in st.order[st.cursor:st.cursor + batch]])
                 st.cursor += batch
-            n_trained = sum(r.trained_tokens for rows in micro for r in rows)
+            micro = [dist.shard(rows) for rows in micro]  # this rank's share of each micro-batch
+            n_trained = int(dist.total(sum(r.trained_tokens for rows in micro for r in rows)))
             step_loss = 0.0
             for rows in micro:
                 b = collate_packed(rows, where.device) if packing else collate(rows, fmt.tokenizer.pad_token_id,
                                                                                 where.device)
                 loss, _ = answer_loss(model, b)
-                (loss / max(1, n_trained)).backward()
+                (loss * dist.world / max(1, n_trained)).backward()  # DDP averages over ranks: this makes it a sum
                 step_loss += loss.item()
-                st.tokens_seen += b.tokens
+                st.tokens_seen += int(dist.total(b.tokens))
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimiser.step()
             optimiser.zero_grad(set_to_none=True)
             st.step = step + 1
             st.trained_tokens += n_trained
-            train_loss = step_loss / max(1, n_trained)
+            train_loss = dist.total(step_loss) / max(1, n_trained)
             elapsed = time.perf_counter() - start
             log({"step": st.step, "epoch": round(st.epoch - 1 + st.cursor / len(train_rows), 3),
                  "train_loss": train_loss, "lr": optimiser.param_groups[0]["lr"], "tokens": st.tokens_seen,
@@ -260,12 +269,14 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
             st.train_curve.append([st.step, train_loss])
             task.update(st.step, loss=round(train_loss, 4), tok_s=round(st.tokens_seen / max(elapsed, 1e-9)))
             if val_rows and (st.step % eval_every == 0 or st.step == total):
-                val = evaluate_loss(model, val_rows, fmt.tokenizer.pad_token_id, where.device, batch)
+                val = evaluate_loss(core, val_rows, fmt.tokenizer.pad_token_id, where.device, batch)
                 log({"step": st.step, "eval_loss": val})
                 st.val_curve.append([st.step, val])
                 if val < st.best - (stopping or {}).get("min_delta", 0.0):
                     st.best, st.best_step, st.bad_evals = val, st.step, 0
-                    save_model(model, fmt, request.output_dir, {**meta, "step": st.step, "eval_loss": val})
+                    if dist.main:
+                        save_model(core, fmt, request.output_dir, {**meta, "step": st.step, "eval_loss": val})
+                    dist.barrier()
                 else:
                     st.bad_evals += 1
                     if stopping and st.bad_evals >= stopping["patience"] and st.step < total:
@@ -275,14 +286,18 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
                         break
             if st.step % save_every == 0 and st.step < total:
                 st.elapsed = time.perf_counter() - start
-                checkpoint.save(ckpt_dir, st, model, optimiser)
+                if dist.main:
+                    checkpoint.save(ckpt_dir, st, core, optimiser)
+                dist.barrier()
     finally:
         task.close()
-    if st.best_step is None:
-        save_model(model, fmt, request.output_dir, {**meta, "step": st.step})
-    shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: the adapter is saved, the optimiser is not needed
+    if st.best_step is None and dist.main:
+        save_model(core, fmt, request.output_dir, {**meta, "step": st.step})
+    dist.barrier()
+    if dist.main:
+        shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: the adapter is saved, the optimiser is not needed
     if st.best_step is not None and st.best_step != st.step:
-        model = _reload_best(model, request, where)
+        core = _reload_best(core, request, where)
     wall = time.perf_counter() - start
     curve = Curve(train=[(int(a), b) for a, b in st.train_curve], val=[(int(a), b) for a, b in st.val_curve])
     metrics = {"train_loss": curve.train[-1][1], "train_tokens_per_s": st.tokens_seen / max(wall, 1e-9)}
@@ -295,7 +310,15 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
                          train_tokens=st.trained_tokens, wall_seconds=round(wall, 2),
                          peak_memory_mb=round(peak_memory_mb(where.device), 1), best_step=st.best_step,
                          stopped_early=stopped, overfitting=curve.verdict())
-    return result, Trained(request.output_dir, model, fmt, where)
+    return result, Trained(request.output_dir, core, fmt, where)
+
+
+class _Silent:
+    def update(self, completed: int, **fields: Any) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
 
 
 def _reload_best(model: Any, request: TrainRequest, where: Placement) -> Any:

@@ -1,0 +1,179 @@
+"""Training on several GPUs (or, for tests, several CPU processes) with PyTorch DDP, launched by torchrun.
+
+The train step writes the request to the run directory and starts ``torchrun --nproc_per_node N`` on
+this module. Every rank trains on its share of each micro-batch; gradients are averaged by DDP and the
+loss is normalised by the answer tokens of all ranks, so the result equals one process training the
+whole batch. Rank 0 alone writes metrics, checkpoints and the model, and prints its events as JSON
+lines, which the parent relays to its own progress display.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ftp.errors import StepFailed, UserError
+from ftp.types import StepContext, TrainRequest, TrainResult
+
+RESULT = "result.json"
+
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @classmethod
+    def from_env(cls) -> "Dist":
+        return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+                   int(os.environ.get("LOCAL_RANK", 0)))
+
+    def init(self, device: str) -> None:
+        import torch.distributed as td
+
+        if self.world > 1 and not td.is_initialized():
+            td.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+
+    def shard(self, rows: list[Any]) -> list[Any]:
+        return rows[self.rank::self.world]
+
+    def total(self, value: float) -> float:
+        """The sum of ``value`` over all ranks."""
+        if self.world == 1:
+            return value
+        import torch
+        import torch.distributed as td
+
+        t = torch.tensor([float(value)], dtype=torch.float64)
+        if td.get_backend() == "nccl":
+            t = t.cuda()
+        td.all_reduce(t)
+        return float(t.item())
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as td
+
+            td.barrier()
+
+    def wrap(self, model: Any, device: str) -> Any:
+        if self.world == 1:
+            return model
+        from torch.nn.parallel import DistributedDataParallel
+
+        ids = [self.local_rank] if device.startswith("cuda") else None
+        return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+
+
+def world_size(settings: dict[str, Any]) -> int:
+    """How many processes: ``devices: N`` GPUs, all visible GPUs for ``auto``, or ``processes`` on a CPU."""
+    devices = settings.get("devices", "auto")
+    if isinstance(devices, int):
+        return devices
+    if devices == "cpu":
+        return int(settings.get("processes", 1))
+    import torch
+
+    return torch.cuda.device_count() if devices == "auto" and torch.cuda.device_count() > 1 else 1
+
+
+def launch(request: TrainRequest, ctx: StepContext, world: int) -> TrainResult:
+    """Run training under torchrun and relay rank 0's events; the model stays on disk."""
+    if int(request.hyperparameters["batch_size"]) < world:
+        raise UserError(f"train.batch_size {request.hyperparameters['batch_size']} is smaller than the {world} "
+                        "processes; every process needs at least one example per micro-batch")
+    work = request.output_dir.parent / "distributed"
+    work.mkdir(parents=True, exist_ok=True)
+    (work / RESULT).unlink(missing_ok=True)
+    (work / "request.json").write_text(request.model_dump_json(), encoding="utf-8")
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}",
+               "-m", "ftp.backends.local.distributed", str(work), str(ctx.run_dir / "metrics.jsonl")]
+    ctx.reporter.event("distributed", message=f"training on {world} processes (torchrun, DDP)")
+    log = (work / "torchrun.log").open("w", encoding="utf-8")
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+    task = None
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            event = _event(line)
+            if event is None:
+                continue
+            kind = event.pop("event")
+            if kind == "progress":
+                task = task or ctx.reporter.progress("train", int(event.get("total", 0)))
+                task.update(int(event.pop("completed")), **{k: v for k, v in event.items() if k not in ("task", "total")})
+            else:
+                ctx.reporter.event(kind, **{k: v for k, v in event.items() if k != "time"})
+        proc.wait()
+    except BaseException:
+        proc.kill()
+        raise
+    finally:
+        if task is not None:
+            task.close()
+        log.close()
+    if proc.returncode != 0 or not (work / RESULT).exists():
+        tail = (work / "torchrun.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
+        raise StepFailed("train", f"distributed training failed (exit {proc.returncode}): {' | '.join(tail)} "
+                                  f"(full log: {work / 'torchrun.log'})")
+    return TrainResult.model_validate_json((work / RESULT).read_text(encoding="utf-8"))
+
+
+def _event(line: str) -> dict[str, Any] | None:
+    if not line.startswith("{"):
+        return None
+    try:
+        data = json.loads(line)
+    except ValueError:
+        return None
+    return data if isinstance(data, dict) and "event" in data else None
+
+
+@dataclass
+class WorkerContext:
+    """The StepContext of a worker: rank 0 writes metrics and prints events; the others stay silent."""
+
+    run_dir: Path
+    metrics_file: Path
+    backend_settings: dict[str, Any]
+    reporter: Any
+    main: bool
+    run_id: str = ""
+
+    def log_metrics(self, row: dict[str, Any]) -> None:
+        if self.main:
+            with self.metrics_file.open("a", encoding="utf-8") as fh:
+                fh.write(json.dumps({"phase": "train", **row}, sort_keys=True) + "\n")
+
+    def setting(self, path: str) -> Any:
+        return None
+
+
+def main() -> None:
+    from ftp.progress import JsonReporter, QuietReporter
+
+    from .training import train
+
+    work, metrics = Path(sys.argv[1]), Path(sys.argv[2])
+    dist = Dist.from_env()
+    request = TrainRequest.model_validate_json((work / "request.json").read_text(encoding="utf-8"))
+    reporter = JsonReporter() if dist.main else QuietReporter()
+    ctx = WorkerContext(metrics.parent, metrics, request.backend_settings, reporter, dist.main)
+    result, _ = train(request, ctx)  # type: ignore[arg-type]
+    if dist.main:
+        (work / RESULT).write_text(result.model_dump_json(), encoding="utf-8")
+    dist.barrier()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,49 @@
+"""Training in several processes under torchrun (DDP on gloo, on the CPU): the same steps and, with no
+dropout, the same losses as one process, since each micro-batch is shared out and the loss is
+normalised by the answer tokens of all processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from conftest import invoke
+
+ARGS = ("--json", "--steps", "validate,split,train", "--set", "train.epochs=1", "--set", "train.early_stopping=null",
+        "--set", "backends.local.devices=cpu")
+
+
+def rows(project: Path) -> list[dict]:
+    run_dir = next((project / "runs" / "tiny").iterdir())
+    return [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "train_loss" in r]
+
+
+def test_two_processes_train_like_one(project: Path) -> None:
+    single = project / "single"
+    single.mkdir()
+    shutil.copytree(project / "data", single / "data")
+    shutil.copy(project / "pipeline.yaml", single / "pipeline.yaml")
+    os.chdir(single)
+    assert invoke("run", "pipeline.yaml", *ARGS).exit_code == 0
+    reference = rows(single)
+    os.chdir(project)
+
+    result = invoke("run", "pipeline.yaml", *ARGS, "--set", "backends.local.processes=2")
+    assert result.exit_code == 0, result.stderr
+    events = [json.loads(line) for line in result.output.splitlines()]
+    assert any(e["event"] == "distributed" and "2 processes" in e["message"] for e in events)
+    assert any(e["event"] == "progress" for e in events)  # rank 0's progress reaches the parent
+    got = rows(project)
+    assert [r["step"] for r in got] == [r["step"] for r in reference] == list(range(1, 7))
+    for a, b in zip(got, reference):
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-3, (a, b)
+        assert a["tokens"] == b["tokens"]
+    run_dir = next((project / "runs" / "tiny").iterdir())
+    assert (run_dir / "model" / "adapter_model.safetensors").exists()
+
+
+def test_a_batch_smaller_than_the_processes_is_refused(project: Path) -> None:
+    result = invoke("run", "pipeline.yaml", *ARGS, "--set", "backends.local.processes=4", "--set", "train.batch_size=2")
+    assert result.exit_code == 2 and "smaller than the 4 processes" in result.stderr
