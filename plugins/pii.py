@@ -94,6 +94,18 @@ _DIGITS = "0123456789"
 # digits and separators (cards, phones, SSNs, IPv4); no lookbehind, so the scan skips ahead fast
 _ALPHA = re.compile(r"[A-Z]{2} ?\d\d")
 _NUM_RUN = re.compile(r"[\d+(][\d ().+-]{5,}\d")
+# the line gates (PiiCheck._line_kinds) work on bytes with ASCII digits mapped to \x01 and capitals to \x02,
+# first with the prose dropped: lower-case letters but "u" (kept for the \\u escape) and spaces
+_CLASSES = bytes.maketrans(b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ", b"\x01" * 10 + b"\x02" * 26)
+_PROSE = b"abcdefghijklmnopqrstvwxyz "
+_RUN9 = re.compile(rb"\x01(?:[ ().+-]*\x01){8}")  # nine digits in one run: a phone, SSN or card needs it
+_QUAD = re.compile(rb"\x01\.\x01{1,3}\.\x01{1,3}\.\x01")  # an IPv4 address
+_IPV6_HINT_R = re.compile(rb":[\x01\x02]{0,4}:")  # _IPV6_HINT without its lower-case hex digits
+_JWT_R = re.compile(rb"\x02[\x01\x02_u-]*\.[\x01\x02_u-]*\.")  # eyJ..x.y. without its lower case
+_AWS_R = re.compile(rb"\x02\x02\x02\x02[\x01\x02]{16}")
+_NOTHING: frozenset[str] = frozenset()
+# what the shaped gates let through: "@", nine digits in a run, a dotted quad, capitals before digits
+_SHAPED = (("email",), ("phone", "ssn", "credit_card"), ("ipv4",), ("iban", "uk_nino"))
 
 
 # --- validators -----------------------------------------------------------------------------------
@@ -383,22 +395,66 @@ class PiiCheck(DataCheck):
         self.lines_with_pii = 0
         self._gates: dict[tuple[bool, ...], frozenset[str]] = {}
 
-    def _line_kinds(self, raw: bytes) -> frozenset[str]:
-        """The detectors that can find anything in this line at all, judged on its bytes (fast C scans)."""
-        key = (b"@" in raw,
-               len(raw) - len(raw.translate(None, b"0123456789")) >= 4,
-               b"::" in raw or raw.count(b":") - raw.count(b'":') >= 7,  # not counting JSON keys
-               b"-----BEGIN" in raw, b"eyJ" in raw, b"gh" in raw and b"_" in raw, b"sk-" in raw, b"xox" in raw,
-               b"AKIA" in raw or b"ASIA" in raw)
+    def _line_kinds(self, raw: bytes, messages: list[Any]) -> frozenset[str]:
+        """The detectors that can find anything in this line at all, judged with fast C scans.
+
+        A line that is pure ASCII with no ``\\u`` escape holds every value a detector can match literally
+        (JSON escapes only quotes, backslashes, control characters and ``/``, which no match contains), so
+        its bytes are judged, on shapes: nine digits in one run of digits and separators (phones, SSNs,
+        cards), a dotted quad (IPv4), two capitals before two digits (IBANs, NI numbers), a prefix (secrets).
+        One translate drops the prose (lower-case letters but ``u``, spaces) and maps digits and capitals
+        to classes; what a value would leave of itself there is looked for first, on those few bytes, and
+        only then the value's exact shape on the whole line. Other lines are judged on their texts.
+        """
+        if not raw.isascii():
+            return self._text_kinds(messages)
+        r = raw.translate(_CLASSES, _PROSE)
+        if b"\\u" in r:
+            return self._text_kinds(messages)
+        email = b"@" in r
+        run9 = r.count(b"\x01") >= 9 and _RUN9.search(r) is not None
+        quad = b"\x01." in r and _QUAD.search(r) is not None
+        alpha = b"\x02\x02\x01\x01" in r
+        ipv6 = _IPV6_HINT_R.search(r) is not None
+        key_block = b"-----\x02" in r
+        jwt = _JWT_R.search(r) is not None
+        underscore = b"_" in r
+        dash = b"-" in r
+        aws = b"\x02\x02\x02\x02" in r and _AWS_R.search(r) is not None
+        if not (email or run9 or quad or alpha or ipv6 or key_block or jwt or underscore or dash or aws):
+            return _NOTHING  # the common case: nothing any detector could match
+        if run9 or quad or alpha:  # now the exact shapes, on the whole line
+            classes = raw.translate(_CLASSES)
+            run9 = run9 and _RUN9.search(classes) is not None
+            quad = quad and _QUAD.search(classes) is not None
+            alpha = alpha and (b"\x02\x02\x01\x01" in classes or b"\x02\x02 \x01\x01" in classes)
+        key = (ipv6 and (b"::" in raw or raw.count(b":") - raw.count(b'":') >= 7),  # not counting JSON keys
+               key_block and b"-----BEGIN" in raw,
+               jwt and b"eyJ" in raw,
+               underscore and b"gh" in raw,
+               dash and b"sk-" in raw,
+               dash and b"xox" in raw,
+               aws, email, run9, quad, alpha)
         kinds = self._gates.get(key)
         if kinds is None:
-            possible = {k for k, ok in zip(_GATED, key[2:]) if ok}
-            if key[0]:
-                possible.add("email")
-            if key[1]:
-                possible.update(_NEED_DIGITS)
+            possible = {k for k, ok in zip(_GATED, key) if ok}
+            for ok, group in zip(key[len(_GATED):], _SHAPED):
+                if ok:
+                    possible.update(group)
             kinds = self._gates[key] = self.kinds & possible
         return kinds
+
+    def _text_kinds(self, messages: list[Any]) -> frozenset[str]:
+        """The gate for lines with non-ASCII text or ``\\u`` escapes, judged on their message texts."""
+        text = "\n".join([t for _, t in message_texts(messages)])
+        possible = {k for k, ok in zip(_GATED, (
+            "::" in text or text.count(":") >= 7, "-----BEGIN" in text, "eyJ" in text,
+            "gh" in text and "_" in text, "sk-" in text, "xox" in text, "AKIA" in text or "ASIA" in text)) if ok}
+        if "@" in text:
+            possible.add("email")
+        if sum(map(text.count, _DIGITS)) >= 4:
+            possible.update(_NEED_DIGITS)
+        return self.kinds & possible
 
     def allowed(self, value: str) -> bool:
         if not self._exact:
@@ -413,7 +469,7 @@ class PiiCheck(DataCheck):
         messages = record.messages
         if not messages:
             return None
-        kinds = self._line_kinds(record.raw) if record.raw else self.kinds
+        kinds = self._line_kinds(record.raw, messages) if record.raw else self.kinds
         if not kinds:
             return None
         out: list[Finding] | None = None

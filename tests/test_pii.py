@@ -210,3 +210,59 @@ def test_off_and_severity_override(data: Path) -> None:
     assert {f.severity for f in pii_findings(run(data, {"pii": {"severity": "info"}}))} == {"info"}
     allowed = pii_findings(run(data, {"pii": {"allow": [r".*@corp\.example\.com"], "kinds": ["personal"]}}))
     assert allowed == []
+
+
+# --- the line gates: judged on raw bytes, they must never hide what detect finds in the texts -------
+
+GATE_TEXTS = [
+    "mail john.doe@example.com today", "call +44 20 7946 0958 now", "call (415) 555-2671", "call 415.555.2671.",
+    "ring 020 7946 0958", "appelez 06 12 34 56 78", "card 4111 1111 1111 1111 exp 12/27", "amex 378282246310005",
+    "IBAN DE89 3704 0044 0532 0130 00 please", "IBAN GB82WEST12345698765432", "ssn 123-45-6789",
+    "NI number AB 12 34 56 C", "NI number AB123456C", "from 203.0.113.42 at noon", "link fe80::1",
+    "host 2001:0db8:85a3:0000:0000:8a2e:0370:7334.", "key AKIAIOSFODNN7EXAMPLE", "token ghp_" + "a1B2" * 9,
+    "OPENAI_API_KEY=sk-proj-" + "Ab3d" * 10, "slack xoxb-123456789012-abcdefABCDEF", PRIVATE_KEY,
+    "Bearer eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.dBjftJeZ4CVPmB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+    "said \"x\"\nand then\tcall\n+44 20 7946 0958\n\"quoted\" mail \"jane@corp.example.com\"/path\\back",
+    "Grüße, ruf an: +44 20 7946 0958 oder schreib an müller@example.de / jane@corp.example.com",
+    "Ticket 123456: thermostat login crash. Order 2024-01-15 at 10:30, v3.2.1, 19.99.",
+]
+
+
+def found_kinds(check: PiiCheck, rec: Record) -> list[str]:
+    return sorted(f.code.split("-", 1)[1].replace("-", "_") for f in check.observe(rec) or [])
+
+
+@pytest.mark.parametrize("text", GATE_TEXTS)
+@pytest.mark.parametrize("ensure_ascii", [True, False])
+def test_line_gates_hide_nothing(text: str, ensure_ascii: bool) -> None:
+    example = {"messages": [{"role": "system", "content": "Triage the ticket as JSON."},
+                            {"role": "user", "content": f"Ticket 12: {text}"},
+                            {"role": "assistant", "content": json.dumps({"category": "bug"})}]}
+    raw = json.dumps(example, ensure_ascii=ensure_ascii).encode()
+    expected = sorted({k for m in example["messages"] for k, _ in detect(m["content"])})
+    got = found_kinds(PiiCheck(), Record(file="d", split=None, line=1, raw=raw, example=example))
+    assert got == expected
+    # the same line without raw bytes (every detector on every text) agrees
+    assert found_kinds(PiiCheck(), Record(file="d", split=None, line=1, raw=b"", example=example)) == expected
+
+
+def test_escaped_characters_in_the_raw_line_are_still_found() -> None:
+    # JSON may spell any character as \uXXXX (or / as \/): the raw bytes then lack the '@', the digits, the 'AKIA'
+    text = "mail jane@corp.example.com, call +44 20 7946 0958, key AKIAIOSFODNN7EXAMPLE, see a/b"
+    example = {"messages": [{"role": "user", "content": text}]}
+    spelled = "".join(f"\\u{ord(ch):04x}" if ch in "@+4AK" else "\\/" if ch == "/" else ch for ch in text)
+    raw = ('{"messages": [{"role": "user", "content": "' + spelled + '"}]}').encode()
+    assert json.loads(raw) == example and b"@" not in raw and b"AKIA" not in raw
+    got = found_kinds(PiiCheck(), Record(file="d", split=None, line=1, raw=raw, example=example))
+    assert got == ["aws_access_key", "email", "phone"]
+
+
+def test_plain_lines_skip_every_detector() -> None:
+    check = PiiCheck()
+    for content in ("Ticket 123456: thermostat login crash, please help.", "order 12345678 at 10:30 today",
+                    "see https://example.com/a_b-c for JSON. Then XY12 ok"):
+        example = {"messages": [{"role": "user", "content": content}]}
+        raw = json.dumps(example).encode()
+        assert not (check._line_kinds(raw, example["messages"]) & {"phone", "ssn", "credit_card", "ipv4", "email"})
+    example = {"messages": [{"role": "user", "content": "Ticket 123456: thermostat login crash."}]}
+    assert check._line_kinds(json.dumps(example).encode(), example["messages"]) == frozenset()
