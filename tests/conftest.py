@@ -127,6 +127,30 @@ def pm() -> Any:
             manager.unregister(plugin)
 
 
+def reference_run(project: Path, *args: str) -> Path:
+    """The same pipeline run in a sibling folder (a baseline to compare with); returns its run directory."""
+    import os
+    import shutil
+
+    other = project / "reference"
+    other.mkdir()
+    shutil.copytree(project / "data", other / "data")
+    shutil.copy(project / "pipeline.yaml", other / "pipeline.yaml")
+    os.chdir(other)
+    try:
+        result = invoke("run", "pipeline.yaml", *args)
+        assert result.exit_code == 0, result.stderr
+    finally:
+        os.chdir(project)
+    return next((other / "runs" / "tiny").iterdir())
+
+
+def train_rows(run_dir: Path) -> list[dict[str, Any]]:
+    """The training rows of a run's metrics.jsonl."""
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r for r in rows if "train_loss" in r]
+
+
 def invoke(*args: str, **kwargs: Any) -> Any:
     """Run the CLI in-process and return click's result."""
     from click.testing import CliRunner

@@ -5,37 +5,23 @@ normalised by the answer tokens of all processes."""
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
-from conftest import invoke
+from conftest import invoke, reference_run, train_rows
 
 ARGS = ("--json", "--steps", "validate,split,train", "--set", "train.epochs=1", "--set", "train.early_stopping=null",
         "--set", "backends.local.devices=cpu")
 
 
-def rows(project: Path) -> list[dict]:
-    run_dir = next((project / "runs" / "tiny").iterdir())
-    return [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "train_loss" in r]
-
-
 def test_two_processes_train_like_one(project: Path) -> None:
-    single = project / "single"
-    single.mkdir()
-    shutil.copytree(project / "data", single / "data")
-    shutil.copy(project / "pipeline.yaml", single / "pipeline.yaml")
-    os.chdir(single)
-    assert invoke("run", "pipeline.yaml", *ARGS).exit_code == 0
-    reference = rows(single)
-    os.chdir(project)
+    reference = train_rows(reference_run(project, *ARGS))
 
     result = invoke("run", "pipeline.yaml", *ARGS, "--set", "backends.local.processes=2")
     assert result.exit_code == 0, result.stderr
     events = [json.loads(line) for line in result.output.splitlines()]
     assert any(e["event"] == "distributed" and "2 processes" in e["message"] for e in events)
     assert any(e["event"] == "progress" for e in events)  # rank 0's progress reaches the parent
-    got = rows(project)
+    got = train_rows(next((project / "runs" / "tiny").iterdir()))
     assert [r["step"] for r in got] == [r["step"] for r in reference] == list(range(1, 7))
     for a, b in zip(got, reference):
         assert abs(a["train_loss"] - b["train_loss"]) < 1e-3, (a, b)

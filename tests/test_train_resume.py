@@ -4,35 +4,21 @@ schedule and data order continue, no step is trained twice, and the result equal
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from conftest import invoke
+from conftest import invoke, reference_run, train_rows
 
 ARGS = ("--quiet", "--steps", "validate,split,train", "--set", "train.epochs=6", "--set", "train.checkpoint_steps=3",
         "--set", "train.early_stopping=null", "--set", "backends.local.devices=cpu")
 
 
-def train_rows(run_dir: Path) -> list[dict]:
-    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [r for r in rows if "train_loss" in r]
-
-
 def test_sigkill_mid_training_then_resume(project: Path) -> None:
-    straight = project / "straight"
-    straight.mkdir()
-    shutil.copytree(project / "data", straight / "data")
-    shutil.copy(project / "pipeline.yaml", straight / "pipeline.yaml")
-    os.chdir(straight)
-    assert invoke("run", "pipeline.yaml", *ARGS).exit_code == 0
-    reference = train_rows(next((straight / "runs" / "tiny").iterdir()))
+    reference = train_rows(reference_run(project, *ARGS))
     assert len(reference) == 36
-    os.chdir(project)
 
     proc = subprocess.Popen([sys.executable, "-m", "ftp", "run", "pipeline.yaml", *ARGS], cwd=project,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
