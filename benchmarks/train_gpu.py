@@ -124,7 +124,8 @@ class Ctx:
         return None
 
 
-def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, batch: int, accum: int, packing: bool) -> dict[str, Any]:
+def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, batch: int, accum: int, packing: bool,
+            method: str = "lora") -> dict[str, Any]:
 
     from ftp.backends.local.memory import plan_memory
     from ftp.backends.local.training import train
@@ -134,11 +135,11 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, batch: int, acc
 
     settings = PipelineSettings(name="bench", data={"train": str(data)}, model={"base": str(model_dir),
                                 "max_seq_length": 2048, "chat_template": "chatml"},
-                                train={"method": "lora", "max_steps": steps, "batch_size": batch,
+                                train={"method": method, "max_steps": steps, "batch_size": batch,
                                        "gradient_accumulation_steps": accum, "packing": packing,
-                                       "early_stopping": None, "warmup_ratio": 0.0, "optimizer": "adamw",
+                                       "early_stopping": None, "warmup_ratio": 0.0,
                                        "invalid_examples": "drop", "gradient_checkpointing": True})
-    request = TrainRequest(backend="local", base_model=str(model_dir), method="lora",
+    request = TrainRequest(backend="local", base_model=str(model_dir), method=method,
                            hyperparameters=settings.hyperparameters(), train=dataset_ref(data, "train"),
                            validation=None, output_dir=work / f"model-{packing}", backend_settings={"devices": DEVICE})
     plan = plan_memory(request)
@@ -152,7 +153,7 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, batch: int, acc
     last = rows[-1]
     elapsed = (last["tokens"] / last["tokens_per_s"]) - (warm["tokens"] / warm["tokens_per_s"])
     tps = (last["tokens"] - warm["tokens"]) / max(elapsed, 1e-9)
-    out = {"trainer": f"ftp (packing={packing})", "tokens_per_s": round(tps), "wall_s": round(wall, 1),
+    out = {"trainer": f"ftp {method} (packing={packing}, {settings.train.resolved_optimizer()})", "tokens_per_s": round(tps), "wall_s": round(wall, 1),
            "peak_gib": round(peak_gib(), 2), "predicted_gib": round(plan.total_gib, 2),
            "final_loss": round(result.metrics["train_loss"], 4)}
     del trained
@@ -160,7 +161,8 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, batch: int, acc
     return out
 
 
-def run_hf(model_dir: Path, data: Path, work: Path, steps: int, batch: int, accum: int) -> dict[str, Any]:
+def run_hf(model_dir: Path, data: Path, work: Path, steps: int, batch: int, accum: int,
+           method: str = "lora") -> dict[str, Any]:
     """The plain stack at its defaults: Trainer + PEFT, padded batches, loss on answers only."""
     import torch
     from peft import LoraConfig, get_peft_model
@@ -183,7 +185,15 @@ def run_hf(model_dir: Path, data: Path, work: Path, steps: int, batch: int, accu
                 "labels": torch.tensor([pad(r["labels"], -100) for r in batch_rows]),
                 "attention_mask": torch.tensor([pad([1] * len(r["input_ids"]), 0) for r in batch_rows])}
 
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).to(DEVICE)
+    if method == "qlora":
+        from transformers import BitsAndBytesConfig
+
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                   bnb_4bit_compute_dtype=torch.bfloat16)
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, quantization_config=quant,
+                                                     device_map={"": 0})
+    else:
+        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).to(DEVICE)
     model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     model.enable_input_require_grads()
     model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
@@ -214,7 +224,7 @@ def run_hf(model_dir: Path, data: Path, work: Path, steps: int, batch: int, accu
         torch.cuda.synchronize()
     end = time.perf_counter()
     tps = (seen["tokens"] - seen["tok5"]) / (end - seen["t5"])
-    out = {"trainer": "HF Trainer + PEFT (padded)", "tokens_per_s": round(tps), "wall_s": round(end - start, 1),
+    out = {"trainer": f"HF Trainer + PEFT {method} (padded, adamw_torch)", "tokens_per_s": round(tps), "wall_s": round(end - start, 1),
            "peak_gib": round(peak_gib(), 2)}
     del model
     reset_peak()
@@ -229,6 +239,7 @@ def main() -> None:
     parser.add_argument("--accum", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("/tmp/ftp-bench"))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--method", choices=["lora", "qlora"], default="lora")
     args = parser.parse_args()
     import torch
 
@@ -239,9 +250,10 @@ def main() -> None:
     data = args.work / "data.jsonl"
     make_data(data, 4000, AutoTokenizer.from_pretrained(model_dir))
     results = []
-    for name, fn in (("ftp-packed", lambda: run_ftp(model_dir, data, args.work, args.steps, args.batch, args.accum, True)),
-                     ("ftp-padded", lambda: run_ftp(model_dir, data, args.work, args.steps, args.batch, args.accum, False)),
-                     ("hf", lambda: run_hf(model_dir, data, args.work, args.steps, args.batch, args.accum))):
+    b, a, m = args.batch, args.accum, args.method
+    for name, fn in (("ftp-packed", lambda: run_ftp(model_dir, data, args.work, args.steps, b, a, True, m)),
+                     ("ftp-padded", lambda: run_ftp(model_dir, data, args.work, args.steps, b, a, False, m)),
+                     ("hf", lambda: run_hf(model_dir, data, args.work, args.steps, b, a, m))):
         try:
             r = fn()
         except Exception as exc:  # record and go on: one failure must not lose the other numbers
@@ -251,7 +263,7 @@ def main() -> None:
         print(json.dumps(r), flush=True)
         results.append(r)
     payload = {"shape": args.shape, "gpu": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu", "steps": args.steps, "batch": args.batch,
-               "accum": args.accum, "lora": "r=16 all-linear", "dtype": "bf16", "gradient_checkpointing": True,
+               "accum": args.accum, "method": args.method, "lora": "r=16 all-linear", "dtype": "bf16", "gradient_checkpointing": True,
                "results": results}
     args.out.write_text(json.dumps(payload, indent=2))
     print(json.dumps(payload), file=sys.stderr)
