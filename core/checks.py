@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ftp.types import DatasetRef, Finding, Severity
+from ftp.types import CheckContext, ConfigSection, DatasetRef, Finding, Severity
 
 MAX_FINDINGS_PER_CODE = 50
 
@@ -72,6 +72,16 @@ class DataCheck:
 
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
+
+    @classmethod
+    def config_section(cls) -> ConfigSection:
+        """The ``validate.<name>`` section this check owns (for ``ftp_config_sections``)."""
+        return ConfigSection(path=f"validate.{cls.name}", model=cls.Settings)
+
+    @classmethod
+    def settings_from(cls, context: CheckContext) -> Any:
+        """This check's settings from the pipeline (shorthands expanded, defaults filled in)."""
+        return cls.Settings.model_validate(context.section(cls.name))
 
     def begin(self, ref: DatasetRef) -> list[Finding] | None:
         """A file starts."""

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ftp.checks import CheckSettings, DataCheck, Record, expand_shorthand
+from ftp.checks import CheckSettings, DataCheck, Record
 from ftp.types import CheckContext, DataBundle, DatasetRef, Finding
 
 DEFAULT_MAX_LINE_BYTES = 16 * 2**20
@@ -82,7 +82,7 @@ def configure(checks: list[tuple[str, DataCheck]], context: CheckContext) -> lis
     """Drop checks the file turned off; remember severity overrides."""
     active = []
     for plugin, check in checks:
-        settings = check.Settings.model_validate(expand_shorthand(context.section(check.name)) or {})
+        settings = check.settings_from(context)
         if settings.enabled:
             active.append(Active(plugin, check, settings))
     return active

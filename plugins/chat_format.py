@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from ftp import hookimpl
-from ftp.checks import CheckSettings, DataCheck, Record
+from ftp.checks import DataCheck, Record
 from ftp.types import CheckContext, ConfigSection, Finding
 
 ROLES = {"system", "user", "assistant", "tool", "function"}
@@ -100,7 +100,7 @@ HINTS = {
 
 @hookimpl
 def ftp_config_sections() -> list[ConfigSection]:
-    return [ConfigSection(path="validate.format", model=CheckSettings)]
+    return [ChatFormatCheck.config_section()]
 
 
 @hookimpl

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 from ftp import hookimpl
-from ftp.checks import CheckSettings, DataCheck, Record, expand_shorthand
+from ftp.checks import CheckSettings, DataCheck, Record
 from ftp.types import CheckContext, ConfigSection, DatasetRef, Finding
 from pydantic import Field
 
@@ -533,19 +533,14 @@ class DuplicatesCheck(DataCheck):
         return self._summary
 
 
-def _settings(context: CheckContext) -> DuplicatesSettings:
-    raw = expand_shorthand((context.settings.get("validate") or {}).get("duplicates"))
-    return DuplicatesSettings.model_validate(raw if isinstance(raw, dict) else {})
-
-
 @hookimpl
 def ftp_config_sections() -> list[ConfigSection]:
-    return [ConfigSection(path="validate.duplicates", model=DuplicatesSettings)]
+    return [DuplicatesCheck.config_section()]
 
 
 @hookimpl
 def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
-    settings = _settings(context)
+    settings = DuplicatesCheck.settings_from(context)
     if not settings.enabled:
         return []  # nothing to keep in memory
     capacity = sum(ref.examples for ref in context.data.files())

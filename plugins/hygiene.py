@@ -94,9 +94,9 @@ class HygieneCheck(DataCheck):
 
 @hookimpl
 def ftp_config_sections() -> list[ConfigSection]:
-    return [ConfigSection(path="validate.hygiene", model=HygieneSettings)]
+    return [HygieneCheck.config_section()]
 
 
 @hookimpl
 def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
-    return [HygieneCheck(HygieneSettings.model_validate(context.section("hygiene")))]
+    return [HygieneCheck(HygieneCheck.settings_from(context))]

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ftp import hookimpl
-from ftp.checks import CheckSettings, DataCheck, Record
+from ftp.checks import DataCheck, Record
 from ftp.plugins.split import prompt_key
 from ftp.types import CheckContext, ConfigSection, Finding
 
@@ -39,7 +39,7 @@ class LeakageCheck(DataCheck):
 
 @hookimpl
 def ftp_config_sections() -> list[ConfigSection]:
-    return [ConfigSection(path="validate.leakage", model=CheckSettings)]
+    return [LeakageCheck.config_section()]
 
 
 @hookimpl

@@ -170,9 +170,9 @@ def histogram(values: list[int], bins: int = 20) -> dict[str, list[float]]:
 
 @hookimpl
 def ftp_config_sections() -> list[ConfigSection]:
-    return [ConfigSection(path="validate.length", model=LengthSettings)]
+    return [LengthCheck.config_section()]
 
 
 @hookimpl
 def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
-    return [LengthCheck(context, LengthSettings.model_validate(context.section("length")))]
+    return [LengthCheck(context, LengthCheck.settings_from(context))]

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import Field
 
 from ftp import hookimpl
-from ftp.checks import MAX_FINDINGS_PER_CODE, CheckSettings, DataCheck, Record, expand_shorthand
+from ftp.checks import MAX_FINDINGS_PER_CODE, CheckSettings, DataCheck, Record
 from ftp.types import CheckContext, ConfigSection, DatasetRef, Finding
 
 Shape = tuple[Any, ...]
@@ -348,16 +348,11 @@ class OutputFormatCheck(DataCheck):
         return self.result
 
 
-def _settings(context: CheckContext) -> OutputFormatSettings:
-    raw = (context.settings.get("validate") or {}).get("output_format")
-    return OutputFormatSettings.model_validate(expand_shorthand(raw) or {})
-
-
 @hookimpl
 def ftp_config_sections() -> list[ConfigSection]:
-    return [ConfigSection(path="validate.output_format", model=OutputFormatSettings)]
+    return [OutputFormatCheck.config_section()]
 
 
 @hookimpl
 def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
-    return [OutputFormatCheck(_settings(context))]
+    return [OutputFormatCheck(OutputFormatCheck.settings_from(context))]

@@ -511,9 +511,9 @@ class PiiCheck(DataCheck):
 
 @hookimpl
 def ftp_config_sections() -> list[ConfigSection]:
-    return [ConfigSection(path="validate.pii", model=PiiSettings)]
+    return [PiiCheck.config_section()]
 
 
 @hookimpl
 def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
-    return [PiiCheck(PiiSettings.model_validate(context.section("pii")))]
+    return [PiiCheck(PiiCheck.settings_from(context))]

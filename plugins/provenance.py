@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ftp import hookimpl
-from ftp.checks import CheckSettings, DataCheck
+from ftp.checks import DataCheck
 from ftp.types import CheckContext, ConfigSection, Finding
 
 
@@ -32,7 +32,7 @@ class ProvenanceCheck(DataCheck):
 
 @hookimpl
 def ftp_config_sections() -> list[ConfigSection]:
-    return [ConfigSection(path="validate.provenance", model=CheckSettings)]
+    return [ProvenanceCheck.config_section()]
 
 
 @hookimpl

@@ -66,9 +66,9 @@ class QuantityCheck(DataCheck):
 
 @hookimpl
 def ftp_config_sections() -> list[ConfigSection]:
-    return [ConfigSection(path="validate.quantity", model=QuantitySettings)]
+    return [QuantityCheck.config_section()]
 
 
 @hookimpl
 def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
-    return [QuantityCheck(QuantitySettings.model_validate(context.section("quantity")))]
+    return [QuantityCheck(QuantityCheck.settings_from(context))]
