@@ -25,8 +25,7 @@ def main() -> None:
 
     from ftp.data_check import check_data
     from ftp.data_files import dataset_ref
-    from ftp.hooks import Hooks
-    from ftp.plugin_manager import get_plugin_manager
+    from ftp.hooks import default_hooks
     from ftp.types import DataBundle
 
     path = args.file
@@ -37,7 +36,7 @@ def main() -> None:
                 if i >= args.limit:
                     break
                 dst.write(line)
-    hooks = Hooks(get_plugin_manager())
+    hooks = default_hooks()
     names = [c.name for _, c in hooks.data_checks(_probe_context(path))]
     off = [n for n in names if (args.only and n != args.only) or (not args.only and n == "length")]
     settings = {"model": {"base": args.model} if args.model else {}, "data": {"provenance": "mixed"},

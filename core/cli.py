@@ -61,10 +61,9 @@ def _emit_json(data: Any) -> None:
 
 
 def _hooks() -> Any:
-    from ftp.hooks import Hooks
-    from ftp.plugin_manager import get_plugin_manager
+    from ftp.hooks import default_hooks
 
-    return Hooks(get_plugin_manager())
+    return default_hooks()
 
 
 @click.group(cls=FtpGroup, context_settings={"help_option_names": ["-h", "--help"]})

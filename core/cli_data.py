@@ -19,10 +19,9 @@ DEFAULT_AZURE_PRICE = 3.0  # USD per 1M training tokens, gpt-4o-mini; unverified
 
 
 def _hooks() -> Any:
-    from ftp.hooks import Hooks
-    from ftp.plugin_manager import get_plugin_manager
+    from ftp.hooks import default_hooks
 
-    return Hooks(get_plugin_manager())
+    return default_hooks()
 
 
 def _existing(path: str | None, option: str) -> Path | None:

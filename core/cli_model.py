@@ -12,10 +12,9 @@ from ftp.errors import UserError
 
 
 def _hooks() -> Any:
-    from ftp.hooks import Hooks
-    from ftp.plugin_manager import get_plugin_manager
+    from ftp.hooks import default_hooks
 
-    return Hooks(get_plugin_manager())
+    return default_hooks()
 
 
 def train_request(loaded: Any, output_dir: Path) -> Any:

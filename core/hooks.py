@@ -116,6 +116,13 @@ class Hooks:
                          f"no plugin provides a deployer for backend {backend!r}", UserError)
 
 
+def default_hooks() -> Hooks:
+    """The hooks of the process-wide plugin manager (what every command uses)."""
+    from ftp.plugin_manager import get_plugin_manager
+
+    return Hooks(get_plugin_manager())
+
+
 def _required(value: T | None, message: str, error: Callable[[str], FtpError] = FtpError) -> T:
     if value is None:
         raise error(message)
