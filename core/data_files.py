@@ -53,9 +53,13 @@ def write_jsonl(path: Path, rows: Iterable[dict[str, Any]]) -> None:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
+def message_text(content: Any) -> str:
+    """A message's content as one string, the list-of-parts form joined."""
+    if isinstance(content, list):
+        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+    return str(content or "")
+
+
 def reference_answer(example: dict[str, Any]) -> str:
     """The text the model should produce for an example: its final assistant message."""
-    content = example["messages"][-1].get("content") or ""
-    if isinstance(content, list):  # the list-of-parts form
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return str(content)
+    return message_text(example["messages"][-1].get("content"))

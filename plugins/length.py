@@ -11,11 +11,11 @@ import math
 from statistics import median
 from typing import Any
 
-from pydantic import Field
-
 from ftp import hookimpl
 from ftp.checks import CheckSettings, DataCheck, Record
+from ftp.data_files import message_text
 from ftp.types import CheckContext, ConfigSection, Example, Finding
+from pydantic import Field
 
 AZURE_LIMIT = 65_536  # tokens per training example for gpt-4o-mini and gpt-4.1-mini
 BATCH = 1024
@@ -36,9 +36,7 @@ class EstimateCounter:
             total = 3
             for m in ex.get("messages") or []:
                 content = m.get("content") if isinstance(m, dict) else None
-                if isinstance(content, list):
-                    content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-                total += 3 + math.ceil(len(str(content or "")) / 4)
+                total += 3 + math.ceil(len(message_text(content)) / 4)
             out.append(total)
         return out
 
@@ -63,17 +61,11 @@ class TiktokenCounter:
             for m in ex.get("messages") or []:
                 if not isinstance(m, dict):
                     continue
-                total += 3 + sum(len(self.encoding.encode(_text(v), disallowed_special=()))
+                total += 3 + sum(len(self.encoding.encode(message_text(v), disallowed_special=()))
                                  for k, v in m.items() if k in ("role", "content", "name"))
                 total += 1 if "name" in m else 0
             out.append(total)
         return out
-
-
-def _text(value: Any) -> str:
-    if isinstance(value, list):
-        return "".join(p.get("text", "") for p in value if isinstance(p, dict))
-    return str(value or "")
 
 
 def tiktoken_counter() -> TiktokenCounter | None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ftp.data_files import message_text
 from ftp.errors import UserError
 
 IGNORE = -100
@@ -48,13 +49,7 @@ class ChatFormat:
 
 def _plain(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Templates want string content; flatten the list-of-parts form."""
-    out = []
-    for m in messages:
-        content = m.get("content") or ""
-        if isinstance(content, list):
-            content = "".join(p.get("text", "") for p in content if isinstance(p, dict))
-        out.append({**m, "content": content})
-    return out
+    return [{**m, "content": message_text(m.get("content"))} for m in messages]
 
 
 def chat_format(tokenizer: Any, choice: str = "auto") -> ChatFormat:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
+from ftp.data_files import message_text
 from ftp.types import Example
 
 from . import models
@@ -36,19 +36,13 @@ class LocalTokenCounter:
         for ex in examples:
             messages = [m for m in ex.get("messages") or [] if isinstance(m, dict)]
             sizes.append(len(messages))
-            texts.extend(_text(m.get("content")) for m in messages)
+            texts.extend(message_text(m.get("content")) for m in messages)
         encoded = self.tokenizer.encode_batch(texts, add_special_tokens=False) if texts else []
         out, i = [], 0
         for n in sizes:
             out.append(1 + sum(len(e.ids) + PER_MESSAGE for e in encoded[i:i + n]))
             i += n
         return out
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict))
-    return str(content or "")
 
 
 def token_counter(model: str) -> LocalTokenCounter | None:
