@@ -47,18 +47,18 @@ class Dist:
     def shard(self, rows: list[Any]) -> list[Any]:
         return rows[self.rank::self.world]
 
-    def total(self, value: float) -> float:
-        """The sum of ``value`` over all ranks."""
+    def total(self, *values: float) -> list[float]:
+        """The sums of ``values`` over all ranks, in one reduction (each one is a device sync)."""
         if self.world == 1:
-            return value
+            return [float(v) for v in values]
         import torch
         import torch.distributed as td
 
-        t = torch.tensor([float(value)], dtype=torch.float64)
+        t = torch.tensor([float(v) for v in values], dtype=torch.float64)
         if td.get_backend() == "nccl":
             t = t.cuda()
         td.all_reduce(t)
-        return float(t.item())
+        return t.tolist()
 
     def barrier(self) -> None:
         if self.world > 1:

@@ -247,21 +247,23 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
                 micro.append([train_rows[i] for i in st.order[st.cursor:st.cursor + batch]])
                 st.cursor += batch
             micro = [dist.shard(rows) for rows in micro]  # this rank's share of each micro-batch
-            n_trained = int(dist.total(sum(r.trained_tokens for rows in micro for r in rows)))
-            step_loss = 0.0
+            n_trained = int(dist.total(sum(r.trained_tokens for rows in micro for r in rows))[0])
+            step_loss, step_tokens = 0.0, 0
             for rows in micro:
                 b = collate_packed(rows, where.device) if packing else collate(rows, fmt.tokenizer.pad_token_id,
                                                                                 where.device)
                 loss, _ = answer_loss(model, b)
                 (loss * dist.world / max(1, n_trained)).backward()  # DDP averages over ranks: this makes it a sum
                 step_loss += loss.item()
-                st.tokens_seen += int(dist.total(b.tokens))
+                step_tokens += b.tokens
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimiser.step()
             optimiser.zero_grad(set_to_none=True)
+            step_loss, step_tokens = dist.total(step_loss, step_tokens)  # all ranks, one reduction per step
             st.step = step + 1
             st.trained_tokens += n_trained
-            train_loss = dist.total(step_loss) / max(1, n_trained)
+            st.tokens_seen += int(step_tokens)
+            train_loss = step_loss / max(1, n_trained)
             elapsed = time.perf_counter() - start
             log({"step": st.step, "epoch": round(st.epoch - 1 + st.cursor / len(train_rows), 3),
                  "train_loss": train_loss, "lr": optimiser.param_groups[0]["lr"], "tokens": st.tokens_seen,
