@@ -439,6 +439,10 @@ class DuplicatesCheck(DataCheck):
 
     # --- the whole picture ------------------------------------------------------------------------
 
+    def near_line_clusters(self) -> list[list[int]]:
+        """Near-duplicate clusters as the line numbers the records carried (the split groups by them)."""
+        return [self._lines[cluster].tolist() for cluster in self.clusters()[1]]
+
     def clusters(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Exact clusters and near-duplicate clusters, as sorted arrays of example indices."""
         self._flush()

@@ -38,8 +38,9 @@ class HygieneCheck(DataCheck):
             head = fh.read(4096)
         self.bom = head.startswith(BOM)
         self.array = head.removeprefix(BOM).lstrip().startswith(b"[")
-        size_mb = ref.path.stat().st_size / 2**20
-        self.stats[self.file] = {"bytes": ref.path.stat().st_size, "bom": self.bom}
+        size = ref.path.stat().st_size
+        size_mb = size / 2**20
+        self.stats[self.file] = {"bytes": size, "bom": self.bom}
         out: list[Finding] = []
         if self.array:
             out += self.finding("error", "json-array", "the file is a JSON array; fine-tuning needs JSONL: one JSON "

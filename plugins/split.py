@@ -77,9 +77,7 @@ def group_keys(path: Path) -> list[str]:
         example = json.loads(line)
         keys.append(prompt_key(example))
         near.observe(Record(file=str(path), split=None, line=position, raw=b"", example=example))
-    exact, clusters = near.clusters()
-    for cluster in clusters:
-        positions = near._lines[cluster].tolist()
+    for positions in near.near_line_clusters():
         for position in positions[1:]:
             keys[position] = keys[positions[0]]
     return keys
