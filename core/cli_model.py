@@ -20,12 +20,9 @@ def _hooks() -> Any:
 def train_request(loaded: Any, output_dir: Path) -> Any:
     """The request training would get, before any split (the whole training file stands in)."""
     from ftp.data_files import dataset_ref
-    from ftp.types import TrainRequest
+    from ftp.runner import train_request as request_for
 
-    s = loaded.settings
-    return TrainRequest(backend=loaded.backend, base_model=str(s.model.base), method=s.train.method,
-                        hyperparameters=s.hyperparameters(), train=dataset_ref(s.data.train, "train"), validation=None,
-                        output_dir=output_dir, backend_settings=loaded.backend_settings)
+    return request_for(loaded, dataset_ref(loaded.settings.data.train, "train"), None, output_dir)
 
 
 def print_plan(plan: Any) -> None:

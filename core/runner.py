@@ -23,6 +23,7 @@ from ftp.run_store import STEPS, RunDir, atomic_write, now
 from ftp.settings import PipelineSettings
 from ftp.types import (
     DataBundle,
+    DatasetRef,
 
     DeployRequest,
     EvalReport,
@@ -56,6 +57,15 @@ def parse_steps(text: str | None) -> list[str]:
             hint = suggest(step, STEPS)
             raise UserError(f"--steps: unknown step {step!r}; " + (hint or f"steps are {', '.join(STEPS)}"))
     return [s for s in STEPS if s in wanted]
+
+
+def train_request(pipeline: Pipeline, train: DatasetRef, validation: DatasetRef | None,
+                  output_dir: Path) -> TrainRequest:
+    """What a trainer is asked for: the settings merged for the pipeline's backend."""
+    s = pipeline.settings
+    return TrainRequest(backend=pipeline.backend, base_model=str(s.model.base), method=s.train.method,
+                        hyperparameters=s.hyperparameters(), train=train, validation=validation,
+                        output_dir=output_dir, backend_settings=pipeline.backend_settings)
 
 
 def preflight(pipeline: Pipeline, trainer: Trainer) -> None:
@@ -275,12 +285,8 @@ class Runner:
 
     def step_train(self) -> tuple[dict[str, Any], str]:
         split = self._split()
-        s = self.settings
-        trainer = self.ctx.trainer()
-        request = TrainRequest(backend=self.pipeline.backend, base_model=str(s.model.base), method=s.train.method,
-                               hyperparameters=s.hyperparameters(), train=split.train, validation=split.validation,
-                               output_dir=self.run.path / "model", backend_settings=self.pipeline.backend_settings)
-        result = trainer.train(request, self.ctx)
+        request = train_request(self.pipeline, split.train, split.validation, self.run.path / "model")
+        result = self.ctx.trainer().train(request, self.ctx)
         m = result.metrics
         summary = (f"{result.steps} steps, train loss {m.get('train_loss', float('nan')):.4f}, "
                    f"validation loss {m.get('eval_loss', float('nan')):.4f}, {result.wall_seconds:.0f}s")
