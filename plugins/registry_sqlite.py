@@ -55,9 +55,6 @@ class SqliteRegistry:
                        list(data.values()))
         return stored
 
-    def next_version(self, name: str) -> int:
-        return max((v.version for v in self.list(name)), default=0) + 1
-
     def list(self, name: str | None = None) -> list[ModelVersion]:
         if not self.path.exists():
             return []
