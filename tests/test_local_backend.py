@@ -77,6 +77,35 @@ def test_answer_loss_matches_the_plain_loss(tiny_model_dir: Path) -> None:
     assert torch.allclose(summed / n, plain, atol=1e-5)
 
 
+def test_the_chunked_loss_has_the_plain_loss_and_gradients(tiny_model_dir: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """Logits are made a few positions at a time and recomputed in the backward pass: same numbers."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from ftp.backends.local import loss as loss_module
+    from ftp.backends.local.modeling import answer_loss, collate
+
+    fmt = chat_format(load_tokenizer(tiny_model_dir))
+    rows = [encode(fmt, CONVO, 256), encode(fmt, CONVO[1:3], 256)]
+    batch = collate(rows, fmt.tokenizer.pad_token_id, "cpu")
+
+    def grads(chunk_elements: int) -> tuple[float, list]:
+        torch.manual_seed(0)
+        model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+        monkeypatch.setattr(loss_module, "CHUNK_ELEMENTS", chunk_elements)
+        summed, _ = answer_loss(model, batch)
+        summed.backward()
+        return float(summed), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    vocab = AutoModelForCausalLM.from_pretrained(tiny_model_dir).config.vocab_size
+    whole, g1 = grads(2**30)
+    chunked, g2 = grads(3 * vocab)  # three positions per chunk
+    assert batch.positions.numel() > 6  # so there really are several chunks
+    assert abs(whole - chunked) < 1e-4 * abs(whole) and len(g1) == len(g2) > 0
+    assert all(torch.allclose(a, b, atol=1e-5) for a, b in zip(g1, g2))
+
+
 def test_adapter_reloads_from_disk_with_its_template(project: Path) -> None:
     """A resumed run evaluates from disk: the saved adapter must answer exactly like the in-memory one."""
     from conftest import invoke

@@ -79,3 +79,23 @@ def test_the_second_run_skips_tokenisation(project: Path, tmp_path: Path, monkey
     other = invoke("run", "pipeline.yaml", "--json", "--steps", "validate,split,train", "--set", "train.epochs=1",
                    "--set", "model.max_seq_length=48")
     assert cached(other) == []  # a setting that changes the tokens is a new key
+
+
+def losses(run_dir: Path) -> list[float]:
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [r["train_loss"] for r in rows if "train_loss" in r]
+
+
+def test_compiled_layers_train_like_eager_ones(project: Path) -> None:
+    """``backends.local.compile`` compiles each decoder layer; it must not change what is learnt.
+    (aot_eager traces and replays the layers like inductor does, without minutes of C++ compiling.)"""
+    eager = invoke("run", "pipeline.yaml", *BASE, "--set", "backends.local.compile=false")
+    assert eager.exit_code == 0, eager.stderr
+    (first,) = (project / "runs" / "tiny").iterdir()
+    compiled = invoke("run", "pipeline.yaml", *BASE, "--set", "backends.local.compile=true",
+                      "--set", "backends.local.compile_backend=aot_eager")
+    assert compiled.exit_code == 0, compiled.stderr
+    (second,) = set((project / "runs" / "tiny").iterdir()) - {first}
+    assert "compiled layers" in (second / "run.log").read_text()
+    assert "compiled layers" not in (first / "run.log").read_text()
+    assert losses(second) == pytest.approx(losses(first), rel=1e-4) and len(losses(first)) == 6

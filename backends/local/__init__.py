@@ -25,6 +25,9 @@ class LocalSettings(BaseModel):
         "auto", description="auto: every visible GPU (DDP when more than one), else the CPU; or a number of GPUs")
     processes: PositiveInt = Field(1, description="with devices: cpu, train in this many processes (DDP on gloo)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    compile: Literal["auto"] | bool = Field(
+        "auto", description="torch.compile each decoder layer; auto: on CUDA with triton, off on a CPU")
+    compile_backend: str = Field("inductor", description="torch.compile backend (aot_eager to debug a compile problem)")
 
 
 class LocalTrainer:

@@ -21,7 +21,8 @@ from . import models
 from . import checkpoint, token_cache
 from .distributed import Dist
 from .chat import ChatFormat, Encoded, chat_format, encode, show_mask
-from .modeling import Placement, answer_loss, collate, collate_packed, load_model, load_tokenizer, peak_memory_mb, placement
+from .modeling import (Placement, answer_loss, collate, collate_packed, compile_layers, load_model, load_tokenizer,
+                       peak_memory_mb, placement, uncompile_layers)
 
 META_FILE = "ftp_model.json"
 
@@ -121,7 +122,7 @@ def prepare_model(base_dir: Path, method: str, lora: dict[str, Any], where: Plac
     return peft_model
 
 
-def make_optimiser(name: str, params: list[Any], lr: float, weight_decay: float) -> Any:
+def make_optimiser(name: str, params: list[Any], lr: float, weight_decay: float, device: str = "cpu") -> Any:
     if name == "paged_adamw_8bit":
         try:
             import bitsandbytes as bnb
@@ -130,7 +131,17 @@ def make_optimiser(name: str, params: list[Any], lr: float, weight_decay: float)
         return bnb.optim.PagedAdamW8bit(params, lr=lr, weight_decay=weight_decay)
     import torch
 
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    # fused: one kernel for every parameter instead of several per tensor (hundreds of LoRA matrices)
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.startswith("cuda"))
+
+
+def wants_compile(setting: str | bool, device: str) -> bool:
+    """``auto`` compiles on CUDA, where it pays within a few steps; on a CPU compiling costs minutes."""
+    if setting == "auto":
+        import importlib.util
+
+        return device.startswith("cuda") and importlib.util.find_spec("triton") is not None
+    return bool(setting)
 
 
 def _load_4bit(base_dir: Path, where: Placement) -> Any:
@@ -151,12 +162,15 @@ def _load_4bit(base_dir: Path, where: Placement) -> Any:
 def evaluate_loss(model: Any, rows: list[Encoded], pad_id: int, device: str, batch_size: int) -> float:
     import torch
 
+    from .loss import loss_model
+
+    scorer = loss_model(model)
     was_training = model.training
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(rows), batch_size):
-            loss, n = answer_loss(model, collate(rows[i:i + batch_size], pad_id, device))
+            loss, n = answer_loss(scorer, collate(rows[i:i + batch_size], pad_id, device))
             total += float(loss)
             count += n
     if was_training:
@@ -200,9 +214,15 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     ctx.reporter.event("example", message=f"example 1 as trained (trained tokens in ⟦ ⟧): "
                                           f"{show_mask(fmt, train_rows[0])!r}")
     core = prepare_model(base_dir, request.method, hp["lora"], where, bool(hp.get("gradient_checkpointing")))
-    model = dist.wrap(core, where.device)  # DDP over all ranks; ``core`` is what is saved and evaluated
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimiser = make_optimiser(hp.get("optimizer", "adamw"), params, hp["learning_rate"], hp["weight_decay"])
+    compiled = wants_compile(settings.get("compile", "auto"), where.device)
+    if compiled:
+        compile_layers(core, str(settings.get("compile_backend", "inductor")))
+    from .loss import AnswerLoss
+
+    model = dist.wrap(AnswerLoss(core), where.device)  # DDP over all ranks; ``core`` is saved and evaluated
+    params = [p for p in core.parameters() if p.requires_grad]
+    optimiser = make_optimiser(hp.get("optimizer", "adamw"), params, hp["learning_rate"], hp["weight_decay"],
+                               where.device)
 
     batch, accum = int(hp["batch_size"]), int(hp["gradient_accumulation_steps"])
     steps_per_epoch = math.ceil(len(train_rows) / (batch * accum))
@@ -224,6 +244,7 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     ctx.reporter.event("train_plan", message=(
         f"{request.method} on {request.base_model} ({where.device}, {where.dtype_name}): {len(train_rows)} examples, "
         f"{total} steps of {batch}x{accum}{' packed' if packing else ''}, lr {hp['learning_rate']}, "
+        f"{'compiled layers, ' if compiled else ''}"
         f"validation every {eval_every} steps"))
 
     def log(row: dict[str, Any]) -> None:
@@ -248,18 +269,18 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
                 st.cursor += batch
             micro = [dist.shard(rows) for rows in micro]  # this rank's share of each micro-batch
             n_trained = int(dist.total(sum(r.trained_tokens for rows in micro for r in rows))[0])
-            step_loss, step_tokens = 0.0, 0
+            step_loss, step_tokens = torch.zeros((), device=where.device), 0
             for rows in micro:
                 b = collate_packed(rows, where.device) if packing else collate(rows, fmt.tokenizer.pad_token_id,
                                                                                 where.device)
                 loss, _ = answer_loss(model, b)
                 (loss * dist.world / max(1, n_trained)).backward()  # DDP averages over ranks: this makes it a sum
-                step_loss += loss.item()
+                step_loss += loss.detach()  # no .item() here: the GPU keeps working while the next batch is built
                 step_tokens += b.tokens
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimiser.step()
             optimiser.zero_grad(set_to_none=True)
-            step_loss, step_tokens = dist.total(step_loss, step_tokens)  # all ranks, one reduction per step
+            step_loss, step_tokens = dist.total(float(step_loss), step_tokens)  # all ranks, one reduction per step
             st.step = step + 1
             st.trained_tokens += n_trained
             st.tokens_seen += int(step_tokens)
@@ -298,6 +319,8 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     dist.barrier()
     if dist.main:
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: the adapter is saved, the optimiser is not needed
+    if compiled:
+        uncompile_layers(core)
     if st.best_step is not None and st.best_step != st.step:
         core = _reload_best(core, request, where)
     wall = time.perf_counter() - start

@@ -1,0 +1,64 @@
+"""The answer-only loss, computed without ever holding a whole batch's logits.
+
+Only the positions that predict a trained token reach the output layer, and they do so in chunks
+whose logits are recomputed in the backward pass instead of being kept. With a 128k-262k token
+vocabulary the logits are otherwise the largest tensor of a step: a packed 2,048-token row of a
+Llama 3 shaped model needs 1 GiB for its fp32 logits and as much again for their gradient.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from .chat import IGNORE
+
+CHUNK_ELEMENTS = 2**26  # logits per chunk: 256 MiB in fp32, whatever the vocabulary
+
+
+class AnswerLoss(nn.Module):
+    """A causal LM (or its PEFT model) whose forward returns the summed loss over trained tokens.
+
+    It is a module, not a function, so that DDP can wrap it: DDP only synchronises gradients of
+    work done inside the forward of the module it wraps.
+    """
+
+    def __init__(self, lm: Any) -> None:
+        super().__init__()
+        self.lm = lm
+        causal = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+        self.decoder = causal.get_decoder()
+        self.head = causal.get_output_embeddings()
+        config = causal.config
+        self.cap = getattr(config, "final_logit_softcapping", None)  # Gemma 2 style tanh capping
+        self.scale = getattr(config, "logits_scaling", None)  # Granite divides its logits
+
+    def forward(self, input_ids: Any, attention_mask: Any, position_ids: Any, positions: Any, targets: Any) -> Any:
+        hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                              use_cache=False).last_hidden_state
+        picked = hidden[:, positions].reshape(-1, hidden.size(-1))
+        flat = targets.reshape(-1)
+        chunk = max(1, CHUNK_ELEMENTS // self.head.weight.size(0))
+        total = hidden.new_zeros((), dtype=torch.float32)
+        for start in range(0, picked.size(0), chunk):
+            h, t = picked[start:start + chunk], flat[start:start + chunk]
+            total = total + (checkpoint(self._chunk, h, t, use_reentrant=False) if torch.is_grad_enabled()
+                             else self._chunk(h, t))
+        return total
+
+    def _chunk(self, hidden: Any, targets: Any) -> Any:
+        logits = self.head(hidden).float()
+        if self.scale:
+            logits = logits / self.scale
+        if self.cap:
+            logits = torch.tanh(logits / self.cap) * self.cap
+        return nn.functional.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="sum")
+
+
+def loss_model(model: Any) -> Any:
+    """``model`` itself when it already computes the answer loss (possibly inside DDP), else wrapped."""
+    inner = getattr(model, "module", model)
+    return model if isinstance(inner, AnswerLoss) else AnswerLoss(model)
