@@ -87,12 +87,14 @@ def cli() -> None:
 @click.option("--steps", default=None, metavar="A,B", help="Run only these steps, e.g. validate,split,train.")
 @click.option("--resume", "resume_id", default=None, metavar="RUN_ID", help="Continue a run; done steps are skipped.")
 @click.option("--dry-run", is_flag=True, help="Show the plan (plugins per step, resolved settings) and exit.")
+@click.option("--yes", "-y", "assume_yes", is_flag=True, help="Submit paid cloud work without asking (the cost is still shown).")
 @click.option("--quiet", "-q", is_flag=True, help="Print nothing but errors.")
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable events, one JSON object per line.")
 @runs_dir_option
 @debug_option
 def run(pipeline: str | None, backend: str | None, overrides: tuple[str, ...], steps: str | None,
-        resume_id: str | None, dry_run: bool, quiet: bool, as_json: bool, runs_dir: str | None) -> None:
+        resume_id: str | None, dry_run: bool, assume_yes: bool, quiet: bool, as_json: bool,
+        runs_dir: str | None) -> None:
     """Run a pipeline: validate, split, train, review, evaluate, gate, register, deploy."""
     from ftp.pipeline_file import load_pipeline
     from ftp.progress import make_reporter
@@ -132,7 +134,7 @@ def run(pipeline: str | None, backend: str | None, overrides: tuple[str, ...], s
         run_dir = RunDir.create(root, loaded.settings.name, pipeline_file=str(loaded.path),
                                 pipeline_sha256=loaded.sha256, backend=loaded.backend, overrides=list(overrides))
     atomic_write(run_dir.path / "pipeline.resolved.yaml", loaded.resolved_yaml())
-    Runner(loaded, hooks, run_dir, reporter).execute(selected)
+    Runner(loaded, hooks, run_dir, reporter, assume_yes=assume_yes).execute(selected)
 
 
 # --- validate ---------------------------------------------------------------------------------------
@@ -242,6 +244,35 @@ def runs_show(run_id: str, runs_dir: str | None, as_json: bool) -> None:
     _table(["step", "status", "seconds", "detail"],
            [[name, st.status, f"{st.seconds:.1f}" if st.seconds is not None else "", st.error or _brief(st.outputs)]
             for name, st in s.steps.items()])
+
+
+@runs.command("cancel")
+@click.argument("run_id")
+@runs_dir_option
+@debug_option
+def runs_cancel(run_id: str, runs_dir: str | None) -> None:
+    """Cancel the cloud job a run started (Azure); a local run is stopped with Ctrl-C instead."""
+    from ftp.pipeline_file import load_pipeline
+    from ftp.progress import make_reporter
+    from ftp.run_store import find_run
+    from ftp.runner import RunContext
+    from ftp.types import Cancellable
+
+    found = find_run(_runs_root(runs_dir), run_id)
+    state = found.state
+    hooks = _hooks()
+    trainer = hooks.trainer(state.backend)
+    if not isinstance(trainer, Cancellable):
+        raise UserError(f"run {state.run_id} uses backend {state.backend!r}, which runs no cloud job; "
+                        "stop a running local run with Ctrl-C")
+    loaded = load_pipeline(Path(state.pipeline_file), state.backend, hooks.catalog(), state.overrides)
+    message = trainer.cancel(RunContext(found, loaded, make_reporter("quiet"), hooks))
+    train = state.steps["train"]
+    if train.status != "done":
+        train.status, train.error = "failed", f"cancelled with ftp runs cancel: {message}"
+        state.status = "failed"
+        found.save()
+    click.echo(message)
 
 
 def _brief(outputs: dict[str, Any]) -> str:

@@ -45,3 +45,10 @@ class Interrupted(FtpError):
     """Ctrl-C: the run's state is saved and resumable. Exit 130, as shells expect."""
 
     exit_code = 130
+
+
+class NotEvaluable(FtpError):
+    """A trainer cannot answer prompts for one candidate (e.g. no deployment of the base model on Azure).
+
+    The evaluate step goes on without that candidate and says why; it is not a failure of the run.
+    """

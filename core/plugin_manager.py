@@ -41,6 +41,7 @@ BUILTIN_PLUGINS: tuple[str, ...] = (
     "ftp.plugins.registry_sqlite",
     "ftp.plugins.deploy_local",
     "ftp.backends.local",
+    "ftp.backends.azure",
 )
 
 trace_log = logging.getLogger("ftp.trace")

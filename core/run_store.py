@@ -63,6 +63,10 @@ class RunState(BaseModel):
     updated_at: str
     status: Literal["running", "partial", "done", "failed", "interrupted"] = "running"
     steps: dict[str, StepState] = Field(default_factory=lambda: {s: StepState() for s in STEPS})
+    # What a backend created outside the run directory (cloud files, a job, deployments), by key. Unlike
+    # step outputs it survives a step being re-run, so a resumed run reattaches to the same cloud job and
+    # ``ftp runs cancel`` can find it. Written (atomically) before each call that costs money returns.
+    resources: dict[str, Any] = Field(default_factory=dict)
 
     def outputs(self, step: str) -> dict[str, Any]:
         return self.steps[step].outputs

@@ -16,7 +16,7 @@ from typing import Any
 from ftp import __version__
 from ftp.data_check import check_data
 from ftp.data_files import dataset_ref, read_jsonl, reference_answer
-from ftp.errors import FtpError, Interrupted, StepFailed, UserError
+from ftp.errors import FtpError, Interrupted, NotEvaluable, StepFailed, UserError
 from ftp.hooks import Hooks
 from ftp.pipeline_file import Pipeline, suggest
 from ftp.run_store import STEPS, RunDir, atomic_write, now
@@ -24,7 +24,6 @@ from ftp.settings import PipelineSettings
 from ftp.types import (
     DataBundle,
     DatasetRef,
-
     DeployRequest,
     EvalReport,
     EvalRequest,
@@ -97,6 +96,7 @@ class RunContext:
     _predictors: dict[str, Predictor] = field(default_factory=dict)
     _trainer: Trainer | None = None
     phase: str = ""
+    assume_yes: bool = False
 
     @property
     def run_id(self) -> str:
@@ -122,6 +122,24 @@ class RunContext:
     def setting(self, path: str) -> Any:
         return self.pipeline.setting(path)
 
+    def confirm(self, question: str) -> bool:
+        """``--yes`` answers yes; otherwise ask on the terminal, and no input (a script, EOF) means no."""
+        if self.assume_yes:
+            return True
+        import click
+
+        try:
+            return bool(click.confirm(question, default=False, err=True))
+        except click.Abort:
+            return False
+
+    def resource(self, key: str) -> Any:
+        return self.run.state.resources.get(key)
+
+    def record_resource(self, key: str, value: Any) -> None:
+        self.run.state.resources[key] = value
+        self.run.save()
+
     def predictor(self, model: ModelRef) -> Predictor:
         """Load each model once per run; review and evaluate share it."""
         key = model.model_dump_json()
@@ -141,13 +159,13 @@ def code_version(where: Path) -> str:
 
 
 class Runner:
-    def __init__(self, pipeline: Pipeline, hooks: Hooks, run: RunDir, reporter: Any) -> None:
+    def __init__(self, pipeline: Pipeline, hooks: Hooks, run: RunDir, reporter: Any, assume_yes: bool = False) -> None:
         self.pipeline = pipeline
         self.settings = pipeline.settings
         self.hooks = hooks
         self.run = run
         self.reporter = reporter
-        self.ctx = RunContext(run, pipeline, reporter, hooks)
+        self.ctx = RunContext(run, pipeline, reporter, hooks, assume_yes=assume_yes)
 
     # --- orchestration ----------------------------------------------------------------------------
 
@@ -296,12 +314,20 @@ class Runner:
         result = self._train_result()
         samples = read_jsonl(self._split().validation.path)[: self.settings.review.samples]
         request = ReviewRequest(run_dir=self.run.path, metrics_file=self.run.metrics_file, train_result=result,
-                                samples=samples, predictor=lambda: self.ctx.predictor(result.model),
+                                samples=samples, predictor=lambda: self._predictor_or_none("fine-tuned", result.model),
                                 settings=self.pipeline.as_dict())
         artifacts = self.hooks.review(request)
         verdict = result.overfitting or "no sign of overfitting"
         return ({"artifacts": [a.model_dump(mode="json") for a in artifacts], "overfitting": verdict},
                 f"{', '.join(a.name for a in artifacts)}; {verdict}")
+
+    def _predictor_or_none(self, label: str, model: ModelRef) -> Predictor | None:
+        """The candidate's predictor, or None (with the backend's reason shown) when it cannot answer prompts."""
+        try:
+            return self.ctx.predictor(model)
+        except NotEvaluable as exc:
+            self.reporter.event("warning", message=f"{label}: not evaluated: {exc}")
+            return None
 
     def candidates(self) -> dict[str, ModelRef]:
         result = self._train_result()
@@ -319,8 +345,14 @@ class Runner:
         references = [reference_answer(ex) for ex in examples]
         metrics: list[Metric] = []
         per_example: dict[str, list[str]] = {}
+        skipped: dict[str, str] = {}
         for label, model in self.candidates().items():
-            predictor = self.ctx.predictor(model)
+            try:
+                predictor = self.ctx.predictor(model)
+            except NotEvaluable as exc:
+                skipped[label] = str(exc)
+                self.reporter.event("warning", message=f"{label}: not evaluated: {exc}")
+                continue
             limit = ev.max_new_tokens if isinstance(ev.max_new_tokens, int) else auto_max_new_tokens(predictor, references)
             self.reporter.event("evaluating", candidate=label, examples=len(examples), message=f"{label}: answering {len(examples)} test prompts")
             predictions = generate_batched(predictor, conversations, limit, ev.batch_size, self.reporter, label)
@@ -330,11 +362,12 @@ class Runner:
                                                        metrics=ev.metrics, predictor=predictor,
                                                        settings=self.pipeline.as_dict()))
         report = eval_report(metrics, len(examples))
-        write_eval(self.run.path, report, metrics, examples, references, per_example)
+        write_eval(self.run.path, report, metrics, examples, references, per_example, skipped)
         for m in metrics:
             self.ctx.log_metrics({"split": "test", "candidate": m.candidate, m.name: m.value})
-        return {"report": report.model_dump(mode="json"), "eval_file": str(self.run.path / "eval.json")}, \
-            format_report(report)
+        summary = format_report(report) + "".join(f"; {label} not evaluated" for label in skipped)
+        return {"report": report.model_dump(mode="json"), "eval_file": str(self.run.path / "eval.json"),
+                **({"not_evaluated": skipped} if skipped else {})}, summary
 
     def step_gate(self) -> tuple[dict[str, Any], str]:
         report = EvalReport.model_validate(self._outputs("evaluate")["report"])
@@ -361,7 +394,8 @@ class Runner:
                          **{part: getattr(split, part).sha256 for part in ("train", "validation", "test")}},
             hyperparameters={**s.hyperparameters(), "method": s.train.method},
             metrics={"test": report["metrics"], "train": result.metrics},
-            pipeline_sha256=self.pipeline.sha256, code_version=code_version(self.pipeline.path.parent))
+            pipeline_sha256=self.pipeline.sha256, code_version=code_version(self.pipeline.path.parent),
+            backend_details=result.backend_details)
         stored = registry.register(version)
         return stored.model_dump(mode="json"), f"{stored.name} v{stored.version} in {registry.location}"
 
@@ -431,12 +465,13 @@ def format_report(report: EvalReport) -> str:
 
 
 def write_eval(run_dir: Path, report: EvalReport, metrics: list[Metric], examples: list[dict[str, Any]],
-               references: list[str], predictions: dict[str, list[str]]) -> None:
+               references: list[str], predictions: dict[str, list[str]], skipped: dict[str, str] | None = None) -> None:
     rows = [{"index": i, "prompt": ex["messages"][:-1], "reference": ref,
              **{label: preds[i] for label, preds in predictions.items()}}
             for i, (ex, ref) in enumerate(zip(examples, references))]
     payload = {"n": report.n, "metrics": report.metrics, "higher_is_better": report.higher_is_better,
-               "details": [m.model_dump(mode="json") for m in metrics], "examples": rows}
+               "details": [m.model_dump(mode="json") for m in metrics], "examples": rows,
+               **({"not_evaluated": skipped} if skipped else {})}
     atomic_write(run_dir / "eval.json", json.dumps(payload, indent=2, ensure_ascii=False))
 
 

@@ -115,6 +115,8 @@ class TrainResult(Value):
     best_step: int | None = None
     stopped_early: bool = False
     overfitting: str | None = None
+    # What only the backend knows about how the model was made (Azure: job id, file ids); kept in lineage.
+    backend_details: dict[str, Any] = Field(default_factory=dict)
 
 
 class Artifact(Value):
@@ -167,6 +169,7 @@ class ModelVersion(Value):
     metrics: dict[str, Any]
     pipeline_sha256: str
     code_version: str
+    backend_details: dict[str, Any] = Field(default_factory=dict)
 
 
 class Deployment(Value):
@@ -231,6 +234,15 @@ class StepContext(Protocol):
 
     def setting(self, path: str) -> Any: ...
 
+    def confirm(self, question: str) -> bool:
+        """Ask the user before spending money; True at once under ``--yes``, False when nobody can answer."""
+
+    def resource(self, key: str) -> Any:
+        """What ``record_resource`` stored under ``key`` in this run (also in an earlier attempt), or None."""
+
+    def record_resource(self, key: str, value: Any) -> None:
+        """Remember a cloud resource (job id, file ids) in ``state.json`` now, before anything else happens."""
+
 
 class Predictor(Protocol):
     """A loaded model that can answer prompts and score examples (evaluation and review)."""
@@ -259,6 +271,15 @@ class Trainer(Protocol):
 
     def export(self, model: ModelRef, out_dir: Path, merge: bool) -> Path:
         """Write ``model`` for serving elsewhere: the adapter, or (``merge``) a merged plain model."""
+
+
+@runtime_checkable
+class Cancellable(Protocol):
+    """A trainer whose work runs elsewhere (a cloud job) and can be stopped from ``ftp runs cancel``."""
+
+    def cancel(self, ctx: StepContext) -> str:
+        """Cancel what this run started; return one line saying what happened."""
+        ...
 
 
 class MemoryPlan(Value):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from sqlite3 import Row
+from sqlite3 import Connection, Row
 
 from ftp import hookimpl
 from ftp.sqlite_store import connect
@@ -19,10 +19,17 @@ CREATE TABLE IF NOT EXISTS versions (
     name TEXT NOT NULL, version INTEGER NOT NULL, created_at TEXT NOT NULL, run_id TEXT NOT NULL,
     backend TEXT NOT NULL, base_model TEXT NOT NULL, artifact TEXT NOT NULL, data_sha256 TEXT NOT NULL,
     hyperparameters TEXT NOT NULL, metrics TEXT NOT NULL, pipeline_sha256 TEXT NOT NULL,
-    code_version TEXT NOT NULL, PRIMARY KEY (name, version)
+    code_version TEXT NOT NULL, backend_details TEXT NOT NULL DEFAULT '{}', PRIMARY KEY (name, version)
 );
 """
-JSON_FIELDS = ("data_sha256", "hyperparameters", "metrics")
+JSON_FIELDS = ("data_sha256", "hyperparameters", "metrics", "backend_details")
+
+
+def _migrate(db: Connection) -> None:
+    """Registries written before ``backend_details`` existed gain the column (empty for their versions)."""
+    columns = {row["name"] for row in db.execute("PRAGMA table_info(versions)")}
+    if "backend_details" not in columns:
+        db.execute("ALTER TABLE versions ADD COLUMN backend_details TEXT NOT NULL DEFAULT '{}'")
 
 
 def _row(row: Row) -> ModelVersion:
@@ -41,6 +48,7 @@ class SqliteRegistry:
 
     def register(self, version: ModelVersion) -> ModelVersion:
         with connect(self.path, SCHEMA) as db:
+            _migrate(db)
             existing = db.execute("SELECT * FROM versions WHERE name = ? AND run_id = ?",
                                   (version.name, version.run_id)).fetchone()
             if existing is not None:
@@ -59,6 +67,7 @@ class SqliteRegistry:
         if not self.path.exists():
             return []
         with connect(self.path, SCHEMA) as db:
+            _migrate(db)
             rows = db.execute("SELECT * FROM versions WHERE (? IS NULL OR name = ?) ORDER BY name, version",
                               (name, name)).fetchall()
         return [_row(r) for r in rows]

@@ -19,6 +19,8 @@ def ftp_review(request: ReviewRequest) -> list[Artifact]:
     if not request.samples or request.predictor is None:
         return []
     predictor = request.predictor()
+    if predictor is None:  # the backend cannot answer prompts for this model (the runner said why)
+        return []
     references = [reference_answer(ex) for ex in request.samples]
     longest = max(predictor.count_tokens(r) for r in references)
     answers = predictor.generate([ex["messages"][:-1] for ex in request.samples], int(longest * 1.25) + 8)

@@ -158,3 +158,38 @@ def invoke(*args: str, **kwargs: Any) -> Any:
     from ftp.cli import cli
 
     return CliRunner().invoke(cli, list(args), catch_exceptions=False, **kwargs)
+
+
+@pytest.fixture
+def fake_azure(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """The stateful fake of Azure's HTTP APIs (tests/azure/fake_azure.py) behind ``responses``, with the
+    environment a real set-up has (endpoint, API key, a service principal for Entra ID) pointing at it,
+    and a clock that records the backend's waits instead of sleeping. Nothing reaches the network: a
+    request the fake does not know fails with a connection error.
+    """
+    import sys
+
+    import responses
+
+    sys.path.insert(0, str(Path(__file__).parent / "azure"))
+    from fake_azure import ENDPOINT, TENANT, FakeAzure, FakeClock
+    from ftp.backends.azure import auth, http
+
+    fake = FakeAzure()
+    monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", ENDPOINT)
+    monkeypatch.setenv("AZURE_OPENAI_API_KEY", fake.api_key)
+    monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", "00000000-1111-2222-3333-444444444444")
+    monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
+    monkeypatch.setenv("AZURE_CLIENT_ID", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", fake.client_secret)
+    for var in ("AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_USERNAME", "IDENTITY_ENDPOINT",
+                "MSI_ENDPOINT"):
+        monkeypatch.delenv(var, raising=False)
+    fake.clock = FakeClock()
+    monkeypatch.setattr(http, "CLOCK", fake.clock)
+    auth.reset_credential()
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as rsps:
+        fake.install(rsps)
+        yield fake
+    auth.reset_credential()
+    sys.path.remove(str(Path(__file__).parent / "azure"))

@@ -84,7 +84,7 @@ def test_missing_data_file(folder: Path) -> None:
 
 
 def test_unknown_backend_lists_the_valid_ones(folder: Path) -> None:
-    assert "unknown backend 'lcal'; available: local (did you mean 'local'?)" in error_of(folder, BASE, backend="lcal")
+    assert "unknown backend 'lcal'; available: azure, local (did you mean 'local'?)" in error_of(folder, BASE, backend="lcal")
 
 
 def test_unknown_backend_block_in_the_file(folder: Path) -> None:
@@ -215,7 +215,7 @@ def test_cli_unknown_backend_exits_2(folder: Path) -> None:
     (folder / "pipeline.yaml").write_text(BASE, encoding="utf-8")
     result = invoke("run", str(folder / "pipeline.yaml"), "--backend", "nope")
     assert result.exit_code == 2
-    assert result.stderr.strip() == "error: unknown backend 'nope'; available: local"
+    assert result.stderr.strip() == "error: unknown backend 'nope'; available: azure, local"
 
 
 def test_debug_shows_the_traceback(folder: Path) -> None:

@@ -27,7 +27,7 @@ def test_builtins_register_like_any_plugin() -> None:
     assert set(BUILTIN_PLUGINS) <= names(pm)
     assert all(infos[n].builtin for n in BUILTIN_PLUGINS)
     hooks = Hooks(pm)
-    assert set(hooks.backends()) == {"local"}
+    assert set(hooks.backends()) == {"local", "azure"}
     assert {"loss", "perplexity", "exact_match"} <= set(hooks.metrics())
 
 
@@ -60,7 +60,7 @@ def test_trace_logs_each_hook_call_and_duration(monkeypatch: pytest.MonkeyPatch,
     pm, _ = build_plugin_manager()
     with caplog.at_level(logging.WARNING, logger="ftp.trace"):
         Hooks(pm).backends()
-    assert any("hook ftp_backends -> [ftp.backends.local]" in r.getMessage() and " ms" in r.getMessage()
+    assert any("hook ftp_backends -> [ftp.backends.local,ftp.backends.azure]" in r.getMessage() and " ms" in r.getMessage()
                for r in caplog.records)
 
 

@@ -1,0 +1,181 @@
+"""The Azure backend: managed fine-tuning on Azure OpenAI (``kind: openai``, the default) or open
+models through Azure ML (``kind: azureml``), deployments through the management plane.
+
+Importing this module is cheap and needs neither ``requests`` nor any azure package: they are
+imported when a step talks to Azure, so ``ftp --help`` and the local backend work without the
+``azure`` extra.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ftp import hookimpl
+from ftp.errors import NotEvaluable, UserError
+from ftp.types import (
+    BackendSpec,
+    Deployment,
+    DeployRequest,
+    ModelRef,
+    StepContext,
+    TrainRequest,
+    TrainResult,
+)
+
+from .settings import AzureSettings
+
+NAME = "azure"
+EVAL_DEPLOYMENT = "azure_eval_deployment"
+DEPLOYMENT = "azure_deployment"
+
+
+def settings_of(raw: dict[str, Any]) -> AzureSettings:
+    """``backends.azure`` as validated by the pipeline loader (defaults when the block is absent)."""
+    return AzureSettings.model_validate(raw or {})
+
+
+def require_extra() -> None:
+    try:
+        import requests  # noqa: F401
+    except ImportError:
+        raise UserError("the azure backend needs the azure extra: pip install 'ftp[azure]'") from None
+
+
+class AzureTrainer:
+    """Dispatches on ``backends.azure.kind``; creating it imports nothing heavy."""
+
+    name = "azure"
+
+    # --- kind: azureml ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _azureml(settings: AzureSettings) -> Any:
+        try:
+            from .azureml import AzureMLAdapter
+        except ImportError as exc:
+            raise UserError(f"backends.azure.kind azureml is not available in this install ({exc}); "
+                            "use kind: openai") from None
+        return AzureMLAdapter(settings)
+
+    # --- the Trainer protocol --------------------------------------------------------------------
+
+    def preflight(self, base_model: str, settings: dict[str, Any]) -> None:
+        s = settings_of(settings)
+        if s.kind == "azureml":
+            adapter = self._azureml(s)
+            if hasattr(adapter, "preflight"):
+                adapter.preflight(base_model)
+            return
+        if base_model.startswith(("builtin:", "/", ".")):
+            raise UserError(f"model.base {base_model!r} is a local model; give the Azure OpenAI base model in "
+                            "backends.azure.model.base, e.g. gpt-4o-mini-2024-07-18")
+        if not s.endpoint:
+            raise UserError("backends.azure.endpoint is not set; export AZURE_OPENAI_ENDPOINT="
+                            "https://RESOURCE.openai.azure.com (the file reads ${AZURE_OPENAI_ENDPOINT})")
+        require_extra()
+        from .auth import check_auth
+
+        check_auth(s)
+
+    def train(self, request: TrainRequest, ctx: StepContext) -> TrainResult:
+        s = settings_of(request.backend_settings)
+        if s.kind == "azureml":
+            return self._azureml(s).train(request, ctx)
+        from .training import OpenAIFineTuning
+
+        return OpenAIFineTuning(s, ctx).train(request)
+
+    def predictor(self, model: ModelRef, ctx: StepContext) -> Any:
+        s = settings_of(ctx.backend_settings)
+        if s.kind == "azureml":
+            return self._azureml(s).predictor(model, ctx)
+        return openai_predictor(s, model, ctx)
+
+    def plan(self, request: TrainRequest) -> None:
+        return None  # memory is Azure's concern
+
+    def export(self, model: ModelRef, out_dir: Path, merge: bool) -> Path:
+        raise UserError(f"{model.describe()} lives on Azure and cannot be exported; deploy it (ftp run ... "
+                        "--steps deploy) or download it from the Azure AI Foundry portal where allowed")
+
+    def cancel(self, ctx: StepContext) -> str:
+        s = settings_of(ctx.backend_settings)
+        if s.kind == "azureml":
+            return self._azureml(s).cancel(ctx)
+        require_extra()
+        from .training import OpenAIFineTuning
+
+        return OpenAIFineTuning(s, ctx).cancel()
+
+
+def openai_predictor(s: AzureSettings, model: ModelRef, ctx: StepContext) -> Any:
+    """Chat completions on a deployment: the configured base deployment, or one made for evaluation."""
+    from .dataplane import DataPlane
+    from .predictor import ChatPredictor
+
+    ev = s.evaluation
+    if model.kind == "base":
+        if not ev.base_deployment:
+            raise NotEvaluable(f"no deployment of {model.base} to ask; set backends.azure.evaluation.base_deployment "
+                               "to an existing deployment of the base model to compare against it")
+        return ChatPredictor(DataPlane(s), ev.base_deployment, ev.temperature)
+    if ev.fine_tuned == "none":
+        numbers = ", ".join(f"{k} {v:.4f}" for k, v in (ctx.resource("azure_job_metrics") or {}).items())
+        raise NotEvaluable("backends.azure.evaluation.fine_tuned is none, so no deployment answers the test "
+                           f"prompts; the job's own validation numbers: {numbers or 'none reported'}")
+    return ChatPredictor(DataPlane(s), eval_deployment(s, model, ctx), ev.temperature)
+
+
+def eval_deployment(s: AzureSettings, model: ModelRef, ctx: StepContext) -> str:
+    """A deployment of the fine-tuned model for evaluation (DeveloperTier by default), made once per run."""
+    from .deploy import create_or_update, deployment_name
+
+    known = ctx.resource(EVAL_DEPLOYMENT) or {}
+    if known.get("model") == model.cloud_id and known.get("state") == "Succeeded":
+        return str(known["name"])
+    name = deployment_name(f"ftp-eval-{ctx.run_id}")
+    ctx.reporter.event("azure", message=f"deploying {model.cloud_id} as {name} ({s.evaluation.sku}) to answer "
+                                        "the test prompts")
+    ctx.record_resource(EVAL_DEPLOYMENT, {"name": name, "model": model.cloud_id, "state": "Creating"})
+    made = create_or_update(s, name, model.cloud_id or "", s.evaluation.sku, s.evaluation.capacity,
+                            step=getattr(ctx, "phase", "") or "evaluate")
+    ctx.record_resource(EVAL_DEPLOYMENT, made.as_dict())
+    return made.name
+
+
+class AzureDeployer:
+    """An Azure deployment of the registered model, recorded in the run and the local deployment records."""
+
+    name = "azure"
+
+    def deploy(self, request: DeployRequest, ctx: StepContext) -> Deployment:
+        s = settings_of(request.backend_settings)
+        if s.kind == "azureml":
+            return AzureTrainer._azureml(s).deploy(request, ctx)
+        require_extra()
+        from .deploy import create_or_update, deployment_name
+        from .records import record
+
+        version = request.version
+        name = s.deployment.name or deployment_name(f"{version.name}-v{version.version}")
+        ctx.record_resource(DEPLOYMENT, {"name": name, "model": version.artifact, "state": "Creating"})
+        made = create_or_update(s, name, version.artifact, s.deployment.sku, s.deployment.capacity)
+        ctx.record_resource(DEPLOYMENT, made.as_dict())
+        return record(request, ctx, made)
+
+
+@hookimpl
+def ftp_backends() -> list[BackendSpec]:
+    return [BackendSpec(name=NAME, description="Azure OpenAI managed fine-tuning (or open models via Azure ML), "
+                                               "Azure deployments", settings=AzureSettings)]
+
+
+@hookimpl
+def ftp_trainer(backend: str) -> AzureTrainer | None:
+    return AzureTrainer() if backend == NAME else None
+
+
+@hookimpl
+def ftp_deployer(backend: str) -> AzureDeployer | None:
+    return AzureDeployer() if backend == NAME else None

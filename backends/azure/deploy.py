@@ -1,0 +1,114 @@
+"""Deployments through the management plane (ARM), with azure-mgmt-cognitiveservices.
+
+The SDK runs on azure-core's requests transport and follows ARM's long-running operation itself
+(``Azure-AsyncOperation``, ``Location`` or re-reading ``provisioningState``). What ftp adds: the
+settings checked before any call, the Entra credential with the management scope, and ARM errors
+(``InsufficientQuota`` and friends) turned into one line that says what to do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from ftp.errors import StepFailed, UserError
+
+from .auth import default_credential, first_line
+from .settings import AzureSettings, Sku
+
+FIXES: dict[str, str] = {
+    "insufficientquota": "lower backends.azure.deployment.capacity, delete an unused deployment, or request more "
+                         "quota for this model and SKU (Azure AI Foundry portal: Quotas)",
+    "authorizationfailed": "give the identity the 'Cognitive Services Contributor' role on the account",
+    "resourcenotfound": "check backends.azure.subscription_id, resource_group and account",
+    "resourcegroupnotfound": "check backends.azure.resource_group",
+    "deploymentmodelnotsupported": "this model/SKU pair cannot be deployed here; try another "
+                                   "backends.azure.deployment.sku (Standard, GlobalStandard, DeveloperTier)",
+    "invalidresourceproperties": "check backends.azure.deployment (sku, capacity) against the model's limits",
+}
+
+
+@dataclass(frozen=True)
+class AzureDeployment:
+    name: str
+    model: str
+    sku: str
+    capacity: int
+    endpoint: str
+    state: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def check_settings(settings: AzureSettings) -> None:
+    missing = [k for k in ("subscription_id", "resource_group", "account") if not getattr(settings, k)]
+    if missing:
+        raise UserError(f"backends.azure: {', '.join(missing)} not set; a deployment needs the subscription, "
+                        "resource group and account of the Azure OpenAI resource (see docs/backends/azure.md)")
+
+
+def management_client(settings: AzureSettings) -> Any:
+    try:
+        from azure.mgmt.cognitiveservices import CognitiveServicesManagementClient
+    except ImportError:
+        raise UserError("azure-mgmt-cognitiveservices is not installed; pip install 'ftp[azure]'") from None
+    kwargs: dict[str, Any] = {
+        "retry_total": settings.retry.attempts - 1, "retry_backoff_factor": settings.retry.base_delay,
+        "retry_backoff_max": settings.retry.max_delay}
+    if settings.management_api_version:
+        kwargs["api_version"] = settings.management_api_version
+    return CognitiveServicesManagementClient(default_credential(), settings.subscription_id or "",
+                                             base_url=settings.management_endpoint, **kwargs)
+
+
+def deployment_endpoint(settings: AzureSettings, name: str) -> str:
+    return f"{settings.endpoint or ''}/openai/deployments/{name}"
+
+
+def arm_error(exc: Exception, name: str) -> StepFailed:
+    """One line: which deployment, ARM's code and message, and the fix for the codes we know."""
+    err = getattr(exc, "error", None)
+    code = str(getattr(err, "code", "") or "")
+    message = str(getattr(err, "message", "") or "") or first_line(exc)
+    message = " ".join(message.split())
+    fix = FIXES.get(code.lower())
+    return StepFailed("deploy", f"Azure deployment {name!r} failed: {code or type(exc).__name__}: {message}"
+                      + (f"; fix: {fix}" if fix else ""))
+
+
+def create_or_update(settings: AzureSettings, name: str, model: str, sku: Sku, capacity: int,
+                     step: str = "deploy") -> AzureDeployment:
+    """PUT the deployment and follow its long-running operation to ``Succeeded``."""
+    check_settings(settings)
+    from azure.core.exceptions import AzureError as SdkError
+    from azure.mgmt.cognitiveservices.models import (
+        Deployment,
+        DeploymentModel,
+        DeploymentProperties,
+    )
+    from azure.mgmt.cognitiveservices.models import Sku as SkuModel
+
+    client = management_client(settings)
+    body = Deployment(sku=SkuModel(name=sku, capacity=capacity),
+                      properties=DeploymentProperties(model=DeploymentModel(format="OpenAI", name=model, version="1")))
+    try:
+        poller = client.deployments.begin_create_or_update(settings.resource_group, settings.account, name, body,
+                                                           polling_interval=settings.poll.interval)
+        result = poller.result()
+    except SdkError as exc:
+        failure = arm_error(exc, name)
+        raise StepFailed(step, str(failure).split(": ", 1)[1]) from None
+    state = str(getattr(result.properties, "provisioning_state", "") or "")
+    if state.lower() != "succeeded":
+        raise StepFailed(step, f"Azure deployment {name!r} ended {state or 'without a state'}; "
+                         "see the deployment in the Azure AI Foundry portal")
+    return AzureDeployment(name=name, model=model, sku=sku, capacity=capacity,
+                           endpoint=deployment_endpoint(settings, name), state=state)
+
+
+def deployment_name(text: str) -> str:
+    """Deployment names: letters, digits, ``-`` ``_`` ``.``, at most 64 characters."""
+    import re
+
+    return (re.sub(r"[^A-Za-z0-9._-]", "-", text).strip("-.") or "ftp")[:64]

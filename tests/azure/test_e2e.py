@@ -1,0 +1,110 @@
+"""``ftp run examples/quickstart/pipeline.yaml --backend azure`` against the fake Azure: the same file as
+the local quickstart, end to end, then resume and cancel.
+
+How the fake answers (tests/azure/fake_azure.py): files are processed after one poll, the job runs
+through pending -> running -> succeeded with falling losses, and chat completions return a fixed text
+per deployment. The fake is not a model, so exact match is 0 for every candidate and the quickstart's
+gate (beat the base model by 5 points) cannot pass: the test relaxes it with ``--set gate={}``. The
+quickstart has no base deployment, so the base model is not evaluated, which the run says.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import pytest
+from conftest import invoke
+
+QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
+FAST = ("--set", "backends.azure.poll.interval=0", "--set", "backends.azure.retry.base_delay=0")
+RELAXED = ("--set", "gate={}")
+
+
+@pytest.fixture
+def quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the quickstart folder as the working directory (its registry and runs land there)."""
+    target = tmp_path / "quickstart"
+    shutil.copytree(QUICKSTART, target, ignore=shutil.ignore_patterns(".ftp", "runs"))
+    monkeypatch.chdir(target)
+    monkeypatch.delenv("FTP_RUNS_DIR", raising=False)
+    monkeypatch.setenv("QUICKSTART_EPOCHS", "2")
+    return target
+
+
+def run_dirs(root: Path) -> list[Path]:
+    return sorted((root / "runs" / "ticket-triage").iterdir())
+
+
+def state(run_dir: Path) -> dict[str, Any]:
+    return json.loads((run_dir / "state.json").read_text())
+
+
+def test_quickstart_runs_end_to_end_on_azure(quickstart: Path, fake_azure: Any) -> None:
+    result = invoke("run", "pipeline.yaml", "--backend", "azure", "--yes", *FAST, *RELAXED)
+    assert result.exit_code == 0, result.output + result.stderr
+    run_dir = run_dirs(quickstart)[0]
+    st = state(run_dir)
+    assert st["status"] == "done" and st["backend"] == "azure"
+
+    # One upload per file (train and validation), one job, GA body with the pipeline's values.
+    assert fake_azure.count("upload") == 2 and len(fake_azure.jobs) == 1
+    body = fake_azure.job_bodies[0]
+    assert body["model"] == "gpt-4o-mini-2024-07-18"
+    assert body["hyperparameters"] == {"n_epochs": 2, "batch_size": 8, "learning_rate_multiplier": 1.0}
+    assert body["seed"] == 42 and body["suffix"] == "ticket-triage" and body["validation_file"]
+    job = next(iter(fake_azure.jobs.values()))
+
+    # The job's metrics are in metrics.jsonl, so the same loss curve and overfitting verdict as local.
+    rows = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train_rows = [r for r in rows if r.get("phase") == "train"]
+    steps = fake_azure.steps_of(job)
+    assert [r["step"] for r in train_rows] == list(range(1, steps + 1))
+    assert all("train_loss" in r and "eval_loss" in r and "train_token_accuracy" in r for r in train_rows)
+    assert (run_dir / "loss_curve.png").stat().st_size > 1000
+    assert (run_dir / "azure" / "results.csv").read_text().startswith("step,train_loss")
+    assert st["steps"]["review"]["outputs"]["overfitting"] == "no sign of overfitting"
+    train = st["steps"]["train"]["outputs"]
+    assert train["model"] == {"kind": "cloud", "base": "gpt-4o-mini-2024-07-18", "backend": "azure", "path": None,
+                              "cloud_id": job["fine_tuned_model"]}
+    assert train["metrics"]["eval_loss"] < 2.1 and train["train_tokens"] == job["trained_tokens"]
+
+    # Evaluation: the fine-tuned model answered through a DeveloperTier deployment; no base deployment.
+    report = json.loads((run_dir / "eval.json").read_text())
+    assert set(report["metrics"]) == {"fine-tuned"}
+    assert "base_deployment" in report["not_evaluated"]["base"]
+    eval_dep = st["resources"]["azure_eval_deployment"]
+    assert eval_dep["sku"] == "DeveloperTier" and eval_dep["state"] == "Succeeded"
+    assert {c["deployment"] for c in fake_azure.chats} == {eval_dep["name"]}
+    assert "base: not evaluated" in result.output
+
+    # Registry: the cloud model with its job, files and the same lineage fields as a local run.
+    versions = json.loads(invoke("models", "list", "--json", "--registry", ".ftp/registry.db").output)
+    assert len(versions) == 1
+    v = versions[0]
+    assert v["backend"] == "azure" and v["artifact"] == job["fine_tuned_model"]
+    assert set(v["data_sha256"]) == {"source", "train", "validation", "test"}
+    details = v["backend_details"]
+    assert details["job_id"] == job["id"] and details["training_file"] == job["training_file"]
+    assert details["validation_file"] == job["validation_file"] and len(details["checkpoints"]) == 2
+    assert v["pipeline_sha256"] and v["code_version"].startswith("ftp ")
+
+    # Deployment: Standard/DeveloperTier as configured, recorded in the run and the local records.
+    deployment = st["steps"]["deploy"]["outputs"]
+    assert deployment["backend"] == "azure" and deployment["endpoint"].endswith("/openai/deployments/ticket-triage-v1")
+    arm = fake_azure.deployments["ticket-triage-v1"]
+    assert arm["sku"] == {"name": "DeveloperTier", "capacity": 50}
+    assert arm["properties"]["model"]["name"] == job["fine_tuned_model"]
+    with sqlite3.connect(quickstart / ".ftp" / "deployments.db") as db:
+        row = db.execute("SELECT deployment, model, endpoint FROM azure_deployments").fetchone()
+    assert row == ("ticket-triage-v1", job["fine_tuned_model"], deployment["endpoint"])
+
+    # No secret anywhere in the run directory.
+    for secret in (fake_azure.api_key, fake_azure.client_secret):
+        for path in run_dir.rglob("*"):
+            if path.is_file():
+                assert secret.encode() not in path.read_bytes(), path
+
