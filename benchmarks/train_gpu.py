@@ -1,14 +1,25 @@
-"""Training throughput on one GPU: ftp's trainer against the plain Hugging Face Trainer + PEFT.
+"""Training throughput on one GPU: ftp's trainer against TRL's SFTTrainer, in the same process.
 
-    python benchmarks/train_gpu.py --shape 1b --steps 30 --out results.json
+    python benchmarks/train_gpu.py --shape 1b --method qlora --out results.json [--configs ftp,trl-best] [--profile]
 
 A Llama model of the given shape is built from a config with random weights (speed does not depend on
-them), saved once, and trained with LoRA r=16 on all linear layers, bf16, on the same synthetic chat
-data (lognormal lengths, median ~350 tokens, up to 2,048) with the same examples per optimiser step.
-Reported per configuration: non-padding tokens per second, peak GPU memory, ftp's predicted peak, and
-model FLOPs utilisation MFU = 6 x N_trainable_path x tokens/s / 989e12 is not used: with frozen
-weights the backward pass skips weight gradients, so MFU = 4 x N x tokens/s / 989e12 (N = matmul
-parameters: decoder linears + lm_head), the formula of device-notes.md.
+them), saved once, and trained with (Q)LoRA r=16, alpha 32, dropout 0.05 on all linear layers, bf16,
+gradient checkpointing, lr 2e-4, on the same synthetic chat data (lognormal lengths, median ~350
+tokens, up to 2,048; loss on the answer only) with about 2,000 real tokens per optimiser step:
+
+- ``trl-defaults``: SFTTrainer, batch 4, no packing, its default optimiser;
+- ``trl-best``: SFTTrainer, packing (best-fit decreasing, padding-free) into 1 x 2,048, Liger kernels,
+  paged 8-bit AdamW (the best configuration of the reference in ../shared/reference/device-notes.md);
+- ``ftp``: ftp's trainer, 4 examples packed padding-free into one row, compiled decoder layers
+  (``backends.local.compile: auto``), its default optimiser (paged 8-bit AdamW for QLoRA);
+- ``ftp-eager``: the same without compilation.
+
+Reported per configuration: non-padding tokens per second over the steps after the first five, peak
+GPU memory (``torch.cuda.max_memory_allocated``), wall time and MFU = 4 x N x tokens/s / 989e12,
+N = matmul parameters (decoder linears + lm_head): frozen weights get no weight gradient, so a token
+costs 2N FLOPs forward and 2N backward (device-notes.md's formula; recomputation is not counted).
+``--profile`` adds a torch.profiler summary of three ftp steps: GPU busy share, kernels per step and
+the kernels that take the time.
 """
 
 from __future__ import annotations
@@ -114,19 +125,21 @@ class Ctx:
         from ftp.progress import QuietReporter
 
         self.run_id, self.run_dir, self.reporter = "bench", folder, QuietReporter()
-        self.backend_settings = {"devices": DEVICE}
+        self.backend_settings: dict[str, Any] = {"devices": DEVICE}
         self.rows: list[dict[str, Any]] = []
+        self.on_step: Any = None
 
     def log_metrics(self, row: dict[str, Any]) -> None:
         self.rows.append(row)
+        if self.on_step and "tokens" in row:
+            self.on_step()
 
     def setting(self, path: str) -> Any:
         return None
 
 
-def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, batch: int, accum: int, packing: bool,
-            method: str = "lora") -> dict[str, Any]:
-
+def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, compile_layers: bool,
+            profile: bool = False) -> dict[str, Any]:
     from ftp.backends.local.memory import plan_memory
     from ftp.backends.local.training import train
     from ftp.data_files import dataset_ref
@@ -135,38 +148,91 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, batch: int, acc
 
     settings = PipelineSettings(name="bench", data={"train": str(data)}, model={"base": str(model_dir),
                                 "max_seq_length": 2048, "chat_template": "chatml"},
-                                train={"method": method, "max_steps": steps, "batch_size": batch,
-                                       "gradient_accumulation_steps": accum, "packing": packing,
+                                train={"method": method, "max_steps": steps, "batch_size": 4,
+                                       "gradient_accumulation_steps": 1, "packing": True,
                                        "early_stopping": None, "warmup_ratio": 0.0,
                                        "invalid_examples": "drop", "gradient_checkpointing": True})
+    backend = {"devices": DEVICE, "compile": compile_layers}
     request = TrainRequest(backend="local", base_model=str(model_dir), method=method,
                            hyperparameters=settings.hyperparameters(), train=dataset_ref(data, "train"),
-                           validation=None, output_dir=work / f"model-{packing}", backend_settings={"devices": DEVICE})
+                           validation=None, output_dir=work / f"model-ftp-{compile_layers}", backend_settings=backend)
     plan = plan_memory(request)
     reset_peak()
     ctx = Ctx(work)
+    ctx.backend_settings = backend
+    prof, summary = (start_profile(ctx, steps) if profile else (None, {}))
     start = time.perf_counter()
     result, trained = train(request, ctx)  # type: ignore[arg-type]
     wall = time.perf_counter() - start
+    if prof is not None:
+        summary.update(profile_summary(prof, summary))
     rows = [r for r in ctx.rows if "tokens" in r]
-    warm = rows[min(5, len(rows) - 1)]  # skip the first steps (kernel selection, allocator growth)
-    last = rows[-1]
+    first, end = min(5, len(rows) - 2), len(rows) - (6 if prof is not None else 1)  # profiled steps are not timed
+    warm, last = rows[first], rows[end]  # skip the first steps (compilation, kernel selection, allocator growth)
     elapsed = (last["tokens"] / last["tokens_per_s"]) - (warm["tokens"] / warm["tokens_per_s"])
     tps = (last["tokens"] - warm["tokens"]) / max(elapsed, 1e-9)
-    out = {"trainer": f"ftp {method} (packing={packing}, {settings.train.resolved_optimizer()})", "tokens_per_s": round(tps), "wall_s": round(wall, 1),
+    out = {"trainer": f"ftp {method} (4 packed/step, {settings.train.resolved_optimizer()}, "
+                      f"{'compiled layers' if compile_layers else 'eager'})",
+           "tokens_per_s": round(tps), "tokens_per_step": round((last["tokens"] - warm["tokens"]) / (end - first)), "wall_s": round(wall, 1),
            "peak_gib": round(peak_gib(), 2), "predicted_gib": round(plan.total_gib, 2),
            "final_loss": round(result.metrics["train_loss"], 4)}
+    if summary:
+        out["profile"] = summary
     del trained
     reset_peak()
     return out
 
 
-def run_hf(model_dir: Path, data: Path, work: Path, steps: int, batch: int, accum: int,
-           method: str = "lora") -> dict[str, Any]:
-    """The plain stack at its defaults: Trainer + PEFT, padded batches, loss on answers only."""
+def start_profile(ctx: Ctx, steps: int) -> tuple[Any, dict[str, Any]]:
+    """Profile three of the last steps (after compilation and warm-up), timing them on the host as well."""
     import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer, Trainer, TrainerCallback, TrainingArguments
+    from torch.profiler import ProfilerActivity, profile, schedule
+
+    prof = profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA],
+                   schedule=schedule(wait=steps - 5, warmup=1, active=3, repeat=1))
+    marks: dict[str, Any] = {"times": [], "first": steps - 5}
+
+    def step() -> None:
+        if DEVICE == "cuda":
+            torch.cuda.synchronize()
+        marks["times"].append(time.perf_counter())
+        prof.step()
+
+    prof.start()
+    ctx.on_step = step
+    return prof, marks
+
+
+def profile_summary(prof: Any, marks: dict[str, Any]) -> dict[str, Any]:
+    from torch.autograd import DeviceType
+
+    prof.stop()
+    times, first = marks.pop("times"), marks.pop("first")
+    wall_us = (times[first + 3] - times[first]) * 1e6  # the three active steps, after the warm-up step
+    kernels = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA]
+    busy = sum(e.self_device_time_total for e in kernels)
+    top = sorted(kernels, key=lambda e: e.self_device_time_total, reverse=True)[:10]
+    return {"gpu_busy_share": round(busy / wall_us, 3), "step_ms": round(wall_us / 3e3, 1),
+            "kernels_per_step": round(sum(e.count for e in kernels) / 3),
+            "top_kernels": [{"name": e.key[:90], "ms_per_step": round(e.self_device_time_total / 3e3, 2),
+                             "share_of_gpu_time": round(e.self_device_time_total / max(busy, 1), 3)} for e in top]}
+
+
+def load_quantised(model_dir: Path, method: str) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    if method == "qlora":
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                   bnb_4bit_compute_dtype=torch.bfloat16)
+        return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, quantization_config=quant,
+                                                    device_map={"": 0})
+    return AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).to(DEVICE)
+
+
+def pretokenised(model_dir: Path, data: Path) -> tuple[Any, list[dict[str, Any]]]:
+    """The same chatml rendering ftp uses, with a completion mask so that TRL trains the answer only."""
+    from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model_dir)
     rows = []
@@ -175,71 +241,83 @@ def run_hf(model_dir: Path, data: Path, work: Path, steps: int, batch: int, accu
         prompt = tok(f"<|im_start|>user\n{ex[0]['content']}<|im_end|>\n<|im_start|>assistant\n",
                      add_special_tokens=False)["input_ids"]
         answer = tok(f"{ex[1]['content']}<|im_end|>\n", add_special_tokens=False)["input_ids"]
-        ids = (prompt + answer)[:2048]
-        rows.append({"input_ids": ids, "labels": ([-100] * len(prompt) + answer)[:2048]})
+        if len(prompt) + len(answer) <= 2048:
+            rows.append({"input_ids": prompt + answer, "completion_mask": [0] * len(prompt) + [1] * len(answer)})
+    return tok, rows
 
-    def collate(batch_rows: list[dict[str, Any]]) -> dict[str, Any]:
-        width = max(len(r["input_ids"]) for r in batch_rows)
-        pad = lambda xs, v: xs + [v] * (width - len(xs))  # noqa: E731
-        return {"input_ids": torch.tensor([pad(r["input_ids"], tok.pad_token_id) for r in batch_rows]),
-                "labels": torch.tensor([pad(r["labels"], -100) for r in batch_rows]),
-                "attention_mask": torch.tensor([pad([1] * len(r["input_ids"]), 0) for r in batch_rows])}
 
-    if method == "qlora":
-        from transformers import BitsAndBytesConfig
+def run_trl(model_dir: Path, data: Path, work: Path, steps: int, method: str, best: bool) -> dict[str, Any]:
+    """TRL 1.16 SFTTrainer at its defaults, or at its best (packing, Liger kernels, paged 8-bit AdamW)."""
+    import torch
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import TrainerCallback
+    from trl import SFTConfig, SFTTrainer
 
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                   bnb_4bit_compute_dtype=torch.bfloat16)
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16, quantization_config=quant,
-                                                     device_map={"": 0})
-    else:
-        model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.bfloat16).to(DEVICE)
-    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    model.enable_input_require_grads()
-    model = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear",
-                                             task_type="CAUSAL_LM"))
-    seen = {"tokens": 0, "t5": None, "tok5": 0}
+    tok, rows = pretokenised(model_dir, data)
+    model = load_quantised(model_dir, method)
+    gpu = DEVICE == "cuda"
+    extra: dict[str, Any] = ({"packing": True, "use_liger_kernel": gpu, "optim": "paged_adamw_8bit",
+                              "per_device_train_batch_size": 1} if best else {"per_device_train_batch_size": 4})
+    config = SFTConfig(output_dir=str(work / "trl"), max_steps=steps, gradient_accumulation_steps=1,
+                       learning_rate=2e-4, bf16=gpu, use_cpu=not gpu, gradient_checkpointing=True, max_length=2048,
+                       completion_only_loss=True, logging_steps=1000, save_strategy="no", report_to=[],
+                       dataloader_num_workers=0, **extra)
+    seen: dict[str, Any] = {"tokens": 0, "t5": None, "tok5": 0, "steps": 0}
 
     class Count(TrainerCallback):
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if DEVICE == "cuda":
                 torch.cuda.synchronize()
+            seen["steps"] = state.global_step
             if state.global_step == 5:
                 seen["t5"], seen["tok5"] = time.perf_counter(), seen["tokens"]
 
-    real_collate = collate
+    lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
+    reset_peak()
+    trainer = SFTTrainer(model=model, args=config, train_dataset=Dataset.from_list(rows), processing_class=tok,
+                         peft_config=lora, callbacks=[Count()])
+    collate = trainer.data_collator
 
     def counting(batch_rows: list[dict[str, Any]]) -> dict[str, Any]:
-        seen["tokens"] += sum(len(r["input_ids"]) for r in batch_rows)
-        return real_collate(batch_rows)
+        batch = collate(batch_rows)
+        mask = batch.get("attention_mask")
+        seen["tokens"] += int(mask.sum()) if mask is not None else int(batch["input_ids"].numel())
+        return batch
 
-    reset_peak()
-    args = TrainingArguments(output_dir=str(work / "hf"), max_steps=steps, per_device_train_batch_size=batch,
-                             gradient_accumulation_steps=accum, learning_rate=2e-4, bf16=True, logging_steps=1000,
-                             save_strategy="no", report_to=[], remove_unused_columns=False, dataloader_num_workers=0,
-                             use_cpu=DEVICE == "cpu")
+    trainer.data_collator = counting
     start = time.perf_counter()
-    Trainer(model=model, args=args, train_dataset=rows, data_collator=counting, callbacks=[Count()]).train()
+    trainer.train()
     if DEVICE == "cuda":
         torch.cuda.synchronize()
     end = time.perf_counter()
     tps = (seen["tokens"] - seen["tok5"]) / (end - seen["t5"])
-    out = {"trainer": f"HF Trainer + PEFT {method} (padded, adamw_torch)", "tokens_per_s": round(tps), "wall_s": round(end - start, 1),
-           "peak_gib": round(peak_gib(), 2)}
-    del model
+    name = ("TRL SFTTrainer best (packing bfd 1x2048, Liger, paged_adamw_8bit)" if best
+            else "TRL SFTTrainer defaults (batch 4, no packing)")
+    out = {"trainer": f"{name} {method}", "tokens_per_s": round(tps), "tokens_per_step": round((seen["tokens"] - seen["tok5"]) / (seen["steps"] - 5)),
+           "wall_s": round(end - start, 1), "peak_gib": round(peak_gib(), 2)}
+    del trainer, model
     reset_peak()
     return out
+
+
+CONFIGS = {
+    "trl-defaults": lambda a, m, d: run_trl(m, d, a.work, a.steps, a.method, best=False),
+    "trl-best": lambda a, m, d: run_trl(m, d, a.work, a.steps, a.method, best=True),
+    "ftp-eager": lambda a, m, d: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=False),
+    "ftp": lambda a, m, d: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=True, profile=a.profile),
+}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shape", choices=sorted(SHAPES), default="1b")
     parser.add_argument("--steps", type=int, default=30)
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--accum", type=int, default=2)
     parser.add_argument("--work", type=Path, default=Path("/tmp/ftp-bench"))
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--method", choices=["lora", "qlora"], default="lora")
+    parser.add_argument("--method", choices=["lora", "qlora"], default="qlora")
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--profile", action="store_true", help="profile three steps of the ftp configuration")
     args = parser.parse_args()
     import torch
 
@@ -250,21 +328,19 @@ def main() -> None:
     data = args.work / "data.jsonl"
     make_data(data, 4000, AutoTokenizer.from_pretrained(model_dir))
     results = []
-    b, a, m = args.batch, args.accum, args.method
-    for name, fn in (("ftp-packed", lambda: run_ftp(model_dir, data, args.work, args.steps, b, a, True, m)),
-                     ("ftp-padded", lambda: run_ftp(model_dir, data, args.work, args.steps, b, a, False, m)),
-                     ("hf", lambda: run_hf(model_dir, data, args.work, args.steps, b, a, m))):
+    for name in args.configs.split(","):
         try:
-            r = fn()
+            r = CONFIGS[name](args, model_dir, data)
         except Exception as exc:  # record and go on: one failure must not lose the other numbers
-            r = {"trainer": name, "error": f"{type(exc).__name__}: {exc}"[:500]}
+            r = {"trainer": name, "error": f"{type(exc).__name__}: {exc}"[:800]}
         if "tokens_per_s" in r:
             r["mfu"] = round(4 * matmul_params(args.shape) * r["tokens_per_s"] / PEAK_BF16, 4)
         print(json.dumps(r), flush=True)
         results.append(r)
-    payload = {"shape": args.shape, "gpu": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu", "steps": args.steps, "batch": args.batch,
-               "accum": args.accum, "method": args.method, "lora": "r=16 all-linear", "dtype": "bf16", "gradient_checkpointing": True,
-               "results": results}
+    payload = {"shape": args.shape, "gpu": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu",
+               "steps": args.steps, "method": args.method, "lora": "r=16 alpha=32 dropout=0.05 all-linear",
+               "dtype": "bf16", "gradient_checkpointing": True, "torch": torch.__version__, "results": results}
+    args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(payload, indent=2))
     print(json.dumps(payload), file=sys.stderr)
 

@@ -15,8 +15,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .chat import IGNORE
-
-CHUNK_ELEMENTS = 2**26  # logits per chunk: 256 MiB in fp32, whatever the vocabulary
+from .modeling import CHUNK_ELEMENTS
 
 
 class AnswerLoss(nn.Module):

@@ -24,9 +24,9 @@ What training holds (see training.py / modeling.py), in bytes, with ``P`` parame
   and token (the saved layer inputs) plus one layer's full activations, recomputed in backward.
   This is the Korthikanti et al. (2022) ``(34h + 5 a s) s b`` per-layer estimate, re-derived for gated MLPs,
   GQA, and no dropout in the base model.
-- **logits**: only answer positions are scored (``logits_to_keep``): ``b * 0.3 s * vocab`` times
-  (``d`` for the logits, + 4 for the fp32 copy when ``d`` < 4, + 4 for cross-entropy's log-softmax, + 4 for
-  its gradient in backward).
+- **logits**: only answer positions are scored (``b * 0.3 s`` of them), a chunk of ``2**26 / vocab`` positions
+  at a time (loss.py), so at most one chunk's ``vocab``-wide rows exist, times (``d`` for the logits, + 4 for the
+  fp32 copy when ``d`` < 4, + 4 for cross-entropy's log-softmax, + 4 for its gradient in backward).
 - **overhead**: CUDA context and allocator slack 0.5 GiB; Python, torch and the tokenizer 0.3 GiB on CPU.
 """
 
@@ -40,6 +40,8 @@ from typing import Any
 
 from ftp.errors import UserError
 from ftp.types import MemoryPlan, TrainRequest
+
+from .modeling import CHUNK_ELEMENTS
 
 GIB = 2**30
 ANSWER_FRACTION = 0.3  # answers are assumed to be ~30% of max_seq_length
@@ -224,7 +226,8 @@ def estimate(shape: Shape, setup: Setup) -> dict[str, float]:
 
     answer = max(1, round(setup.seq * ANSWER_FRACTION))
     logit_bytes = d + (4 if d < 4 else 0) + 4 + 4
-    parts["logits"] = setup.batch * answer * shape.vocab * logit_bytes * slack
+    scored = min(setup.batch * answer, max(1, CHUNK_ELEMENTS // shape.vocab))
+    parts["logits"] = scored * shape.vocab * logit_bytes * slack
     parts["overhead"] = OVERHEAD_GIB[setup.device] * GIB
     return parts
 

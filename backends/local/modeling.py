@@ -16,6 +16,8 @@ from ftp.errors import UserError
 
 from .chat import IGNORE, Encoded
 
+CHUNK_ELEMENTS = 2**26  # logits scored at once by the loss (loss.py): 256 MiB in fp32, whatever the vocabulary
+
 
 @dataclass(frozen=True)
 class Placement:
