@@ -193,3 +193,18 @@ def fake_azure(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         yield fake
     auth.reset_credential()
     sys.path.remove(str(Path(__file__).parent / "azure"))
+
+
+@pytest.fixture
+def quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of examples/quickstart as the working directory (its registry and runs land there)."""
+    import shutil
+
+    target = tmp_path / "quickstart"
+    source = Path(__file__).resolve().parents[1] / "examples" / "quickstart"
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns(".ftp", "runs"))
+    monkeypatch.chdir(target)
+    monkeypatch.delenv("FTP_RUNS_DIR", raising=False)
+    monkeypatch.setenv("QUICKSTART_EPOCHS", "2")
+    monkeypatch.setenv("FTP_CACHE_DIR", str(tmp_path / ".cache"))
+    return target

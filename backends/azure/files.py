@@ -14,7 +14,7 @@ from typing import Any
 from ftp.errors import StepFailed
 
 from .dataplane import DataPlane
-from .http import Clock
+from .http import AzureError, Backoff, Clock
 from .settings import PollSettings
 
 TERMINAL = ("processed", "error", "deleted")
@@ -41,11 +41,28 @@ def find_existing(plane: DataPlane, name: str) -> dict[str, Any] | None:
     return None
 
 
-def upload(plane: DataPlane, path: Path, name: str) -> dict[str, Any]:
-    """``POST /files`` as multipart: ``purpose=fine-tune`` and the JSONL bytes."""
+def upload(plane: DataPlane, path: Path, name: str, clock: Clock) -> dict[str, Any]:
+    """``POST /files`` as multipart: ``purpose=fine-tune`` and the JSONL bytes.
+
+    After a lost answer (reset, 5xx) the file may exist all the same: look for it by name before
+    sending the bytes again, so the resource does not collect copies.
+    """
     content = path.read_bytes()
-    return plane.post("files", data={"purpose": "fine-tune"},
-                      files={"file": (name, content, "application/octet-stream")})
+    backoff = Backoff(plane.settings.retry, clock)
+    while True:
+        try:
+            return plane.post("files", data={"purpose": "fine-tune"}, retry_ambiguous=False,
+                              files={"file": (name, content, "application/octet-stream")})
+        except AzureError as exc:
+            if not exc.transient:
+                raise
+            found = find_existing(plane, name)
+            if found is not None:
+                return found
+            wait = backoff.next_wait(None)
+            if wait is None:
+                raise
+            clock.sleep(wait)
 
 
 def wait_processed(plane: DataPlane, file: dict[str, Any], poll: PollSettings, clock: Clock, label: str) -> dict[str, Any]:
@@ -79,7 +96,7 @@ def ensure_uploaded(plane: DataPlane, path: Path, sha256: str, split: str, known
     if file is None or file.get("status") in ("error", "deleted", "deleting"):
         file = find_existing(plane, name)
     if file is None:
-        file = upload(plane, path, name)
+        file = upload(plane, path, name, clock)
     on_new(sha256, {"id": file["id"], "filename": name, "split": split})
     done = wait_processed(plane, file, poll, clock, split)
     return UploadedFile(id=done["id"], sha256=sha256, filename=name, status=done["status"])

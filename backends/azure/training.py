@@ -169,8 +169,8 @@ class OpenAIFineTuning:
             job_id = job_state["id"]
             self.ctx.reporter.event("azure", message=f"reattaching to job {job_id} (submitted earlier in this run)")
         else:
-            training_file, validation_file = self.upload(request)
             est = self.guard_cost(request, hp["n_epochs"])
+            training_file, validation_file = self.upload(request)
             seed = self.settings.seed if self.settings.seed is not None else request.hyperparameters.get("seed")
             suffix = self.settings.suffix or default_suffix(self.ctx.setting("name") or "ftp")
             body = jobs.create_body(self.settings, request.base_model, training_file, validation_file, hp, seed, suffix)

@@ -57,6 +57,7 @@ class Fault:
     body: dict[str, Any] | None = None  # its JSON body (Azure's error shape by default)
     headers: dict[str, str] = field(default_factory=dict)
     reset: bool = False                 # a connection reset instead of an answer
+    interrupt: bool = False             # the client process dies here (KeyboardInterrupt, as Ctrl-C)
     after_effect: bool = False          # handle the request first, then lose the answer
     times: int = 1
     skip: int = 0                       # let this many matching requests through first
@@ -120,6 +121,8 @@ class FakeAzure:
 
     @staticmethod
     def _fault_reply(fault: Fault) -> Reply:
+        if fault.interrupt:
+            raise KeyboardInterrupt
         if fault.reset:
             return requests.ConnectionError("Connection reset by peer")
         body = fault.body or {"error": {"code": "internalFailure", "message": "The service failed."}}

@@ -11,42 +11,18 @@ quickstart has no base deployment, so the base model is not evaluated, which the
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any
 
-import pytest
 from conftest import invoke
-
-QUICKSTART = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
-FAST = ("--set", "backends.azure.poll.interval=0", "--set", "backends.azure.retry.base_delay=0")
-RELAXED = ("--set", "gate={}")
-
-
-@pytest.fixture
-def quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A copy of the quickstart folder as the working directory (its registry and runs land there)."""
-    target = tmp_path / "quickstart"
-    shutil.copytree(QUICKSTART, target, ignore=shutil.ignore_patterns(".ftp", "runs"))
-    monkeypatch.chdir(target)
-    monkeypatch.delenv("FTP_RUNS_DIR", raising=False)
-    monkeypatch.setenv("QUICKSTART_EPOCHS", "2")
-    return target
-
-
-def run_dirs(root: Path) -> list[Path]:
-    return sorted((root / "runs" / "ticket-triage").iterdir())
-
-
-def state(run_dir: Path) -> dict[str, Any]:
-    return json.loads((run_dir / "state.json").read_text())
+from helpers import FAST, RELAXED, only_run, state
 
 
 def test_quickstart_runs_end_to_end_on_azure(quickstart: Path, fake_azure: Any) -> None:
     result = invoke("run", "pipeline.yaml", "--backend", "azure", "--yes", *FAST, *RELAXED)
     assert result.exit_code == 0, result.output + result.stderr
-    run_dir = run_dirs(quickstart)[0]
+    run_dir = only_run(quickstart)
     st = state(run_dir)
     assert st["status"] == "done" and st["backend"] == "azure"
 
