@@ -209,13 +209,27 @@ def profile_summary(prof: Any, marks: dict[str, Any]) -> dict[str, Any]:
     prof.stop()
     times, first = marks.pop("times"), marks.pop("first")
     wall_us = (times[first + 3] - times[first]) * 1e6  # the three active steps, after the warm-up step
-    kernels = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA]
+    events = prof.key_averages()
+    kernels = [e for e in events if e.device_type == DeviceType.CUDA and not e.key.startswith("ProfilerStep")]
     busy = sum(e.self_device_time_total for e in kernels)
     top = sorted(kernels, key=lambda e: e.self_device_time_total, reverse=True)[:10]
+    host = sorted((e for e in events if e.device_type == DeviceType.CPU and not e.key.startswith("ProfilerStep")),
+                  key=lambda e: e.self_cpu_time_total, reverse=True)[:15]
     return {"gpu_busy_share": round(busy / wall_us, 3), "step_ms": round(wall_us / 3e3, 1),
-            "kernels_per_step": round(sum(e.count for e in kernels) / 3),
+            "gpu_kernel_ms_per_step": round(busy / 3e3, 1), "kernels_per_step": round(sum(e.count for e in kernels) / 3),
             "top_kernels": [{"name": e.key[:90], "ms_per_step": round(e.self_device_time_total / 3e3, 2),
-                             "share_of_gpu_time": round(e.self_device_time_total / max(busy, 1), 3)} for e in top]}
+                             "share_of_gpu_time": round(e.self_device_time_total / max(busy, 1), 3)} for e in top],
+            "top_host_ops": [{"name": e.key[:90], "self_cpu_ms_per_step": round(e.self_cpu_time_total / 3e3, 2),
+                              "calls_per_step": round(e.count / 3)} for e in host],
+            "compile": compile_counters()}
+
+
+def compile_counters() -> dict[str, Any]:
+    """Graphs, graph breaks and recompilations: whether the compiled layers really run compiled."""
+    from torch._dynamo.utils import counters
+
+    return {k: {n: int(v) for n, v in list(counts.items())[:8]} for k, counts in counters.items()
+            if k in ("stats", "graph_break", "recompiles", "unimplemented")}
 
 
 def load_quantised(model_dir: Path, method: str) -> Any:
@@ -306,6 +320,7 @@ CONFIGS = {
     "trl-best": lambda a, m, d: run_trl(m, d, a.work, a.steps, a.method, best=True),
     "ftp-eager": lambda a, m, d: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=False),
     "ftp": lambda a, m, d: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=True, profile=a.profile),
+    "ftp-eager-profile": lambda a, m, d: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=False, profile=True),
 }
 
 
