@@ -407,7 +407,9 @@ class Runner:
                                                    store=d.store, backend_settings=self.pipeline.backend_settings),
                                      self.ctx)
         traffic = ", ".join(f"{slot} {w}%" for slot, w in deployment.traffic.items())
-        return deployment.model_dump(mode="json"), f"{deployment.name} v{deployment.version} → slot {deployment.slot} ({traffic})"
+        where = f" at {deployment.endpoint}" if deployment.endpoint else ""
+        return (deployment.model_dump(mode="json"),
+                f"{deployment.name} v{deployment.version} → slot {deployment.slot} ({traffic}){where}")
 
 
 # --- helpers shared with the CLI ------------------------------------------------------------------

@@ -50,22 +50,21 @@ class AzureTrainer:
     # --- kind: azureml ---------------------------------------------------------------------------
 
     @staticmethod
-    def _azureml(settings: AzureSettings) -> Any:
-        try:
-            from .azureml import AzureMLAdapter
-        except ImportError as exc:
-            raise UserError(f"backends.azure.kind azureml is not available in this install ({exc}); "
-                            "use kind: openai") from None
-        return AzureMLAdapter(settings)
+    def _azureml(settings: AzureSettings, ctx: StepContext) -> Any:
+        require_extra()
+        from .azureml_trainer import AzureMLFineTuning
+
+        return AzureMLFineTuning(settings, ctx)
 
     # --- the Trainer protocol --------------------------------------------------------------------
 
     def preflight(self, base_model: str, settings: dict[str, Any]) -> None:
         s = settings_of(settings)
         if s.kind == "azureml":
-            adapter = self._azureml(s)
-            if hasattr(adapter, "preflight"):
-                adapter.preflight(base_model)
+            from .azureml_trainer import check_settings
+
+            check_settings(s)
+            require_extra()
             return
         if base_model.startswith(("builtin:", "/", ".")):
             raise UserError(f"model.base {base_model!r} is a local model; give the Azure OpenAI base model in "
@@ -81,7 +80,7 @@ class AzureTrainer:
     def train(self, request: TrainRequest, ctx: StepContext) -> TrainResult:
         s = settings_of(request.backend_settings)
         if s.kind == "azureml":
-            return self._azureml(s).train(request, ctx)
+            return self._azureml(s, ctx).train(request)
         from .training import OpenAIFineTuning
 
         return OpenAIFineTuning(s, ctx).train(request)
@@ -89,7 +88,9 @@ class AzureTrainer:
     def predictor(self, model: ModelRef, ctx: StepContext) -> Any:
         s = settings_of(ctx.backend_settings)
         if s.kind == "azureml":
-            return self._azureml(s).predictor(model, ctx)
+            from .azureml_trainer import not_evaluable
+
+            raise not_evaluable(model)
         return openai_predictor(s, model, ctx)
 
     def plan(self, request: TrainRequest) -> None:
@@ -102,7 +103,7 @@ class AzureTrainer:
     def cancel(self, ctx: StepContext) -> str:
         s = settings_of(ctx.backend_settings)
         if s.kind == "azureml":
-            return self._azureml(s).cancel(ctx)
+            return self._azureml(s, ctx).cancel()
         require_extra()
         from .training import OpenAIFineTuning
 
@@ -152,7 +153,7 @@ class AzureDeployer:
     def deploy(self, request: DeployRequest, ctx: StepContext) -> Deployment:
         s = settings_of(request.backend_settings)
         if s.kind == "azureml":
-            return AzureTrainer._azureml(s).deploy(request, ctx)
+            return AzureTrainer._azureml(s, ctx).deploy(request)
         require_extra()
         from .deploy import create_or_update, deployment_name
         from .records import record

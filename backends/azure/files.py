@@ -83,6 +83,16 @@ def wait_processed(plane: DataPlane, file: dict[str, Any], poll: PollSettings, c
     return file
 
 
+def current(plane: DataPlane, file_id: str) -> dict[str, Any] | None:
+    """The file as Azure has it now, or None when it was deleted since it was recorded."""
+    try:
+        return plane.get(f"files/{file_id}")
+    except AzureError as exc:
+        if exc.status == 404:
+            return None
+        raise
+
+
 def ensure_uploaded(plane: DataPlane, path: Path, sha256: str, split: str, known: dict[str, Any],
                     poll: PollSettings, clock: Clock, on_new: Any) -> UploadedFile:
     """The processed file for this content: reused when known or already on Azure, uploaded otherwise.
@@ -92,7 +102,7 @@ def ensure_uploaded(plane: DataPlane, path: Path, sha256: str, split: str, known
     """
     name = remote_name(sha256, split)
     entry = known.get(sha256)
-    file = plane.get(f"files/{entry['id']}") if entry else None
+    file = current(plane, entry["id"]) if entry else None
     if file is None or file.get("status") in ("error", "deleted", "deleting"):
         file = find_existing(plane, name)
     if file is None:

@@ -144,7 +144,7 @@ class Http:
         while True:
             try:
                 response = self.session.request(method, url, headers=self.headers(), timeout=self.timeout, **kwargs)
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as exc:
                 failure = AzureError(f"{what}: connection failed ({type(exc).__name__})", transient=True)
                 hinted = None
                 ambiguous = True

@@ -91,6 +91,9 @@ class AzureSettings(Strict):
     subscription_id: str | None = None
     resource_group: str | None = None
     account: str | None = Field(None, description="the Azure OpenAI (AI Services) account name")
+    workspace: str | None = Field(None, description="kind azureml: the Azure ML workspace (AI Foundry hub project)")
+    registry: str = Field("azureml", description="kind azureml: the model registry (Phi: azureml, Llama: azureml-meta)")
+    model_label: str = Field("latest", description="kind azureml: the base model's label or version in the registry")
     management_endpoint: str = "https://management.azure.com"
     management_api_version: str | None = Field(None, description="ARM api-version; default: the SDK's own")
     deployment: DeploymentSettings = DeploymentSettings()

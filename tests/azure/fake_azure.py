@@ -95,6 +95,7 @@ class FakeAzure:
         self.file_error: str | None = None
         self.job_error: dict[str, Any] | None = None
         self.polls_per_state = 1
+        self.overfit = False
         self.event_time = int(time.time())
         self.base_deployments: dict[str, str] = {}
 
@@ -308,11 +309,15 @@ class FakeAzure:
         return max(1, -(-lines // batch)) * int(job["hyperparameters"].get("n_epochs") or 3)
 
     def _metrics(self, step: int, total: int) -> dict[str, float]:
-        """A loss that falls, validation following a little above: what a healthy job reports."""
+        """A loss that falls, validation following a little above: what a healthy job reports. With
+        ``overfit`` validation turns up halfway while training loss keeps falling."""
         frac = step / total
+        valid = 2.1 * (1 - 0.75 * frac)
+        if self.overfit and frac > 0.5:
+            valid = 2.1 * (1 - 0.75 * 0.5) + 1.5 * (frac - 0.5)
         return {"step": step, "train_loss": round(2.0 * (1 - 0.8 * frac), 4),
                 "train_mean_token_accuracy": round(0.5 + 0.45 * frac, 4),
-                "valid_loss": round(2.1 * (1 - 0.75 * frac), 4), "valid_mean_token_accuracy": round(0.45 + 0.45 * frac, 4)}
+                "valid_loss": round(valid, 4), "valid_mean_token_accuracy": round(0.45 + 0.45 * frac, 4)}
 
     def _get_job(self, request: requests.PreparedRequest, job_id: str) -> Reply:
         job = self.jobs.get(job_id)

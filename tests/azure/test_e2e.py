@@ -55,7 +55,7 @@ def test_quickstart_runs_end_to_end_on_azure(quickstart: Path, fake_azure: Any) 
     eval_dep = st["resources"]["azure_eval_deployment"]
     assert eval_dep["sku"] == "DeveloperTier" and eval_dep["state"] == "Succeeded"
     assert {c["deployment"] for c in fake_azure.chats} == {eval_dep["name"]}
-    assert "base: not evaluated" in result.output
+    assert "base: not evaluated: no deployment of gpt-4o-mini-2024-07-18 to ask" in " ".join(result.output.split())
 
     # Registry: the cloud model with its job, files and the same lineage fields as a local run.
     versions = json.loads(invoke("models", "list", "--json", "--registry", ".ftp/registry.db").output)
@@ -71,6 +71,7 @@ def test_quickstart_runs_end_to_end_on_azure(quickstart: Path, fake_azure: Any) 
     # Deployment: Standard/DeveloperTier as configured, recorded in the run and the local records.
     deployment = st["steps"]["deploy"]["outputs"]
     assert deployment["backend"] == "azure" and deployment["endpoint"].endswith("/openai/deployments/ticket-triage-v1")
+    assert f"slot blue (blue 100%) at {deployment['endpoint']}" in " ".join(result.output.split())
     arm = fake_azure.deployments["ticket-triage-v1"]
     assert arm["sku"] == {"name": "DeveloperTier", "capacity": 50}
     assert arm["properties"]["model"]["name"] == job["fine_tuned_model"]
@@ -84,3 +85,16 @@ def test_quickstart_runs_end_to_end_on_azure(quickstart: Path, fake_azure: Any) 
             if path.is_file():
                 assert secret.encode() not in path.read_bytes(), path
 
+
+
+def test_an_overfitting_job_gets_the_same_verdict_as_a_local_run(quickstart: Path, fake_azure: Any) -> None:
+    fake_azure.overfit = True
+    result = invoke("run", "pipeline.yaml", "--backend", "azure", "--yes", "--steps", "validate,split,train,review",
+                    *FAST, *RELAXED)
+    assert result.exit_code == 0, result.output + result.stderr
+    st = state(only_run(quickstart))
+    verdict = st["steps"]["review"]["outputs"]["overfitting"]
+    assert verdict.startswith("overfitting: validation loss rose from") and "while training loss fell" in verdict
+    assert st["steps"]["train"]["outputs"]["overfitting"] == verdict
+    curve = json.loads((only_run(quickstart) / "loss_curve.json").read_text())
+    assert len(curve["train_loss"]) == len(curve["eval_loss"]) == fake_azure.steps_of(next(iter(fake_azure.jobs.values())))

@@ -98,3 +98,22 @@ def test_cancel_without_a_job_says_so(quickstart: Path, fake_azure: Any) -> None
     result = invoke("runs", "cancel", state(only_run(quickstart))["run_id"])
     assert result.exit_code == 2
     assert "has no Azure job to cancel (none was submitted)" in result.stderr
+
+
+def test_a_deleted_file_is_uploaded_again_on_resume(quickstart: Path, fake_azure: Any) -> None:
+    fake_azure.fail("create_job", interrupt=True)  # dies just before submitting, after both uploads
+    assert run().exit_code == 130
+    st = state(only_run(quickstart))
+    train_id = next(e["id"] for e in st["resources"]["azure_files"].values() if e["split"] == "train")
+    del fake_azure.files[train_id]  # someone cleaned up the resource meanwhile
+    again = resume(st["run_id"])
+    assert again.exit_code == 0, again.stderr
+    assert fake_azure.count("upload") == 3 and len(fake_azure.jobs) == 1
+
+
+def test_a_local_run_has_nothing_to_cancel(project: Path) -> None:
+    assert invoke("run", "pipeline.yaml", "--steps", "validate").exit_code == 0
+    run_id = next((project / "runs" / "tiny").iterdir()).name
+    result = invoke("runs", "cancel", run_id)
+    assert result.exit_code == 2
+    assert "uses backend 'local', which runs no cloud job; stop a running local run with Ctrl-C" in result.stderr
