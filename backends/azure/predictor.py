@@ -7,6 +7,7 @@ step's metrics instead).
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -15,7 +16,10 @@ from ftp.data_files import message_text
 from ftp.types import Example, Message
 
 from .dataplane import DataPlane
+from .http import AzureError
 from .settings import V1
+
+log = logging.getLogger("ftp.azure")
 
 
 class ChatPredictor:
@@ -34,8 +38,15 @@ class ChatPredictor:
         return f"deployments/{self.deployment}/chat/completions", body
 
     def answer(self, messages: list[Message], max_new_tokens: int) -> str:
+        """The deployment's answer; a prompt Azure's content filter blocks counts as an empty answer."""
         path, body = self._url_and_body(messages, max_new_tokens)
-        reply = self.plane.post(path, body)
+        try:
+            reply = self.plane.post(path, body)
+        except AzureError as exc:
+            if (exc.code or "").lower().replace("_", "") != "contentfilter":
+                raise
+            log.warning("%s: the content filter blocked a test prompt; counted as an empty answer", self.deployment)
+            return ""
         choices = reply.get("choices") or [{}]
         return message_text((choices[0].get("message") or {}).get("content"))
 

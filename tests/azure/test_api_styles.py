@@ -80,3 +80,23 @@ def test_a_base_deployment_makes_the_comparison_a_real_one(quickstart: Path, fak
     assert chat["temperature"] == 0.0 and chat["messages"][-1]["role"] == "user" and chat["max_tokens"] > 0
     # The test prompts, not the reference answers, are what the deployments saw.
     assert all(m["role"] != "assistant" for c in fake_azure.chats for m in c["messages"][-1:])
+
+
+def test_the_deployment_sku_and_capacity_come_from_the_file(quickstart: Path, fake_azure: Any) -> None:
+    result = run("--set", "backends.azure.deployment={sku: globalstandard, capacity: 10, name: triage-prod}",
+                 "--set", "backends.azure.evaluation.fine_tuned=none")
+    assert result.exit_code == 0, result.stderr
+    assert fake_azure.deployments["triage-prod"]["sku"] == {"name": "GlobalStandard", "capacity": 10}
+    arm_puts = [url for route, url in fake_azure.calls if route == "arm_put"]
+    assert len(arm_puts) == 1 and "api-version=" in arm_puts[0]
+
+
+def test_polling_backs_off_while_nothing_changes(quickstart: Path, fake_azure: Any) -> None:
+    fake_azure.polls_per_state = 4  # the job stays in each state for four polls
+    result = run("--steps", "validate,split,train", "--set", "backends.azure.poll.interval=1",
+                 "--set", "backends.azure.poll.backoff=2", "--set", "backends.azure.poll.max_interval=3")
+    assert result.exit_code == 0, result.stderr
+    waits = fake_azure.clock.sleeps
+    assert 2 in waits and 3 in waits and max(waits) == 3  # 1, 2, 3 (capped), back to 1 when something happens
+    log = (only_run(quickstart) / "run.log").read_text()
+    assert "Job started." in log and "Job succeeded." in log  # events reach run.log as well as the display

@@ -3,6 +3,7 @@ and retries only where sending again is safe."""
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
@@ -130,3 +131,21 @@ def test_local_models_and_a_missing_endpoint_are_refused_before_a_run(quickstart
     missing = run()
     assert missing.exit_code == 2 and "export AZURE_OPENAI_ENDPOINT=" in missing.stderr
     assert not (quickstart / "runs").exists()
+
+
+def test_retry_after_counts_against_the_total_time_budget(quickstart: Path, fake_azure: Any) -> None:
+    fake_azure.throttle("job", times=50, retry_after="100")
+    result = run("--set", "backends.azure.retry.max_total=250", "--set", "backends.azure.retry.max_delay=120")
+    assert result.exit_code == 1
+    assert "HTTP 429 tooManyRequests: Rate limit is exceeded. (gave up after 3 tries and 200s of waiting" in error_line(result)
+    assert fake_azure.clock.sleeps.count(100.0) == 2  # a third wait would pass 250 s
+
+
+def test_a_prompt_blocked_by_the_content_filter_is_an_empty_answer(quickstart: Path, fake_azure: Any) -> None:
+    fake_azure.fail("chat", status=400, skip=3, body={"error": {"code": "content_filter", "message": (
+        "The response was filtered due to the prompt triggering Azure OpenAI's content management policy.")}})
+    result = run("--steps", "validate,split,train,evaluate")
+    assert result.exit_code == 0, result.stderr
+    answers = [row["fine-tuned"] for row in json.loads((only_run(quickstart) / "eval.json").read_text())["examples"]]
+    assert answers.count("") == 1 and len(answers) == 32
+    assert "content filter blocked a test prompt" in (only_run(quickstart) / "run.log").read_text()
