@@ -10,7 +10,7 @@ tokens, up to 2,048; loss on the answer only) with about 2,000 real tokens per o
 - ``trl-defaults``: SFTTrainer, batch 4, no packing, its default optimiser;
 - ``trl-best``: SFTTrainer, packing (best-fit decreasing, padding-free) into 1 x 2,048, Liger kernels,
   paged 8-bit AdamW (the best configuration of the reference in ../shared/reference/device-notes.md);
-- ``ftp``: ftp's trainer, 4 examples packed padding-free into one row, compiled decoder layers
+- ``ftp``: ftp's trainer, 5 examples packed padding-free into one row, compiled decoder layers
   (``backends.local.compile: auto``), its default optimiser (paged 8-bit AdamW for QLoRA);
 - ``ftp-eager``: the same without compilation.
 
@@ -60,7 +60,11 @@ def peak_gib() -> float:
 
 
 def reset_peak() -> None:
+    import gc
+
     import torch
+
+    gc.collect()
 
     if DEVICE == "cuda":
         torch.cuda.reset_peak_memory_stats()
@@ -148,7 +152,7 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, co
 
     settings = PipelineSettings(name="bench", data={"train": str(data)}, model={"base": str(model_dir),
                                 "max_seq_length": 2048, "chat_template": "chatml"},
-                                train={"method": method, "max_steps": steps, "batch_size": 4,
+                                train={"method": method, "max_steps": steps, "batch_size": 5,
                                        "gradient_accumulation_steps": 1, "packing": True,
                                        "early_stopping": None, "warmup_ratio": 0.0,
                                        "invalid_examples": "drop", "gradient_checkpointing": True})
@@ -171,7 +175,7 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, co
     warm, last = rows[first], rows[end]  # skip the first steps (compilation, kernel selection, allocator growth)
     elapsed = (last["tokens"] / last["tokens_per_s"]) - (warm["tokens"] / warm["tokens_per_s"])
     tps = (last["tokens"] - warm["tokens"]) / max(elapsed, 1e-9)
-    out = {"trainer": f"ftp {method} (4 packed/step, {settings.train.resolved_optimizer()}, "
+    out = {"trainer": f"ftp {method} (5 packed/step, {settings.train.resolved_optimizer()}, "
                       f"{'compiled layers' if compile_layers else 'eager'})",
            "tokens_per_s": round(tps), "tokens_per_step": round((last["tokens"] - warm["tokens"]) / (end - first)), "wall_s": round(wall, 1),
            "peak_gib": round(peak_gib(), 2), "predicted_gib": round(plan.total_gib, 2),
@@ -324,6 +328,20 @@ CONFIGS = {
 }
 
 
+def in_own_process(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """A process per configuration: nothing one leaves in GPU memory or in compile caches counts for the next."""
+    import subprocess
+
+    out = args.work / f"result-{name}.json"
+    out.unlink(missing_ok=True)
+    command = [sys.executable, __file__, "--shape", args.shape, "--steps", str(args.steps), "--work", str(args.work),
+               "--method", args.method, "--single", name, "--out", str(out)] + (["--profile"] if args.profile else [])
+    proc = subprocess.run(command, capture_output=True, text=True)
+    if out.exists():
+        return json.loads(out.read_text())
+    return {"trainer": name, "error": proc.stderr[-800:]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--shape", choices=sorted(SHAPES), default="1b")
@@ -333,6 +351,7 @@ def main() -> None:
     parser.add_argument("--method", choices=["lora", "qlora"], default="qlora")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--profile", action="store_true", help="profile three steps of the ftp configuration")
+    parser.add_argument("--single", help=argparse.SUPPRESS)  # one configuration, in a process of its own
     args = parser.parse_args()
     import torch
 
@@ -341,13 +360,18 @@ def main() -> None:
     from transformers import AutoTokenizer
 
     data = args.work / "data.jsonl"
-    make_data(data, 4000, AutoTokenizer.from_pretrained(model_dir))
+    if not args.single:
+        make_data(data, 4000, AutoTokenizer.from_pretrained(model_dir))
+    if args.single:
+        try:
+            r = CONFIGS[args.single](args, model_dir, data)
+        except Exception as exc:  # record and go on: one failure must not lose the other numbers
+            r = {"trainer": args.single, "error": f"{type(exc).__name__}: {exc}"[:800]}
+        args.out.write_text(json.dumps(r))
+        return
     results = []
     for name in args.configs.split(","):
-        try:
-            r = CONFIGS[name](args, model_dir, data)
-        except Exception as exc:  # record and go on: one failure must not lose the other numbers
-            r = {"trainer": name, "error": f"{type(exc).__name__}: {exc}"[:800]}
+        r = in_own_process(name, args)
         if "tokens_per_s" in r:
             r["mfu"] = round(4 * matmul_params(args.shape) * r["tokens_per_s"] / PEAK_BF16, 4)
         print(json.dumps(r), flush=True)
