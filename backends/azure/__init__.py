@@ -18,6 +18,7 @@ from ftp.types import (
     Deployment,
     DeployRequest,
     ModelRef,
+    Predictor,
     StepContext,
     TrainRequest,
     TrainResult,
@@ -85,7 +86,7 @@ class AzureTrainer:
 
         return OpenAIFineTuning(s, ctx).train(request)
 
-    def predictor(self, model: ModelRef, ctx: StepContext) -> Any:
+    def predictor(self, model: ModelRef, ctx: StepContext) -> Predictor:
         s = settings_of(ctx.backend_settings)
         if s.kind == "azureml":
             from .azureml_trainer import not_evaluable
@@ -110,7 +111,7 @@ class AzureTrainer:
         return OpenAIFineTuning(s, ctx).cancel()
 
 
-def openai_predictor(s: AzureSettings, model: ModelRef, ctx: StepContext) -> Any:
+def openai_predictor(s: AzureSettings, model: ModelRef, ctx: StepContext) -> Predictor:
     """Chat completions on a deployment: the configured base deployment, or one made for evaluation."""
     from .dataplane import DataPlane
     from .predictor import ChatPredictor

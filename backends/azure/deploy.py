@@ -66,15 +66,14 @@ def deployment_endpoint(settings: AzureSettings, name: str) -> str:
     return f"{settings.endpoint or ''}/openai/deployments/{name}"
 
 
-def arm_error(exc: Exception, name: str) -> StepFailed:
+def arm_message(exc: Exception, name: str) -> str:
     """One line: which deployment, ARM's code and message, and the fix for the codes we know."""
     err = getattr(exc, "error", None)
     code = str(getattr(err, "code", "") or "")
-    message = str(getattr(err, "message", "") or "") or first_line(exc)
-    message = " ".join(message.split())
+    message = " ".join((str(getattr(err, "message", "") or "") or first_line(exc)).split())
     fix = FIXES.get(code.lower())
-    return StepFailed("deploy", f"Azure deployment {name!r} failed: {code or type(exc).__name__}: {message}"
-                      + (f"; fix: {fix}" if fix else ""))
+    return (f"Azure deployment {name!r} failed: {code or type(exc).__name__}: {message}"
+            + (f"; fix: {fix}" if fix else ""))
 
 
 def create_or_update(settings: AzureSettings, name: str, model: str, sku: Sku, capacity: int,
@@ -97,8 +96,7 @@ def create_or_update(settings: AzureSettings, name: str, model: str, sku: Sku, c
                                                            polling_interval=settings.poll.interval)
         result = poller.result()
     except SdkError as exc:
-        failure = arm_error(exc, name)
-        raise StepFailed(step, str(failure).split(": ", 1)[1]) from None
+        raise StepFailed(step, arm_message(exc, name)) from None
     state = str(getattr(result.properties, "provisioning_state", "") or "")
     if state.lower() != "succeeded":
         raise StepFailed(step, f"Azure deployment {name!r} ended {state or 'without a state'}; "

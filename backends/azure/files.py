@@ -7,6 +7,7 @@ resource's processed files (another run of the same data).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -94,7 +95,7 @@ def current(plane: DataPlane, file_id: str) -> dict[str, Any] | None:
 
 
 def ensure_uploaded(plane: DataPlane, path: Path, sha256: str, split: str, known: dict[str, Any],
-                    poll: PollSettings, clock: Clock, on_new: Any) -> UploadedFile:
+                    poll: PollSettings, clock: Clock, on_new: Callable[[str, dict[str, Any]], None]) -> UploadedFile:
     """The processed file for this content: reused when known or already on Azure, uploaded otherwise.
 
     ``on_new`` records the file id the moment Azure returns it, so a crash during processing resumes
