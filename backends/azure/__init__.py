@@ -122,10 +122,15 @@ def openai_predictor(s: AzureSettings, model: ModelRef, ctx: StepContext) -> Pre
             raise NotEvaluable(f"no deployment of {model.base} to ask; set backends.azure.evaluation.base_deployment "
                                "to an existing deployment of the base model to compare against it")
         return ChatPredictor(DataPlane(s), ev.base_deployment, ev.temperature)
+    numbers = ", ".join(f"{k} {v:.4f}" for k, v in (ctx.resource("azure_job_metrics") or {}).items())
+    fallback = f"the job's own validation numbers: {numbers or 'none reported'}"
     if ev.fine_tuned == "none":
-        numbers = ", ".join(f"{k} {v:.4f}" for k, v in (ctx.resource("azure_job_metrics") or {}).items())
-        raise NotEvaluable("backends.azure.evaluation.fine_tuned is none, so no deployment answers the test "
-                           f"prompts; the job's own validation numbers: {numbers or 'none reported'}")
+        raise NotEvaluable(f"backends.azure.evaluation.fine_tuned is none, so no deployment answers the test "
+                           f"prompts; {fallback}")
+    missing = [k for k in ("subscription_id", "resource_group", "account") if not getattr(s, k)]
+    if missing:
+        raise NotEvaluable(f"no deployment can be made to answer the test prompts (backends.azure: "
+                           f"{', '.join(missing)} not set; or set evaluation.fine_tuned: none); {fallback}")
     return ChatPredictor(DataPlane(s), eval_deployment(s, model, ctx), ev.temperature)
 
 
@@ -139,6 +144,9 @@ def eval_deployment(s: AzureSettings, model: ModelRef, ctx: StepContext) -> str:
     name = deployment_name(f"ftp-eval-{ctx.run_id}")
     ctx.reporter.event("azure", message=f"deploying {model.cloud_id} as {name} ({s.evaluation.sku}) to answer "
                                         "the test prompts")
+    if s.evaluation.sku != "DeveloperTier":
+        ctx.reporter.event("warning", message=f"the evaluation deployment {name} is {s.evaluation.sku}: it bills "
+                                              "hosting by the hour until you delete it (DeveloperTier does not)")
     ctx.record_resource(EVAL_DEPLOYMENT, {"name": name, "model": model.cloud_id, "state": "Creating"})
     made = create_or_update(s, name, model.cloud_id or "", s.evaluation.sku, s.evaluation.capacity,
                             step=getattr(ctx, "phase", "") or "evaluate")

@@ -58,6 +58,7 @@ class Fault:
     headers: dict[str, str] = field(default_factory=dict)
     reset: bool = False                 # a connection reset instead of an answer
     interrupt: bool = False             # the client process dies here (KeyboardInterrupt, as Ctrl-C)
+    crash: bool = False                 # the client process is killed here: nothing gets to save anything
     after_effect: bool = False          # handle the request first, then lose the answer
     times: int = 1
     skip: int = 0                       # let this many matching requests through first
@@ -124,6 +125,8 @@ class FakeAzure:
     def _fault_reply(fault: Fault) -> Reply:
         if fault.interrupt:
             raise KeyboardInterrupt
+        if fault.crash:
+            raise SystemExit(137)  # as SIGKILL: not an Exception, so no handler of ftp's records it
         if fault.reset:
             return requests.ConnectionError("Connection reset by peer")
         body = fault.body or {"error": {"code": "internalFailure", "message": "The service failed."}}

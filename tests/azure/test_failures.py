@@ -149,3 +149,15 @@ def test_a_prompt_blocked_by_the_content_filter_is_an_empty_answer(quickstart: P
     answers = [row["fine-tuned"] for row in json.loads((only_run(quickstart) / "eval.json").read_text())["examples"]]
     assert answers.count("") == 1 and len(answers) == 32
     assert "content filter blocked a test prompt" in (only_run(quickstart) / "run.log").read_text()
+
+
+def test_without_management_settings_evaluation_falls_back_to_the_job_numbers(quickstart: Path, fake_azure: Any,
+                                                                               monkeypatch: Any) -> None:
+    monkeypatch.delenv("AZURE_SUBSCRIPTION_ID")
+    result = run("--steps", "validate,split,train,review,evaluate")
+    assert result.exit_code == 0, result.stderr
+    said = " ".join(result.output.split())
+    assert ("fine-tuned: not evaluated: no deployment can be made to answer the test prompts (backends.azure: "
+            "subscription_id not set; or set evaluation.fine_tuned: none); the job's own validation numbers: "
+            "train_loss 0.4000, eval_loss") in said
+    assert not fake_azure.deployments

@@ -117,3 +117,15 @@ def test_a_local_run_has_nothing_to_cancel(project: Path) -> None:
     result = invoke("runs", "cancel", run_id)
     assert result.exit_code == 2
     assert "uses backend 'local', which runs no cloud job; stop a running local run with Ctrl-C" in result.stderr
+
+
+def test_a_killed_process_leaves_a_state_resume_can_trust(quickstart: Path, fake_azure: Any) -> None:
+    fake_azure.fail("events", crash=True, skip=1)
+    killed = run()
+    assert killed.exit_code == 137
+    st = state(only_run(quickstart))
+    assert st["status"] == "running" and st["steps"]["train"]["status"] == "running"  # nobody saved an ending
+    job_id = st["resources"]["azure_job"]["id"]
+    again = resume(st["run_id"])
+    assert again.exit_code == 0, again.stderr
+    assert list(fake_azure.jobs) == [job_id] and fake_azure.count("create_job") == 1
