@@ -26,7 +26,7 @@ class LocalSettings(BaseModel):
     processes: PositiveInt = Field(1, description="with devices: cpu, train in this many processes (DDP on gloo)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     compile: Literal["auto"] | bool = Field(
-        "auto", description="torch.compile each decoder layer; auto: on CUDA with triton, off on a CPU")
+        "auto", description="torch.compile each decoder layer; auto: on CUDA (with triton) for runs of 100+ steps")
     compile_backend: str = Field("inductor", description="torch.compile backend (aot_eager to debug a compile problem)")
 
 
