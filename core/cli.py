@@ -244,6 +244,8 @@ def runs_show(run_id: str, runs_dir: str | None, as_json: bool) -> None:
     _table(["step", "status", "seconds", "detail"],
            [[name, st.status, f"{st.seconds:.1f}" if st.seconds is not None else "", st.error or _brief(st.outputs)]
             for name, st in s.steps.items()])
+    for key, value in s.resources.items():  # what the run created outside its folder (cloud job, files)
+        click.echo(f"{key}: {json.dumps(value, default=str)}")
 
 
 @runs.command("cancel")

@@ -86,16 +86,29 @@ class OpenAIFineTuning:
                              f"to submit, resume with ftp run --resume {self.ctx.run_id} --yes")
         return est
 
-    def submit(self, body: dict[str, Any]) -> dict[str, Any]:
-        """Create the job exactly once, even if an answer is lost on the way."""
+    def adopt_submitted(self) -> dict[str, Any] | None:
+        """The job an earlier attempt sent but never recorded (it died between the two), if Azure has it.
+
+        Looked for before anything else, the cost question included: that job is already paid for.
+        """
         marker = self.ctx.resource(SUBMISSION)
-        if marker and marker.get("body") == body:
-            found = jobs.find_submitted(self.plane, body, marker["at"])
-            if found:
-                self.ctx.reporter.event("azure", message=f"found job {found['id']} submitted before a crash")
-                return found
+        if not marker:
+            return None
+        found = jobs.find_submitted(self.plane, marker["body"], marker["at"])
+        if found is None:
+            return None
+        self.ctx.reporter.event("azure", message=f"found job {found['id']} submitted before a crash")
+        self.ctx.record_resource(JOB, {"id": found["id"], "status": jobs.normalise(found.get("status")),
+                                       "training_file": marker["body"]["training_file"],
+                                       "validation_file": marker["body"].get("validation_file"),
+                                       "hyperparameters": marker.get("hyperparameters", {}),
+                                       "estimated_cost": marker.get("estimated_cost")})
+        return found
+
+    def submit(self, body: dict[str, Any], note: dict[str, Any]) -> dict[str, Any]:
+        """Create the job exactly once, even if an answer is lost on the way."""
         at = time.time()
-        self.ctx.record_resource(SUBMISSION, {"body": body, "at": at})
+        self.ctx.record_resource(SUBMISSION, {"body": body, "at": at, **note})
         backoff = http.Backoff(self.settings.retry, self.clock)
         while True:
             try:
@@ -165,16 +178,19 @@ class OpenAIFineTuning:
         started = time.time()
         hp = job_hyperparameters(request, self.settings)
         job_state = self.ctx.resource(JOB) or {}
+        adopted = None if job_state.get("id") else self.adopt_submitted()
         if job_state.get("id"):
             job_id = job_state["id"]
             self.ctx.reporter.event("azure", message=f"reattaching to job {job_id} (submitted earlier in this run)")
+        elif adopted is not None:
+            job_id = adopted["id"]
         else:
             est = self.guard_cost(request, hp["n_epochs"])
             training_file, validation_file = self.upload(request)
             seed = self.settings.seed if self.settings.seed is not None else request.hyperparameters.get("seed")
             suffix = self.settings.suffix or default_suffix(self.ctx.setting("name") or "ftp")
             body = jobs.create_body(self.settings, request.base_model, training_file, validation_file, hp, seed, suffix)
-            job = self.submit(body)
+            job = self.submit(body, {"hyperparameters": hp, "estimated_cost": est.cost})
             job_id = job["id"]
             self.ctx.record_resource(JOB, {"id": job_id, "status": jobs.normalise(job.get("status")),
                                            "training_file": training_file, "validation_file": validation_file,

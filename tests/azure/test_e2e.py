@@ -79,6 +79,9 @@ def test_quickstart_runs_end_to_end_on_azure(quickstart: Path, fake_azure: Any) 
         row = db.execute("SELECT deployment, model, endpoint FROM azure_deployments").fetchone()
     assert row == ("ticket-triage-v1", job["fine_tuned_model"], deployment["endpoint"])
 
+    shown = invoke("runs", "show", st["run_id"])
+    assert shown.exit_code == 0 and f'azure_job: {{"id": "{job["id"]}", "status": "succeeded"' in shown.output
+
     # No secret anywhere in the run directory.
     for secret in (fake_azure.api_key, fake_azure.client_secret):
         for path in run_dir.rglob("*"):

@@ -51,9 +51,9 @@ def test_crash_after_submitting_before_the_job_id_is_saved(quickstart: Path, fak
     assert "azure_job" not in st["resources"] and "azure_submission" in st["resources"]
     assert len(fake_azure.jobs) == 1
 
-    again = resume(st["run_id"])
+    again = invoke("run", "--resume", st["run_id"])  # no --yes and no terminal: it must not ask again
     assert again.exit_code == 0, again.output + again.stderr
-    assert "submitted before a crash" in again.output
+    assert "submitted before a crash" in again.output and "Submit the fine-tuning job" not in again.stderr
     assert len(fake_azure.jobs) == 1 and fake_azure.count("create_job") == 1
 
 
