@@ -319,12 +319,24 @@ def run_trl(model_dir: Path, data: Path, work: Path, steps: int, method: str, be
     return out
 
 
+def no_cudnn_attention(run: Any) -> dict[str, Any]:
+    """The profile shows cuDNN attention's host side planning every new sequence length: try without it."""
+    import torch
+
+    torch.backends.cuda.enable_cudnn_sdp(False)
+    out = run()
+    out["trainer"] += ", SDPA without cuDNN"
+    return out
+
+
 CONFIGS = {
     "trl-defaults": lambda a, m, d: run_trl(m, d, a.work, a.steps, a.method, best=False),
     "trl-best": lambda a, m, d: run_trl(m, d, a.work, a.steps, a.method, best=True),
     "ftp-eager": lambda a, m, d: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=False),
     "ftp": lambda a, m, d: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=True, profile=a.profile),
     "ftp-eager-profile": lambda a, m, d: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=False, profile=True),
+    "ftp-no-cudnn-attention": lambda a, m, d: no_cudnn_attention(
+        lambda: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=True, profile=a.profile)),
 }
 
 
