@@ -177,26 +177,7 @@ class OpenAIFineTuning:
     def train(self, request: TrainRequest) -> TrainResult:
         started = time.time()
         hp = job_hyperparameters(request, self.settings)
-        job_state = self.ctx.resource(JOB) or {}
-        adopted = None if job_state.get("id") else self.adopt_submitted()
-        if job_state.get("id"):
-            job_id = job_state["id"]
-            self.ctx.reporter.event("azure", message=f"reattaching to job {job_id} (submitted earlier in this run)")
-        elif adopted is not None:
-            job_id = adopted["id"]
-        else:
-            est = self.guard_cost(request, hp["n_epochs"])
-            training_file, validation_file = self.upload(request)
-            seed = self.settings.seed if self.settings.seed is not None else request.hyperparameters.get("seed")
-            suffix = self.settings.suffix or default_suffix(self.ctx.setting("name") or "ftp")
-            body = jobs.create_body(self.settings, request.base_model, training_file, validation_file, hp, seed, suffix)
-            job = self.submit(body, {"hyperparameters": hp, "estimated_cost": est.cost})
-            job_id = job["id"]
-            self.ctx.record_resource(JOB, {"id": job_id, "status": jobs.normalise(job.get("status")),
-                                           "training_file": training_file, "validation_file": validation_file,
-                                           "hyperparameters": hp, "estimated_cost": est.cost})
-            self.ctx.reporter.event("azure", message=f"submitted job {job_id}; ftp runs cancel {self.ctx.run_id} "
-                                                      "stops it, ftp run --resume reattaches after a crash")
+        job_id = self.existing_job() or self.start_job(request, hp)
         total = max(1, math.ceil(request.train.examples / hp["batch_size"]) * hp["n_epochs"])
         job, rows = self.follow(job_id, total)
         status = jobs.normalise(job.get("status"))
@@ -205,6 +186,30 @@ class OpenAIFineTuning:
         if status == "cancelled":
             raise StepFailed("train", f"Azure job {job_id} was cancelled; start a new run to train again")
         return self.result(request, job, self.fetch_results(job, rows), hp, started)
+
+    def existing_job(self) -> str | None:
+        """The id of the job an earlier attempt of this run submitted: recorded, or found from its marker."""
+        job_id = (self.ctx.resource(JOB) or {}).get("id")
+        if job_id:
+            self.ctx.reporter.event("azure", message=f"reattaching to job {job_id} (submitted earlier in this run)")
+            return str(job_id)
+        adopted = self.adopt_submitted()
+        return str(adopted["id"]) if adopted else None
+
+    def start_job(self, request: TrainRequest, hp: dict[str, Any]) -> str:
+        """Cost guard, upload, submit; the job id is in state.json when this returns."""
+        est = self.guard_cost(request, hp["n_epochs"])
+        training_file, validation_file = self.upload(request)
+        seed = self.settings.seed if self.settings.seed is not None else request.hyperparameters.get("seed")
+        suffix = self.settings.suffix or default_suffix(self.ctx.setting("name") or "ftp")
+        body = jobs.create_body(self.settings, request.base_model, training_file, validation_file, hp, seed, suffix)
+        job = self.submit(body, {"hyperparameters": hp, "estimated_cost": est.cost})
+        self.ctx.record_resource(JOB, {"id": job["id"], "status": jobs.normalise(job.get("status")),
+                                       "training_file": training_file, "validation_file": validation_file,
+                                       "hyperparameters": hp, "estimated_cost": est.cost})
+        self.ctx.reporter.event("azure", message=f"submitted job {job['id']}; ftp runs cancel {self.ctx.run_id} "
+                                                  "stops it, ftp run --resume reattaches after a crash")
+        return str(job["id"])
 
     def result(self, request: TrainRequest, job: dict[str, Any], rows: list[dict[str, Any]], hp: dict[str, Any],
                started: float) -> TrainResult:
@@ -216,15 +221,16 @@ class OpenAIFineTuning:
         self.ctx.record_resource(JOB_METRICS, final)
         checkpoints = [c.get("fine_tuned_model_checkpoint") or c.get("id") for c in jobs.checkpoints(self.plane, job["id"])]
         recorded = self.ctx.resource(JOB) or {}
+        sent = recorded.get("hyperparameters") or hp
         created, finished = job.get("created_at"), job.get("finished_at")
         details = {"job_id": job["id"], "fine_tuned_model": model_id, "training_file": job.get("training_file"),
                    "validation_file": job.get("validation_file"), "result_files": job.get("result_files") or [],
-                   "checkpoints": checkpoints, "hyperparameters": recorded.get("hyperparameters", hp),
+                   "checkpoints": checkpoints, "hyperparameters": sent,
                    "endpoint": self.settings.endpoint, "api_version": self.settings.api_version,
                    "trained_tokens": job.get("trained_tokens"), "estimated_cost": recorded.get("estimated_cost")}
         return TrainResult(
             model=ModelRef(kind="cloud", base=request.base_model, backend="azure", cloud_id=model_id),
-            metrics=final, steps=max((r["step"] for r in rows), default=0), epochs=float(hp["n_epochs"]),
+            metrics=final, steps=max((r["step"] for r in rows), default=0), epochs=float(sent["n_epochs"]),
             train_tokens=int(job.get("trained_tokens") or 0),
             wall_seconds=float(finished - created) if created and finished else time.time() - started,
             overfitting=results.overfitting(rows), backend_details=details)
