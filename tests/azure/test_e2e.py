@@ -20,6 +20,8 @@ from helpers import FAST, RELAXED, only_run, state
 
 
 def test_quickstart_runs_end_to_end_on_azure(quickstart: Path, fake_azure: Any) -> None:
+    original = Path(__file__).resolve().parents[2] / "examples" / "quickstart" / "pipeline.yaml"
+    assert (quickstart / "pipeline.yaml").read_bytes() == original.read_bytes()  # a copy only to keep runs/ out of the repo
     result = invoke("run", "pipeline.yaml", "--backend", "azure", "--yes", *FAST, *RELAXED)
     assert result.exit_code == 0, result.output + result.stderr
     run_dir = only_run(quickstart)
