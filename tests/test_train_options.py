@@ -99,3 +99,22 @@ def test_compiled_layers_train_like_eager_ones(project: Path) -> None:
     assert "compiled layers" in (second / "run.log").read_text()
     assert "compiled layers" not in (first / "run.log").read_text()
     assert losses(second) == pytest.approx(losses(first), rel=1e-4) and len(losses(first)) == 6
+
+
+def test_a_failing_compiler_falls_back_to_eager(project: Path) -> None:
+    """A torch.compile backend that fails (as inductor did on a GPU with one transformers release) must
+    cost the speed-up, never the run."""
+    import torch._dynamo
+
+    calls = []
+
+    @torch._dynamo.register_backend(name="ftp_test_broken")
+    def broken(graph: object, inputs: object) -> object:
+        calls.append(1)
+        raise RuntimeError("this compiler is broken on purpose")
+
+    result = invoke("run", "pipeline.yaml", *BASE, "--set", "backends.local.compile=true",
+                    "--set", "backends.local.compile_backend=ftp_test_broken")
+    assert result.exit_code == 0, result.stderr
+    assert calls, "the broken backend was never asked to compile"
+    assert trained(project)["steps"] == 6
