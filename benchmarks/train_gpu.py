@@ -143,7 +143,7 @@ class Ctx:
 
 
 def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, compile_layers: bool,
-            profile: bool = False) -> dict[str, Any]:
+            profile: bool = False, pack_multiple: int = 0) -> dict[str, Any]:
     from ftp.backends.local.memory import plan_memory
     from ftp.backends.local.training import train
     from ftp.data_files import dataset_ref
@@ -156,7 +156,7 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, co
                                        "gradient_accumulation_steps": 1, "packing": True,
                                        "early_stopping": None, "warmup_ratio": 0.0,
                                        "invalid_examples": "drop", "gradient_checkpointing": True})
-    backend = {"devices": DEVICE, "compile": compile_layers}
+    backend = {"devices": DEVICE, "compile": compile_layers, "pack_multiple": pack_multiple}
     request = TrainRequest(backend="local", base_model=str(model_dir), method=method,
                            hyperparameters=settings.hyperparameters(), train=dataset_ref(data, "train"),
                            validation=None, output_dir=work / f"model-ftp-{compile_layers}", backend_settings=backend)
@@ -176,7 +176,8 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, co
     elapsed = (last["tokens"] / last["tokens_per_s"]) - (warm["tokens"] / warm["tokens_per_s"])
     tps = (last["tokens"] - warm["tokens"]) / max(elapsed, 1e-9)
     out = {"trainer": f"ftp {method} (5 packed/step, {settings.train.resolved_optimizer()}, "
-                      f"{'compiled layers' if compile_layers else 'eager'})",
+                      f"{'compiled layers' if compile_layers else 'eager'}"
+                      f"{f', rows rounded up to {pack_multiple}' if pack_multiple else ''})",
            "tokens_per_s": round(tps), "tokens_per_step": round((last["tokens"] - warm["tokens"]) / (end - first)), "wall_s": round(wall, 1),
            "peak_gib": round(peak_gib(), 2), "predicted_gib": round(plan.total_gib, 2),
            "final_loss": round(result.metrics["train_loss"], 4)}
@@ -337,6 +338,12 @@ CONFIGS = {
     "ftp-eager-profile": lambda a, m, d: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=False, profile=True),
     "ftp-no-cudnn-attention": lambda a, m, d: no_cudnn_attention(
         lambda: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=True, profile=a.profile)),
+    "ftp-eager-no-cudnn-attention": lambda a, m, d: no_cudnn_attention(
+        lambda: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=False)),
+    "ftp-eager-rounded": lambda a, m, d: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=False,
+                                                 pack_multiple=256),
+    "ftp-rounded": lambda a, m, d: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=True,
+                                           pack_multiple=256),
 }
 
 

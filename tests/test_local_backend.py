@@ -174,3 +174,21 @@ def test_a_packed_batch_has_the_loss_of_the_same_examples_unpacked(tiny_model_di
     with torch.no_grad():
         crossed, _ = answer_loss(model, batch)
     assert abs(float(crossed) - float(packed)) > 1e-3
+
+
+def test_a_packed_row_rounded_up_keeps_its_loss(tiny_model_dir: Path) -> None:
+    """The filler that rounds a packed row up to a multiple is its own example and never trained."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from conftest import make_examples
+    from ftp.backends.local.modeling import answer_loss, collate_packed
+
+    fmt = chat_format(load_tokenizer(tiny_model_dir))
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    rows = [encode(fmt, ex["messages"], 256) for ex in make_examples(3)]
+    plain, rounded = collate_packed(rows, "cpu"), collate_packed(rows, "cpu", fmt.tokenizer.pad_token_id, 64)
+    assert rounded.input_ids.size(1) % 64 == 0 and rounded.input_ids.size(1) > plain.input_ids.size(1)
+    assert rounded.tokens == plain.tokens and rounded.trained == plain.trained
+    with torch.no_grad():
+        assert abs(float(answer_loss(model, rounded)[0]) - float(answer_loss(model, plain)[0])) < 1e-3

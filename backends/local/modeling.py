@@ -127,10 +127,14 @@ def collate(rows: list[Encoded], pad_id: int, device: str) -> Batch:
     return _with_targets(Batch(ids, mask, labels, int(mask.sum())), device)
 
 
-def collate_packed(rows: list[Encoded], device: str) -> Batch:
+def collate_packed(rows: list[Encoded], device: str, pad_id: int = 0, multiple: int = 0) -> Batch:
     """All rows in one padding-free sequence. Positions restart per example, and with no attention mask
     transformers builds a block-diagonal causal mask from them, so no example attends to another. The first
-    token of each example is never a target, so the boundary between examples is never trained."""
+    token of each example is never a target, so the boundary between examples is never trained.
+
+    ``multiple`` rounds the row up with a filler "example" of pad tokens (its own positions, never
+    trained): a few distinct lengths instead of a new one at every step, so attention kernels that
+    plan per shape (cuDNN) and compiled layers reuse their plans."""
     import torch
 
     ids: list[int] = []
@@ -140,8 +144,13 @@ def collate_packed(rows: list[Encoded], device: str) -> Batch:
         ids += r.input_ids
         labels += [IGNORE] + r.labels[1:]
         positions += range(len(r.input_ids))
+    real = len(ids)
+    filler = -real % multiple if multiple else 0
+    ids += [pad_id] * filler
+    labels += [IGNORE] * filler
+    positions += range(filler)
     as_row = lambda xs: torch.tensor([xs], dtype=torch.long)  # noqa: E731
-    return _with_targets(Batch(as_row(ids), None, as_row(labels), len(ids), as_row(positions)), device)
+    return _with_targets(Batch(as_row(ids), None, as_row(labels), real, as_row(positions)), device)
 
 
 def answer_loss(model: Any, batch: Batch) -> tuple[Any, int]:

@@ -231,6 +231,7 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     total = int(hp["max_steps"] or math.ceil(steps_per_epoch * float(hp["epochs"])))
     warmup = int(total * float(hp["warmup_ratio"]))
     compiled = wants_compile(settings.get("compile", "auto"), where.device, total)
+    pack_multiple = int(settings.get("pack_multiple", 0))
     if compiled:
         compile_layers(core, str(settings.get("compile_backend", "inductor")))
     eval_every = int(hp["eval_steps"] or max(1, steps_per_epoch // 2))
@@ -276,8 +277,8 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
             n_trained = int(dist.total(sum(r.trained_tokens for rows in micro for r in rows))[0])
             step_loss, step_tokens = torch.zeros((), device=where.device), 0
             for rows in micro:
-                b = collate_packed(rows, where.device) if packing else collate(rows, fmt.tokenizer.pad_token_id,
-                                                                                where.device)
+                b = (collate_packed(rows, where.device, fmt.tokenizer.pad_token_id, pack_multiple) if packing
+                     else collate(rows, fmt.tokenizer.pad_token_id, where.device))
                 loss, _ = answer_loss(model, b)
                 (loss * dist.world / max(1, n_trained)).backward()  # DDP averages over ranks: this makes it a sum
                 step_loss += loss.detach()  # no .item() here: the GPU keeps working while the next batch is built
