@@ -7,19 +7,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import pytest
 from conftest import invoke, reference_run, train_rows
 
 ARGS = ("--json", "--steps", "validate,split,train", "--set", "train.epochs=1", "--set", "train.early_stopping=null",
         "--set", "backends.local.devices=cpu")
 
 
-def test_two_processes_train_like_one(project: Path) -> None:
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_train_like_one(project: Path, strategy: str) -> None:
     reference = train_rows(reference_run(project, *ARGS))
 
-    result = invoke("run", "pipeline.yaml", *ARGS, "--set", "backends.local.processes=2")
+    result = invoke("run", "pipeline.yaml", *ARGS, "--set", "backends.local.processes=2",
+                    "--set", f"backends.local.strategy={strategy}")
     assert result.exit_code == 0, result.stderr
     events = [json.loads(line) for line in result.output.splitlines()]
-    assert any(e["event"] == "distributed" and "2 processes" in e["message"] for e in events)
+    assert any(e["event"] == "distributed" and f"2 processes (torchrun, {strategy.upper()})" in e["message"]
+               for e in events)
     assert any(e["event"] == "progress" for e in events)  # rank 0's progress reaches the parent
     got = train_rows(next((project / "runs" / "tiny").iterdir()))
     assert [r["step"] for r in got] == [r["step"] for r in reference] == list(range(1, 7))
@@ -28,6 +32,20 @@ def test_two_processes_train_like_one(project: Path) -> None:
         assert a["tokens"] == b["tokens"]
     run_dir = next((project / "runs" / "tiny").iterdir())
     assert (run_dir / "model" / "adapter_model.safetensors").exists()
+    if strategy == "fsdp":  # rank 0 wrote whole weights gathered from the shards, not its own half
+        from safetensors.torch import load_file
+
+        ours = load_file(str(run_dir / "model" / "adapter_model.safetensors"))
+        theirs = load_file(str(project / "reference" / "runs" / "tiny" / next(
+            (project / "reference" / "runs" / "tiny").iterdir()).name / "model" / "adapter_model.safetensors"))
+        assert ours.keys() == theirs.keys()
+        assert all(ours[k].shape == theirs[k].shape and (ours[k] - theirs[k]).abs().max() < 1e-3 for k in ours)
+
+
+def test_fsdp_refuses_what_it_cannot_shard(project: Path) -> None:
+    result = invoke("run", "pipeline.yaml", *ARGS, "--set", "backends.local.processes=2",
+                    "--set", "backends.local.strategy=fsdp", "--set", "train.method=qlora")
+    assert result.exit_code == 2 and "fsdp cannot shard bitsandbytes 4-bit weights" in result.stderr
 
 
 def test_a_batch_smaller_than_the_processes_is_refused(project: Path) -> None:

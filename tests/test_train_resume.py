@@ -4,24 +4,30 @@ schedule and data order continue, no step is trained twice, and the result equal
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import pytest
 from conftest import invoke, reference_run, train_rows
 
 ARGS = ("--quiet", "--steps", "validate,split,train", "--set", "train.epochs=6", "--set", "train.checkpoint_steps=3",
         "--set", "train.early_stopping=null", "--set", "backends.local.devices=cpu")
 
 
-def test_sigkill_mid_training_then_resume(project: Path) -> None:
-    reference = train_rows(reference_run(project, *ARGS))
+@pytest.mark.parametrize("extra", [(), ("--set", "backends.local.processes=2", "--set", "backends.local.strategy=fsdp")],
+                         ids=["one-process", "fsdp-two-processes"])
+def test_sigkill_mid_training_then_resume(project: Path, extra: tuple[str, ...]) -> None:
+    """The whole process group is killed, as when the machine goes down (torchrun's workers too)."""
+    args = (*ARGS, *extra)
+    reference = train_rows(reference_run(project, *args))
     assert len(reference) == 36
 
-    proc = subprocess.Popen([sys.executable, "-m", "ftp", "run", "pipeline.yaml", *ARGS], cwd=project,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen([sys.executable, "-m", "ftp", "run", "pipeline.yaml", *args], cwd=project,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
     deadline, loop = time.time() + 120, None
     while time.time() < deadline and proc.poll() is None:
         found = list(project.glob("runs/tiny/*/checkpoint/loop.json"))
@@ -30,7 +36,7 @@ def test_sigkill_mid_training_then_resume(project: Path) -> None:
             break
         time.sleep(0.02)
     assert loop is not None, "no checkpoint was written before training ended"
-    proc.send_signal(signal.SIGKILL)
+    os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
     run_dir = loop.parent.parent
     assert json.loads((run_dir / "state.json").read_text())["steps"]["train"]["status"] == "running"

@@ -24,6 +24,9 @@ class LocalSettings(BaseModel):
     devices: Literal["auto", "cpu", "cuda"] | PositiveInt = Field(
         "auto", description="auto: every visible GPU (DDP when more than one), else the CPU; or a number of GPUs")
     processes: PositiveInt = Field(1, description="with devices: cpu, train in this many processes (DDP on gloo)")
+    strategy: Literal["ddp", "fsdp"] = Field(
+        "ddp", description="several processes: ddp (a whole copy per GPU) or fsdp (weights, gradients and "
+                           "optimiser state sharded across GPUs, for models one GPU cannot hold)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
     compile: Literal["auto"] | bool = Field(
         "auto", description="torch.compile each decoder layer; auto: on CUDA (with triton) for runs of 100+ steps")

@@ -39,7 +39,8 @@ class LoopState:
 def fingerprint(request: Any) -> str:
     """What must match for a checkpoint to be resumable: data, base model, method, hyperparameters."""
     key = json.dumps({"train": request.train.sha256, "base": request.base_model, "method": request.method,
-                      "hp": request.hyperparameters}, sort_keys=True, default=str)
+                      "hp": request.hyperparameters, "strategy": request.backend_settings.get("strategy", "ddp")},
+                     sort_keys=True, default=str)
     return hashlib.sha256(key.encode()).hexdigest()
 
 
@@ -47,15 +48,16 @@ def trainable_state(model: Any) -> dict[str, Any]:
     return {name: p.detach().cpu().contiguous() for name, p in model.named_parameters() if p.requires_grad}
 
 
-def save(folder: Path, state: LoopState, model: Any, optimiser: Any) -> None:
+def save(folder: Path, state: LoopState, weights: dict[str, Any], optimiser_state: dict[str, Any]) -> None:
+    """Write what ``trainable_state`` and the optimiser's state dict (or their gathered FSDP forms) hold."""
     import torch
     from safetensors.torch import save_file
 
     tmp = folder.parent / f".{folder.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file(trainable_state(model), str(tmp / "trainable.safetensors"))
-    torch.save({"optimiser": optimiser.state_dict(), "torch_rng": torch.get_rng_state(),
+    save_file(weights, str(tmp / "trainable.safetensors"))
+    torch.save({"optimiser": optimiser_state, "torch_rng": torch.get_rng_state(),
                 "python_rng": random.getstate()}, tmp / "optimiser.pt")
     (tmp / STATE).write_text(json.dumps(asdict(state)), encoding="utf-8")
     old = folder.parent / f".{folder.name}.old"
@@ -66,7 +68,7 @@ def save(folder: Path, state: LoopState, model: Any, optimiser: Any) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def load(folder: Path, fp: str, model: Any, optimiser: Any) -> LoopState | None:
+def load(folder: Path, fp: str, model: Any, optimiser: Any, sharded: bool = False) -> LoopState | None:
     """The saved state, restored into ``model`` and ``optimiser``; None when there is none that fits."""
     if not (folder / STATE).exists():
         return None
@@ -77,12 +79,20 @@ def load(folder: Path, fp: str, model: Any, optimiser: Any) -> LoopState | None:
     from safetensors.torch import load_file
 
     weights = load_file(str(folder / "trainable.safetensors"))
-    params = dict(model.named_parameters())
-    with torch.no_grad():
-        for name, value in weights.items():
-            params[name].copy_(value.to(params[name].device, params[name].dtype))
     extra = torch.load(folder / "optimiser.pt", weights_only=False)
-    optimiser.load_state_dict(extra["optimiser"])
+    if sharded:  # every rank reads the whole state and keeps its shard
+        from torch.distributed.checkpoint.state_dict import (StateDictOptions, set_model_state_dict,
+                                                             set_optimizer_state_dict)
+
+        whole = StateDictOptions(full_state_dict=True, strict=False)
+        set_model_state_dict(model, weights, options=whole)
+        set_optimizer_state_dict(model, optimiser, optim_state_dict=extra["optimiser"], options=whole)
+    else:
+        params = dict(model.named_parameters())
+        with torch.no_grad():
+            for name, value in weights.items():
+                params[name].copy_(value.to(params[name].device, params[name].dtype))
+        optimiser.load_state_dict(extra["optimiser"])
     torch.set_rng_state(extra["torch_rng"])
     random.setstate(extra["python_rng"])
     return state

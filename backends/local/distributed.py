@@ -1,10 +1,15 @@
-"""Training on several GPUs (or, for tests, several CPU processes) with PyTorch DDP, launched by torchrun.
+"""Training on several GPUs (or, for tests, several CPU processes) with PyTorch DDP or FSDP, launched by torchrun.
 
 The train step writes the request to the run directory and starts ``torchrun --nproc_per_node N`` on
 this module. Every rank trains on its share of each micro-batch; gradients are averaged by DDP and the
 loss is normalised by the answer tokens of all ranks, so the result equals one process training the
 whole batch. Rank 0 alone writes metrics, checkpoints and the model, and prints its events as JSON
 lines, which the parent relays to its own progress display.
+
+With ``strategy: fsdp`` (FSDP2's ``fully_shard``, one unit per decoder layer) each rank holds a shard
+of every weight, gradient and optimiser state instead of a whole copy: for models whose full copy
+does not fit one GPU. Saving then gathers the trainable weights and the optimiser state on every
+rank (collectives) before rank 0 writes them, in the same files as a single process would.
 """
 
 from __future__ import annotations
@@ -28,15 +33,20 @@ class Dist:
     rank: int = 0
     world: int = 1
     local_rank: int = 0
+    strategy: str = "ddp"
 
     @property
     def main(self) -> bool:
         return self.rank == 0
 
+    @property
+    def sharded(self) -> bool:
+        return self.world > 1 and self.strategy == "fsdp"
+
     @classmethod
-    def from_env(cls) -> "Dist":
+    def from_env(cls, strategy: str = "ddp") -> "Dist":
         return cls(int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
-                   int(os.environ.get("LOCAL_RANK", 0)))
+                   int(os.environ.get("LOCAL_RANK", 0)), strategy)
 
     def init(self, device: str) -> None:
         import torch.distributed as td
@@ -67,12 +77,52 @@ class Dist:
             td.barrier()
 
     def wrap(self, model: Any, device: str) -> Any:
+        """DDP around the loss module, or FSDP units per decoder layer plus one for the rest."""
         if self.world == 1:
+            return model
+        if self.sharded:
+            from torch.distributed.fsdp import fully_shard
+
+            from .modeling import decoder_layers
+
+            for layer in decoder_layers(model.lm):
+                fully_shard(layer)
+            fully_shard(model)
             return model
         from torch.nn.parallel import DistributedDataParallel
 
         ids = [self.local_rank] if device.startswith("cuda") else None
         return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
+
+
+    def full_trainable(self, model: Any) -> dict[str, Any] | None:
+        """The whole trainable weights on every rank when they are sharded (all ranks must call), else None."""
+        if not self.sharded:
+            return None
+        from torch.distributed.tensor import DTensor
+
+        return {name: (p.full_tensor() if isinstance(p, DTensor) else p).detach().cpu().contiguous()
+                for name, p in model.named_parameters() if p.requires_grad}
+
+    def full_optimiser(self, model: Any, optimiser: Any) -> dict[str, Any] | None:
+        """The whole optimiser state on rank 0 when it is sharded (all ranks must call), else None."""
+        if not self.sharded:
+            return None
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
+
+        return get_optimizer_state_dict(model, optimiser,
+                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+
+
+def check_strategy(request: TrainRequest) -> None:
+    """What FSDP cannot shard here, refused before any process starts."""
+    if request.backend_settings.get("strategy", "ddp") != "fsdp":
+        return
+    if request.method == "qlora":
+        raise UserError("backends.local.strategy: fsdp cannot shard bitsandbytes 4-bit weights; use strategy: ddp "
+                        "with train.method: qlora, or train.method: lora with fsdp")
+    if request.hyperparameters.get("optimizer") == "paged_adamw_8bit":
+        raise UserError("backends.local.strategy: fsdp works with train.optimizer: adamw, not paged_adamw_8bit")
 
 
 def world_size(settings: dict[str, Any]) -> int:
@@ -89,6 +139,7 @@ def world_size(settings: dict[str, Any]) -> int:
 
 def launch(request: TrainRequest, ctx: StepContext, world: int) -> TrainResult:
     """Run training under torchrun and relay rank 0's events; the model stays on disk."""
+    check_strategy(request)
     if int(request.hyperparameters["batch_size"]) < world:
         raise UserError(f"train.batch_size {request.hyperparameters['batch_size']} is smaller than the {world} "
                         "processes; every process needs at least one example per micro-batch")
@@ -98,7 +149,8 @@ def launch(request: TrainRequest, ctx: StepContext, world: int) -> TrainResult:
     (work / "request.json").write_text(request.model_dump_json(), encoding="utf-8")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}",
                "-m", "ftp.backends.local.distributed", str(work), str(ctx.run_dir / "metrics.jsonl")]
-    ctx.reporter.event("distributed", message=f"training on {world} processes (torchrun, DDP)")
+    strategy = str(request.backend_settings.get("strategy", "ddp")).upper()
+    ctx.reporter.event("distributed", message=f"training on {world} processes (torchrun, {strategy})")
     log = (work / "torchrun.log").open("w", encoding="utf-8")
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
     task = None

@@ -122,7 +122,7 @@ def prepare_model(base_dir: Path, method: str, lora: dict[str, Any], where: Plac
     return peft_model
 
 
-def make_optimiser(name: str, params: list[Any], lr: float, weight_decay: float, device: str = "cpu") -> Any:
+def make_optimiser(name: str, params: list[Any], lr: float, weight_decay: float, fused: bool = False) -> Any:
     if name == "paged_adamw_8bit":
         try:
             import bitsandbytes as bnb
@@ -132,7 +132,7 @@ def make_optimiser(name: str, params: list[Any], lr: float, weight_decay: float,
     import torch
 
     # fused: one kernel for every parameter instead of several per tensor (hundreds of LoRA matrices)
-    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=device.startswith("cuda"))
+    return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
 
 
 COMPILE_MIN_STEPS = 100  # compiling costs about a minute; on an H200 it saves ~0.1-0.3 s per step
@@ -183,11 +183,13 @@ def evaluate_loss(model: Any, rows: list[Encoded], pad_id: int, device: str, bat
     return total / max(1, count)
 
 
-def save_model(model: Any, fmt: ChatFormat, out: Path, meta: dict[str, Any]) -> None:
-    """Write to a sibling folder, then swap it in: a crash never leaves half an adapter."""
+def save_model(model: Any, fmt: ChatFormat, out: Path, meta: dict[str, Any],
+               weights: dict[str, Any] | None = None) -> None:
+    """Write to a sibling folder, then swap it in: a crash never leaves half an adapter. ``weights``:
+    the trainable weights gathered from FSDP shards, written instead of what this rank holds."""
     tmp = out.parent / f".{out.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
+    model.save_pretrained(str(tmp), **({"state_dict": weights} if weights is not None else {}))
     fmt.tokenizer.chat_template = fmt.template
     fmt.tokenizer.save_pretrained(str(tmp))
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
@@ -203,7 +205,7 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     seed = int(hp["seed"])
     random.seed(seed)
     torch.manual_seed(seed)
-    dist = Dist.from_env()
+    dist = Dist.from_env(str(settings.get("strategy", "ddp")))
     where = placement(settings.get("devices", "auto"), settings.get("dtype", "auto"))
     if dist.world > 1 and where.device == "cuda":
         torch.cuda.set_device(dist.local_rank)
@@ -224,7 +226,7 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     model = dist.wrap(AnswerLoss(core), where.device)  # DDP over all ranks; ``core`` is saved and evaluated
     params = [p for p in core.parameters() if p.requires_grad]
     optimiser = make_optimiser(hp.get("optimizer", "adamw"), params, hp["learning_rate"], hp["weight_decay"],
-                               where.device)
+                               fused=where.device.startswith("cuda") and not dist.sharded)
 
     batch, accum = int(hp["batch_size"]), int(hp["gradient_accumulation_steps"])
     steps_per_epoch = math.ceil(len(train_rows) / (batch * accum))
@@ -242,7 +244,7 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
             "max_seq_length": max_len}
     ckpt_dir = request.output_dir.parent / "checkpoint"
     fp = checkpoint.fingerprint(request)
-    st = checkpoint.load(ckpt_dir, fp, core, optimiser) or checkpoint.LoopState(fingerprint=fp)
+    st = checkpoint.load(ckpt_dir, fp, core, optimiser, dist.sharded) or checkpoint.LoopState(fingerprint=fp)
     if st.step:
         for row in st.rows:
             ctx.log_metrics(row)
@@ -298,13 +300,17 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
             st.train_curve.append([st.step, train_loss])
             task.update(st.step, loss=round(train_loss, 4), tok_s=round(st.tokens_seen / max(elapsed, 1e-9)))
             if val_rows and (st.step % eval_every == 0 or st.step == total):
-                val = evaluate_loss(core, val_rows, fmt.tokenizer.pad_token_id, where.device, batch)
+                # sharded weights are gathered by the root module's forward: score through it
+                val = evaluate_loss(model if dist.sharded else core, val_rows, fmt.tokenizer.pad_token_id,
+                                    where.device, batch)
                 log({"step": st.step, "eval_loss": val})
                 st.val_curve.append([st.step, val])
                 if val < st.best - (stopping or {}).get("min_delta", 0.0):
                     st.best, st.best_step, st.bad_evals = val, st.step, 0
+                    weights = dist.full_trainable(core)
                     if dist.main:
-                        save_model(core, fmt, request.output_dir, {**meta, "step": st.step, "eval_loss": val})
+                        save_model(core, fmt, request.output_dir, {**meta, "step": st.step, "eval_loss": val},
+                                   weights)
                     dist.barrier()
                 else:
                     st.bad_evals += 1
@@ -315,19 +321,23 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
                         break
             if st.step % save_every == 0 and st.step < total:
                 st.elapsed = time.perf_counter() - start
+                weights, optimiser_state = dist.full_trainable(core), dist.full_optimiser(core, optimiser)
                 if dist.main:
-                    checkpoint.save(ckpt_dir, st, core, optimiser)
+                    checkpoint.save(ckpt_dir, st, weights if weights is not None else checkpoint.trainable_state(core),
+                                    optimiser_state if optimiser_state is not None else optimiser.state_dict())
                 dist.barrier()
     finally:
         task.close()
-    if st.best_step is None and dist.main:
-        save_model(core, fmt, request.output_dir, {**meta, "step": st.step})
+    if st.best_step is None:
+        weights = dist.full_trainable(core)
+        if dist.main:
+            save_model(core, fmt, request.output_dir, {**meta, "step": st.step}, weights)
     dist.barrier()
     if dist.main:
         shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: the adapter is saved, the optimiser is not needed
     if compiled:
         uncompile_layers(core)
-    if st.best_step is not None and st.best_step != st.step:
+    if st.best_step is not None and st.best_step != st.step and dist.world == 1:  # workers' models are not used
         core = _reload_best(core, request, where)
     wall = time.perf_counter() - start
     curve = Curve(train=[(int(a), b) for a, b in st.train_curve], val=[(int(a), b) for a, b in st.val_curve])
