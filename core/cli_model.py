@@ -31,6 +31,9 @@ def print_plan(plan: Any) -> None:
     device = f"{plan.device}" + (f" ({plan.device_gib:.1f} GiB)" if plan.device_gib else "")
     verdict = {True: "fits", False: "does NOT fit", None: "fit unknown"}[plan.fits]
     click.echo(f"  {'predicted peak':<22} {plan.total_gib:8.2f} GiB on {device}: {verdict}")
+    if plan.basis:
+        click.echo(f"  (for {plan.basis}" + (f"; every example at max_seq_length: {plan.worst_case_gib:.2f} GiB)"
+                                            if plan.worst_case_gib is not None else ")"))
     for tip in plan.suggestions:
         click.echo(f"  - {tip}")
 

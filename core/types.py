@@ -291,6 +291,8 @@ class MemoryPlan(Value):
     total_gib: float
     fits: bool | None
     suggestions: list[str] = Field(default_factory=list)
+    basis: str = ""  # what the batches were assumed to hold
+    worst_case_gib: float | None = None  # every example at the maximum sequence length
 
 
 class ModelRegistry(Protocol):

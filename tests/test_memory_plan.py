@@ -97,11 +97,14 @@ def test_activations_scale_with_batch_and_sequence() -> None:
     assert ckpt["activations"] < estimate(shape, setup())["activations"] / 4
 
 
-def request(base: str, tmp_path: Path, **hp: Any) -> TrainRequest:
+def request(base: str, tmp_path: Path, words: list[int] | None = None, **hp: Any) -> TrainRequest:
+    """A request whose training file holds one example per entry of ``words`` (that many words each)."""
     hyper = {"batch_size": 8, "gradient_accumulation_steps": 1, "max_seq_length": 256, "learning_rate": 2e-4,
              "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}, **hp}
     data = tmp_path / "train.jsonl"
-    data.write_text("", encoding="utf-8")
+    data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": "word " * n},
+                                                     {"role": "assistant", "content": "ok"}]}) + "\n"
+                            for n in words or []), encoding="utf-8")
     return TrainRequest(backend="local", base_model=base, method="lora",
                         hyperparameters=hyper, train=DatasetRef(path=data, sha256="0" * 64, examples=100),
                         validation=None, output_dir=tmp_path / "out", backend_settings={"devices": "cpu"})
@@ -174,3 +177,40 @@ def test_cli_plan_quickstart(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     plan = MemoryPlan.model_validate_json(result.output)
     assert plan.parts_gib["weights"] == pytest.approx(268_098_176 * 4 / 2**30, rel=1e-2)
     assert not (tmp_path / "cache" / "models").exists()
+
+
+def test_the_plan_budgets_the_batches_this_data_makes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Short examples need less than the max_seq_length bound, which the plan reports beside it."""
+    monkeypatch.setattr(memory, "device_memory_gib", lambda device: 1000.0)
+    monkeypatch.setenv("FTP_CACHE_DIR", str(tmp_path / "cache"))
+    short = memory.plan_memory(request("builtin:gemma-3-270m", tmp_path, words=[10] * 50))
+    long = memory.plan_memory(request("builtin:gemma-3-270m", tmp_path, words=[150] * 50))
+    empty = memory.plan_memory(request("builtin:gemma-3-270m", tmp_path))
+    assert short.total_gib < long.total_gib < long.worst_case_gib == empty.total_gib
+    assert short.parts_gib["weights"] == long.parts_gib["weights"]
+    assert "tokens estimated from bytes" in short.basis and empty.basis == "every example at model.max_seq_length"
+
+
+def test_micro_batches_are_sized_from_a_high_percentile() -> None:
+    from ftp.backends.local.data_lengths import micro_batch
+
+    lengths = tuple([100] * 990 + [2000] * 10)  # 1% long outliers
+    rows, row_len = micro_batch(lengths, 4, 1024, packed=True)
+    assert rows == 1 and 400 <= row_len <= 400 + 3 * 100 + 1024  # the sum of 4, an outlier clipped to 1024
+    rows, row_len = micro_batch(lengths, 4, 1024, packed=False)
+    assert rows == 4 and row_len in (100, 1024)  # padded: the longest of the draw
+    assert micro_batch((), 4, 512, packed=True) == (1, 2048) and micro_batch((), 4, 512, packed=False) == (4, 512)
+
+
+def test_lengths_are_counted_with_the_models_tokenizer(tiny_model_dir: Path, tmp_path: Path) -> None:
+    from tokenizers import Tokenizer
+
+    from ftp.backends.local.data_lengths import TEMPLATE_TOKENS, example_lengths
+
+    data = tmp_path / "d.jsonl"
+    data.write_text(json.dumps({"messages": [{"role": "user", "content": "hello world"},
+                                             {"role": "assistant", "content": "red"}]}) + "\n", encoding="utf-8")
+    (counts,), exact = example_lengths(data, str(tiny_model_dir))
+    tok = Tokenizer.from_file(str(tiny_model_dir / "tokenizer.json"))
+    expected = sum(len(tok.encode(t, add_special_tokens=False).ids) + TEMPLATE_TOKENS for t in ("hello world", "red"))
+    assert exact and counts == expected

@@ -4,7 +4,9 @@ Nothing here imports transformers or reads a weight file: the model's shape come
 (a local folder, the converted cache of a built-in model, or a small table of known built-in configs).
 
 What training holds (see training.py / modeling.py), in bytes, with ``P`` parameters, ``T`` trainable ones,
-``d`` the training dtype's width (fp32 4 on CPU, bf16 2 on CUDA), ``b`` batch size, ``s`` max_seq_length:
+``d`` the training dtype's width (fp32 4 on CPU, bf16 2 on CUDA), ``b`` batch size, ``s`` max_seq_length, and
+``t`` the tokens of a large micro-batch of the training data (data_lengths.py: ``b`` examples in one packed
+row, or ``b`` rows padded to the longest; ``b * s`` when the data is not at hand, the bound also reported):
 
 - **weights**: ``P * d``; QLoRA: linear layers inside the decoder in 4-bit NF4 with double quantisation
   (0.5 byte + 8-bit absmax per 64 weights + fp32 second-level constant per 256 blocks ~ 0.516 byte),
@@ -20,11 +22,11 @@ What training holds (see training.py / modeling.py), in bytes, with ``P`` parame
   up outputs, the activation, the product fed to down_proj). On CPU, SDPA's math path also keeps the
   softmax (``heads * s`` per token, fp32). LoRA dropout > 0 keeps a dropped copy of each targeted input
   (``in`` elements + a 1-byte mask) and every adapter its ``r``-wide middle. Plus ``3h`` per token outside
-  the layers (embedding output, final norm). Times ``b * s``. With gradient checkpointing: ``h`` per layer
+  the layers (embedding output, final norm). Times ``t``. With gradient checkpointing: ``h`` per layer
   and token (the saved layer inputs) plus one layer's full activations, recomputed in backward.
   This is the Korthikanti et al. (2022) ``(34h + 5 a s) s b`` per-layer estimate, re-derived for gated MLPs,
   GQA, and no dropout in the base model.
-- **logits**: only answer positions are scored (``b * 0.3 s`` of them), a chunk of ``2**26 / vocab`` positions
+- **logits**: only answer positions are scored (``0.3 t`` of them), a chunk of ``2**26 / vocab`` positions
   at a time (loss.py), so at most one chunk's ``vocab``-wide rows exist, times (``d`` for the logits, + 4 for the
   fp32 copy when ``d`` < 4, + 4 for cross-entropy's log-softmax, + 4 for its gradient in backward).
 - **overhead**: CUDA context and allocator slack 0.5 GiB; Python, torch and the tokenizer 0.3 GiB on CPU.
@@ -41,6 +43,7 @@ from typing import Any
 from ftp.errors import UserError
 from ftp.types import MemoryPlan, TrainRequest
 
+from .data_lengths import example_lengths, micro_batch
 from .modeling import CHUNK_ELEMENTS
 
 GIB = 2**30
@@ -183,6 +186,8 @@ class Setup:
     checkpointing: bool
     device: str
     dtype_name: str
+    lengths: tuple[int, ...] = ()  # token counts of the training examples; empty: every one at ``seq``
+    packed: bool = False
 
 
 def estimate(shape: Shape, setup: Setup) -> dict[str, float]:
@@ -208,12 +213,13 @@ def estimate(shape: Shape, setup: Setup) -> dict[str, float]:
     state_bytes = 1 if setup.optimizer == "paged_adamw_8bit" else trainable_bytes
     parts["optimizer states"] = 2 * trainable * state_bytes
 
-    h, tokens = shape.hidden, setup.batch * setup.seq
+    rows, row_len = micro_batch(setup.lengths, setup.batch, setup.seq, setup.packed)
+    h, tokens = shape.hidden, rows * row_len
     layer = (shape.norms_per_layer * 2 * h + (2 * (shape.q_dim + shape.kv_dim) if shape.qk_norm else 0)
              + 2 * shape.q_dim + 2 * shape.kv_dim + 4 * shape.intermediate)
     layer_bytes = layer * d
     if setup.device == "cpu":  # SDPA's math path keeps the softmax probabilities
-        layer_bytes += shape.heads * setup.seq * 4
+        layer_bytes += shape.heads * min(row_len, setup.seq) * 4  # per example: packed rows attend block-diagonally
     per_layer_targets = targets[:len(targets) // shape.layers] if targets else []
     for i, _ in per_layer_targets:
         layer_bytes += setup.r * d + (i * (d + 1) if setup.dropout > 0 else 0)
@@ -224,9 +230,9 @@ def estimate(shape: Shape, setup: Setup) -> dict[str, float]:
     slack = CPU_MEASURED_FACTOR if setup.device == "cpu" else 1.0
     parts["activations"] = (acts + tokens * 3 * h * d) * slack
 
-    answer = max(1, round(setup.seq * ANSWER_FRACTION))
+    answers = max(1, round(tokens * ANSWER_FRACTION))
     logit_bytes = d + (4 if d < 4 else 0) + 4 + 4
-    scored = min(setup.batch * answer, max(1, CHUNK_ELEMENTS // shape.vocab))
+    scored = min(answers, max(1, CHUNK_ELEMENTS // shape.vocab))
     parts["logits"] = scored * shape.vocab * logit_bytes * slack
     parts["overhead"] = OVERHEAD_GIB[setup.device] * GIB
     return parts
@@ -303,9 +309,22 @@ def setup_for(request: TrainRequest) -> Setup:
 
 
 def plan_memory(request: TrainRequest) -> MemoryPlan:
-    """Predicted peak memory of training ``request`` on this machine, by part, and whether it fits."""
+    """Predicted peak memory of training ``request`` on this machine, by part, and whether it fits.
+
+    The prediction budgets the micro-batches this data makes; the bound with every example at
+    ``max_seq_length`` comes with it, for data that may change."""
     shape = shape_from_config(load_config(request.base_model))
-    setup = setup_for(request)
+    worst = setup_for(request)
+    worst_gib = _total(shape, worst)
+    setup, basis = worst, "every example at model.max_seq_length"
+    data = request.train.path if request.train is not None else None
+    if data is not None and data.exists():
+        lengths, exact = example_lengths(data, request.base_model)
+        if lengths:
+            setup = replace(worst, lengths=lengths, packed=bool(request.hyperparameters.get("packing", True)))
+            rows, row_len = micro_batch(lengths, setup.batch, setup.seq, setup.packed)
+            basis = (f"micro-batches of this data up to {rows} x {row_len} tokens (99th percentile of random draws; "
+                     f"{'counted with the model tokenizer' if exact else 'tokens estimated from bytes'})")
     parts = estimate(shape, setup)
     total = sum(parts.values()) / GIB
     device_gib = device_memory_gib(setup.device)
@@ -313,4 +332,4 @@ def plan_memory(request: TrainRequest) -> MemoryPlan:
     tips = suggestions(shape, setup, FIT_FRACTION * device_gib) if fits is False and device_gib else []
     return MemoryPlan(device=setup.device, device_gib=None if device_gib is None else
                       round(device_gib, 2), parts_gib=_gib(parts), total_gib=round(total, 6), fits=fits,
-                      suggestions=tips)
+                      suggestions=tips, basis=basis, worst_case_gib=round(worst_gib, 6))
