@@ -118,3 +118,43 @@ def test_a_failing_compiler_falls_back_to_eager(project: Path) -> None:
     assert result.exit_code == 0, result.stderr
     assert calls, "the broken backend was never asked to compile"
     assert trained(project)["steps"] == 6
+
+
+def test_adapters_compute_in_bf16_and_stay_fp32(tiny_model_dir: Path) -> None:
+    """Mixed precision: under autocast the adapters' matmuls run in bf16 while their weights stay fp32;
+    afterwards PEFT casts inputs again, as generation (without autocast) needs."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    from ftp.backends.local.modeling import answer_loss, collate
+    from ftp.backends.local.precision import adapters_follow_autocast, autocast
+
+    fmt = chat_format(load_tokenizer(tiny_model_dir))
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.bfloat16)
+    model = get_peft_model(base, LoraConfig(r=4, target_modules="all-linear", task_type="CAUSAL_LM"))
+    lora_a = next(m for name, m in model.named_modules() if name.endswith("lora_A.default"))
+    seen: list[torch.dtype] = []
+    lora_a.register_forward_hook(lambda mod, args, out: seen.append(out.dtype))
+    batch = collate([encode(fmt, [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "red"}], 64)],
+                    fmt.tokenizer.pad_token_id, "cpu")
+    with adapters_follow_autocast(model, "bfloat16"):
+        with autocast("cpu", "bfloat16"):
+            loss, _ = answer_loss(model, batch)
+        loss.backward()
+    assert seen[-1] == torch.bfloat16 and lora_a.weight.dtype == torch.float32
+    assert lora_a.weight.grad is not None and lora_a.weight.grad.dtype == torch.float32
+    with torch.no_grad():
+        model(input_ids=batch.input_ids)  # no autocast: PEFT's cast to fp32 is back
+    assert seen[-1] == torch.float32
+
+
+def test_bf16_training_on_the_cpu(project: Path) -> None:
+    result = invoke("run", "pipeline.yaml", *BASE, "--set", "backends.local.dtype=bfloat16")
+    assert result.exit_code == 0, result.stderr
+    out = trained(project)
+    assert out["steps"] == 6 and out["metrics"]["train_loss"] > 0
+    from safetensors.torch import load_file
+
+    weights = load_file(str(Path(out["model"]["path"]) / "adapter_model.safetensors"))
+    assert {str(w.dtype) for w in weights.values()} == {"torch.float32"}

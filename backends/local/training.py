@@ -9,6 +9,7 @@ import math
 import random
 import shutil
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from ftp.types import DatasetRef, ModelRef, StepContext, TrainRequest, TrainResu
 
 from . import models
 from . import checkpoint, token_cache
+from .precision import adapters_follow_autocast, autocast
 from .distributed import Dist
 from .chat import ChatFormat, Encoded, chat_format, encode, show_mask
 from .modeling import (Placement, answer_loss, collate, collate_packed, compile_layers, load_model, load_tokenizer,
@@ -262,6 +264,9 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
 
     stopped, start = False, time.perf_counter() - st.elapsed
     task = ctx.reporter.progress("train", total) if dist.main else _Silent()
+    amp = lambda: autocast(where.device, where.dtype_name)  # noqa: E731
+    precision = ExitStack()
+    precision.enter_context(adapters_follow_autocast(core, where.dtype_name))
     try:
         while st.step < total:
             step = st.step
@@ -281,7 +286,8 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
             for rows in micro:
                 b = (collate_packed(rows, where.device, fmt.tokenizer.pad_token_id, pack_multiple) if packing
                      else collate(rows, fmt.tokenizer.pad_token_id, where.device))
-                loss, _ = answer_loss(model, b)
+                with amp():
+                    loss, _ = answer_loss(model, b)
                 (loss * dist.world / max(1, n_trained)).backward()  # DDP averages over ranks: this makes it a sum
                 step_loss += loss.detach()  # no .item() here: the GPU keeps working while the next batch is built
                 step_tokens += b.tokens
@@ -301,8 +307,9 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
             task.update(st.step, loss=round(train_loss, 4), tok_s=round(st.tokens_seen / max(elapsed, 1e-9)))
             if val_rows and (st.step % eval_every == 0 or st.step == total):
                 # sharded weights are gathered by the root module's forward: score through it
-                val = evaluate_loss(model if dist.sharded else core, val_rows, fmt.tokenizer.pad_token_id,
-                                    where.device, batch)
+                with amp():
+                    val = evaluate_loss(model if dist.sharded else core, val_rows, fmt.tokenizer.pad_token_id,
+                                        where.device, batch)
                 log({"step": st.step, "eval_loss": val})
                 st.val_curve.append([st.step, val])
                 if val < st.best - (stopping or {}).get("min_delta", 0.0):
@@ -327,6 +334,7 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
                                     optimiser_state if optimiser_state is not None else optimiser.state_dict())
                 dist.barrier()
     finally:
+        precision.close()
         task.close()
     if st.best_step is None:
         weights = dist.full_trainable(core)
