@@ -76,6 +76,7 @@ class TrainSettings(Section):
     optimizer: Literal["adamw", "paged_adamw_8bit"] | None = None
     gradient_checkpointing: bool = False
     packing: bool = True
+    pack_tokens: int | None = Field(None, gt=0)  # with packing: fill each micro-batch to this many tokens
     checkpoint_steps: int | None = Field(None, gt=0)
     lora: LoraSettings = LoraSettings()
     early_stopping: EarlyStoppingSettings | None = EarlyStoppingSettings()

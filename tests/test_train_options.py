@@ -158,3 +158,18 @@ def test_bf16_training_on_the_cpu(project: Path) -> None:
 
     weights = load_file(str(Path(out["model"]["path"]) / "adapter_model.safetensors"))
     assert {str(w.dtype) for w in weights.values()} == {"torch.float32"}
+
+
+def test_pack_tokens_fills_micro_batches_to_a_token_budget(project: Path) -> None:
+    """``train.pack_tokens``: each micro-batch takes examples while they fit the budget (TRL-style packing to a
+    length), so steps carry about the same tokens whatever the examples' lengths."""
+    result = invoke("run", "pipeline.yaml", *BASE, "--set", "train.pack_tokens=120", "--json")
+    assert result.exit_code == 0, result.stderr
+    run_dir = next((project / "runs" / "tiny").iterdir())
+    rows = [r for r in map(json.loads, (run_dir / "metrics.jsonl").read_text().splitlines()) if "train_loss" in r]
+    tokens = [b["tokens"] - a["tokens"] for a, b in zip([{"tokens": 0}] + rows, rows)]
+    assert tokens and max(tokens) <= 120 * 1  # gradient_accumulation_steps 1: one micro-batch per step
+    assert sum(tokens[:-1]) / len(tokens[:-1]) > 80  # filled, not one example at a time (the last may be short)
+    fixed = trained(project)["steps"]
+    assert fixed != 6 and sum(tokens) > 0  # the step count now follows the budget, not batch_size
+    assert any("120 tokens" in line for line in result.output.splitlines() if '"train_plan"' in line)

@@ -140,6 +140,9 @@ def world_size(settings: dict[str, Any]) -> int:
 def launch(request: TrainRequest, ctx: StepContext, world: int) -> TrainResult:
     """Run training under torchrun and relay rank 0's events; the model stays on disk."""
     check_strategy(request)
+    if request.hyperparameters.get("pack_tokens"):
+        raise UserError(f"train.pack_tokens packs micro-batches for one process; with {world} processes use "
+                        "train.batch_size (examples per micro-batch, shared out between the processes)")
     if int(request.hyperparameters["batch_size"]) < world:
         raise UserError(f"train.batch_size {request.hyperparameters['batch_size']} is smaller than the {world} "
                         "processes; every process needs at least one example per micro-batch")

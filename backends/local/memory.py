@@ -188,6 +188,13 @@ class Setup:
     dtype_name: str
     lengths: tuple[int, ...] = ()  # token counts of the training examples; empty: every one at ``seq``
     packed: bool = False
+    pack_tokens: int | None = None  # train.pack_tokens: every micro-batch is one row of up to this many tokens
+
+    def micro_batch(self) -> tuple[int, int]:
+        """(rows, row length) of the largest micro-batch to budget for."""
+        if self.pack_tokens:
+            return 1, self.pack_tokens
+        return micro_batch(self.lengths, self.batch, self.seq, self.packed)
 
 
 def estimate(shape: Shape, setup: Setup) -> dict[str, float]:
@@ -213,7 +220,7 @@ def estimate(shape: Shape, setup: Setup) -> dict[str, float]:
     state_bytes = 1 if setup.optimizer == "paged_adamw_8bit" else trainable_bytes
     parts["optimizer states"] = 2 * trainable * state_bytes
 
-    rows, row_len = micro_batch(setup.lengths, setup.batch, setup.seq, setup.packed)
+    rows, row_len = setup.micro_batch()
     h, tokens = shape.hidden, rows * row_len
     layer = (shape.norms_per_layer * 2 * h + (2 * (shape.q_dim + shape.kv_dim) if shape.qk_norm else 0)
              + 2 * shape.q_dim + 2 * shape.kv_dim + 4 * shape.intermediate)
@@ -305,7 +312,8 @@ def setup_for(request: TrainRequest) -> Setup:
                  dropout=float(lora.get("dropout", 0.0)), targets=lora.get("target_modules", "all-linear"),
                  dora=bool(lora.get("dora", False)), optimizer=optimizer,
                  checkpointing=bool(hp.get("gradient_checkpointing")), device=where.device,
-                 dtype_name=where.dtype_name)
+                 dtype_name=where.dtype_name, packed=bool(hp.get("packing", True)),
+                 pack_tokens=int(hp["pack_tokens"]) if hp.get("packing", True) and hp.get("pack_tokens") else None)
 
 
 def plan_memory(request: TrainRequest) -> MemoryPlan:
@@ -321,8 +329,8 @@ def plan_memory(request: TrainRequest) -> MemoryPlan:
     if data is not None and data.exists():
         lengths, exact = example_lengths(data, request.base_model)
         if lengths:
-            setup = replace(worst, lengths=lengths, packed=bool(request.hyperparameters.get("packing", True)))
-            rows, row_len = micro_batch(lengths, setup.batch, setup.seq, setup.packed)
+            setup = replace(worst, lengths=lengths)
+            rows, row_len = setup.micro_batch()
             basis = (f"micro-batches of this data up to {rows} x {row_len} tokens (99th percentile of random draws; "
                      f"{'counted with the model tokenizer' if exact else 'tokens estimated from bytes'})")
     parts = estimate(shape, setup)

@@ -94,6 +94,33 @@ def encode_file(fmt: ChatFormat, ref: DatasetRef, tokenizer_dir: Path, max_lengt
     return rows
 
 
+def examples_to_take(rows: list[Encoded], order: list[int], cursor: int, batch: int, budget: int | None) -> int:
+    """How many examples from ``cursor`` make the next micro-batch: ``batch``, or as many as fit in
+    ``budget`` tokens (``train.pack_tokens``; never fewer than one, never past the epoch)."""
+    if not budget:
+        return batch
+    used, take = 0, 0
+    while cursor + take < len(order):
+        n = len(rows[order[cursor + take]].input_ids)
+        if take and used + n > budget:
+            break
+        used, take = used + n, take + 1
+    return max(1, take)
+
+
+def micro_batches_per_epoch(rows: list[Encoded], seed: int, batch: int, budget: int | None) -> int:
+    """Micro-batches in one pass over the data; with a token budget, counted on the first epoch's order."""
+    if not budget:
+        return math.ceil(len(rows) / batch)
+    order = list(range(len(rows)))
+    random.Random(seed).shuffle(order)
+    cursor, count = 0, 0
+    while cursor < len(order):
+        cursor += examples_to_take(rows, order, cursor, batch, budget)
+        count += 1
+    return count
+
+
 def lr_at(step: int, total: int, warmup: int, peak: float, kind: str) -> float:
     if step < warmup:
         return peak * (step + 1) / warmup
@@ -231,7 +258,9 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
                                fused=where.device.startswith("cuda") and not dist.sharded)
 
     batch, accum = int(hp["batch_size"]), int(hp["gradient_accumulation_steps"])
-    steps_per_epoch = math.ceil(len(train_rows) / (batch * accum))
+    packing = bool(hp.get("packing", True))
+    budget = int(hp["pack_tokens"]) if packing and hp.get("pack_tokens") else None
+    steps_per_epoch = math.ceil(micro_batches_per_epoch(train_rows, seed, batch, budget) / accum)
     total = int(hp["max_steps"] or math.ceil(steps_per_epoch * float(hp["epochs"])))
     warmup = int(total * float(hp["warmup_ratio"]))
     compiled = wants_compile(settings.get("compile", "auto"), where.device, total)
@@ -240,7 +269,6 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
         compile_layers(core, str(settings.get("compile_backend", "inductor")))
     eval_every = int(hp["eval_steps"] or max(1, steps_per_epoch // 2))
     save_every = int(hp.get("checkpoint_steps") or eval_every)
-    packing = bool(hp.get("packing", True))
     stopping = hp.get("early_stopping")
     meta = {"base_model": request.base_model, "method": request.method, "chat_template": fmt.name,
             "max_seq_length": max_len}
@@ -253,7 +281,8 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
         ctx.reporter.event("resumed", message=f"resumed from the checkpoint at step {st.step} of {total}")
     ctx.reporter.event("train_plan", message=(
         f"{request.method} on {request.base_model} ({where.device}, {where.dtype_name}): {len(train_rows)} examples, "
-        f"{total} steps of {batch}x{accum}{' packed' if packing else ''}, lr {hp['learning_rate']}, "
+        f"{total} steps of {f'{budget} tokens' if budget else batch}x{accum}{' packed' if packing else ''}, "
+        f"lr {hp['learning_rate']}, "
         f"{'compiled layers, ' if compiled else ''}"
         f"validation every {eval_every} steps"))
 
@@ -278,8 +307,9 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
                     st.order = list(range(len(train_rows)))
                     random.Random(seed + st.epoch).shuffle(st.order)
                     st.cursor, st.epoch = 0, st.epoch + 1
-                micro.append([train_rows[i] for i in st.order[st.cursor:st.cursor + batch]])
-                st.cursor += batch
+                take = examples_to_take(train_rows, st.order, st.cursor, batch, budget)
+                micro.append([train_rows[i] for i in st.order[st.cursor:st.cursor + take]])
+                st.cursor += take
             micro = [dist.shard(rows) for rows in micro]  # this rank's share of each micro-batch
             n_trained = int(dist.total(sum(r.trained_tokens for rows in micro for r in rows))[0])
             step_loss, step_tokens = torch.zeros((), device=where.device), 0
