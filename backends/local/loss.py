@@ -1,7 +1,8 @@
 """The answer-only loss, computed without ever holding a whole batch's logits.
 
-Only the positions that predict a trained token reach the output layer, and they do so in chunks
-whose logits are recomputed in the backward pass instead of being kept. With a 128k-262k token
+Only the positions that predict a trained token reach the output layer, and when there are more of
+them than one chunk holds, they do so in chunks whose logits are recomputed in the backward pass
+instead of being kept. With a 128k-262k token
 vocabulary the logits are otherwise the largest tensor of a step: a packed 2,048-token row of a
 Llama 3 shaped model needs 1 GiB for its fp32 logits and as much again for their gradient.
 """
@@ -41,6 +42,8 @@ class AnswerLoss(nn.Module):
         picked = hidden[:, positions].reshape(-1, hidden.size(-1))
         flat = targets.reshape(-1)
         chunk = max(1, CHUNK_ELEMENTS // self.head.weight.size(0))
+        if picked.size(0) <= chunk:  # one chunk: nothing to save by recomputing it (small batches, CPU runs)
+            return self._chunk(picked, flat)
         total = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, picked.size(0), chunk):
             h, t = picked[start:start + chunk], flat[start:start + chunk]
