@@ -51,3 +51,19 @@ def test_fsdp_refuses_what_it_cannot_shard(project: Path) -> None:
 def test_a_batch_smaller_than_the_processes_is_refused(project: Path) -> None:
     result = invoke("run", "pipeline.yaml", *ARGS, "--set", "backends.local.processes=4", "--set", "train.batch_size=2")
     assert result.exit_code == 2 and "smaller than the 4 processes" in result.stderr
+
+
+def test_a_process_left_without_examples_at_an_epochs_end_still_trains_like_one(project: Path) -> None:
+    """48 examples in micro-batches of 5 end with one of 3: with 4 processes the 4th has none and runs a
+    zero-weight stand-in, so DDP's collectives still meet and the losses stay those of one process."""
+    args = (*ARGS, "--set", "train.batch_size=5")
+    reference = train_rows(reference_run(project, *args))
+    assert len(reference) == 10
+
+    result = invoke("run", "pipeline.yaml", *args, "--set", "backends.local.processes=4")
+    assert result.exit_code == 0, result.stderr
+    got = train_rows(next((project / "runs" / "tiny").iterdir()))
+    assert [r["step"] for r in got] == list(range(1, 11))
+    for a, b in zip(got, reference):
+        assert abs(a["train_loss"] - b["train_loss"]) < 1e-3, (a, b)
+        assert a["tokens"] == b["tokens"]

@@ -310,17 +310,22 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
                 take = examples_to_take(train_rows, st.order, st.cursor, batch, budget)
                 micro.append([train_rows[i] for i in st.order[st.cursor:st.cursor + take]])
                 st.cursor += take
-            micro = [dist.shard(rows) for rows in micro]  # this rank's share of each micro-batch
-            n_trained = int(dist.total(sum(r.trained_tokens for rows in micro for r in rows))[0])
+            shares = [(dist.shard(rows), rows) for rows in micro]  # this rank's share of each micro-batch
+            n_trained = int(dist.total(sum(r.trained_tokens for mine, _ in shares for r in mine))[0])
             step_loss, step_tokens = torch.zeros((), device=where.device), 0
-            for rows in micro:
+            for mine, whole in shares:
+                # An epoch's last micro-batch can hold fewer examples than there are processes. A rank with
+                # none still runs forward and backward (DDP and FSDP synchronise in them), on a stand-in
+                # example whose loss counts zero.
+                rows, weight = (mine, dist.world / max(1, n_trained)) if mine else (whole[:1], 0.0)
                 b = (collate_packed(rows, where.device, fmt.tokenizer.pad_token_id, pack_multiple) if packing
                      else collate(rows, fmt.tokenizer.pad_token_id, where.device))
                 with amp():
                     loss, _ = answer_loss(model, b)
-                (loss * dist.world / max(1, n_trained)).backward()  # DDP averages over ranks: this makes it a sum
-                step_loss += loss.detach()  # no .item() here: the GPU keeps working while the next batch is built
-                step_tokens += b.tokens
+                (loss * weight).backward()  # DDP averages over ranks: world / n_trained makes it a sum
+                if mine:
+                    step_loss += loss.detach()  # no .item(): the GPU keeps working while the next batch is built
+                    step_tokens += b.tokens
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimiser.step()
             optimiser.zero_grad(set_to_none=True)
