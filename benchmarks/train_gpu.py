@@ -395,12 +395,11 @@ def main() -> None:
             r["mfu"] = round(4 * matmul_params(args.shape) * r["tokens_per_s"] / PEAK_BF16, 4)
         print(json.dumps(r), flush=True)
         results.append(r)
-    payload = {"shape": args.shape, "gpu": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu",
-               "steps": args.steps, "method": args.method, "lora": "r=16 alpha=32 dropout=0.05 all-linear",
-               "dtype": "bf16", "gradient_checkpointing": True, "torch": torch.__version__, "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(payload, indent=2))
-    print(json.dumps(payload), file=sys.stderr)
+        payload = {"shape": args.shape, "gpu": torch.cuda.get_device_name() if DEVICE == "cuda" else "cpu",
+                   "steps": args.steps, "method": args.method, "lora": "r=16 alpha=32 dropout=0.05 all-linear",
+                   "dtype": "bf16", "gradient_checkpointing": True, "torch": torch.__version__, "results": results}
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(payload, indent=2))  # after every configuration: a time-out keeps the rest
 
 
 if __name__ == "__main__":
