@@ -208,8 +208,11 @@ def test_sigint_during_training_then_resume(project: Path) -> None:
     import sys
     import time
 
+    # A terminal's Ctrl-C: SIGINT handled by default even when this test runs in a background job, whose
+    # children a shell starts with SIGINT ignored (Python then keeps ignoring it).
     proc = subprocess.Popen([sys.executable, "-m", "ftp", "run", "pipeline.yaml", "--quiet", "--set", "train.epochs=400",
-                             "--set", "train.early_stopping=null"], cwd=project, stderr=subprocess.PIPE, text=True)
+                             "--set", "train.early_stopping=null"], cwd=project, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.time() + 300  # generous: CI machines can be slow to start torch
     metrics = None
     while time.time() < deadline and proc.poll() is None:

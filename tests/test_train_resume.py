@@ -18,6 +18,24 @@ ARGS = ("--quiet", "--steps", "validate,split,train", "--set", "train.epochs=6",
         "--set", "train.early_stopping=null", "--set", "backends.local.devices=cpu")
 
 
+def _alive(work_dir: Path) -> bool:
+    """Whether any process still runs with ``work_dir`` on its command line (a distributed worker)."""
+    needle = f"{work_dir.parent.name}/distributed"  # the run id: the command line may hold a relative path
+    deadline = time.time() + 10  # the kernel delivers the parent-death signal promptly, not instantly
+    while time.time() < deadline:
+        if not any(needle in _cmdline(pid) for pid in os.listdir("/proc") if pid.isdigit()):
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
 @pytest.mark.parametrize("extra", [(), ("--set", "backends.local.processes=2", "--set", "backends.local.strategy=fsdp")],
                          ids=["one-process", "fsdp-two-processes"])
 def test_sigkill_mid_training_then_resume(project: Path, extra: tuple[str, ...]) -> None:
@@ -38,6 +56,8 @@ def test_sigkill_mid_training_then_resume(project: Path, extra: tuple[str, ...])
     assert loop is not None, "no checkpoint was written before training ended"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(timeout=30)
+    workers = project.glob("runs/tiny/*/distributed")  # torchrun's workers run in sessions of their own:
+    assert not any(_alive(w) for w in workers), "a worker outlived its parents"  # they must die with them
     run_dir = loop.parent.parent
     assert json.loads((run_dir / "state.json").read_text())["steps"]["train"]["status"] == "running"
     killed_at = json.loads(loop.read_text())["step"]

@@ -155,7 +155,7 @@ def launch(request: TrainRequest, ctx: StepContext, world: int) -> TrainResult:
     strategy = str(request.backend_settings.get("strategy", "ddp")).upper()
     ctx.reporter.event("distributed", message=f"training on {world} processes (torchrun, {strategy})")
     log = (work / "torchrun.log").open("w", encoding="utf-8")
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True)
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, preexec_fn=die_with_parent)
     task = None
     try:
         assert proc.stdout is not None
@@ -182,6 +182,25 @@ def launch(request: TrainRequest, ctx: StepContext, world: int) -> TrainResult:
         raise StepFailed("train", f"distributed training failed (exit {proc.returncode}): {' | '.join(tail)} "
                                   f"(full log: {work / 'torchrun.log'})")
     return TrainResult.model_validate_json((work / RESULT).read_text(encoding="utf-8"))
+
+
+def die_with_parent() -> None:
+    """Linux: have the kernel SIGKILL this process when its parent dies.
+
+    torchrun starts its workers in sessions of their own, so killing ftp's process group (a crash, a
+    kill -9, a machine's OOM killer) would leave them training on, writing into a run that a
+    ``--resume`` is about to continue, and holding the GPUs. Set in torchrun (parent: ftp) and in each
+    worker (parent: torchrun), a death anywhere up the chain ends the chain."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    parent = os.getppid()
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def _event(line: str) -> dict[str, Any] | None:
@@ -219,6 +238,7 @@ def main() -> None:
 
     from .training import train
 
+    die_with_parent()
     work, metrics = Path(sys.argv[1]), Path(sys.argv[2])
     dist = Dist.from_env()
     request = TrainRequest.model_validate_json((work / "request.json").read_text(encoding="utf-8"))
