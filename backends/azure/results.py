@@ -14,6 +14,8 @@ import io
 import math
 from typing import Any
 
+from ftp.overfitting import verdict
+
 SOURCES: dict[str, tuple[str, ...]] = {
     "train_loss": ("train_loss",),
     "eval_loss": ("full_valid_loss", "valid_loss"),
@@ -62,18 +64,6 @@ def final_metrics(rows: list[dict[str, Any]]) -> dict[str, float]:
 
 
 def overfitting(rows: list[dict[str, Any]]) -> str | None:
-    """A verdict when validation loss rose after its best point while training loss kept falling."""
-    val = [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r]
-    train = [(r["step"], r["train_loss"]) for r in rows if "train_loss" in r]
-    if len(val) < 3 or not train:
-        return None
-    best = min(range(len(val)), key=lambda i: val[i][1])
-    if best == len(val) - 1:
-        return None
-    (s0, v0), (s1, v1) = val[best], val[-1]
-    before = [loss for step, loss in train if step <= s0][-5:]
-    after = [loss for step, loss in train if step > s1 - 5][-5:] or [train[-1][1]]
-    if v1 > v0 * 1.02 and before and sum(after) / len(after) < sum(before) / len(before):
-        return (f"overfitting: validation loss rose from {v0:.4f} (step {s0}) to {v1:.4f} (step {s1}) "
-                "while training loss fell; try fewer epochs (train.epochs)")
-    return None
+    """The verdict a local run with these curves would get."""
+    return verdict([(r["step"], r["train_loss"]) for r in rows if "train_loss" in r],
+                   [(r["step"], r["eval_loss"]) for r in rows if "eval_loss" in r])

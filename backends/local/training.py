@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ftp.data_files import iter_jsonl
+from ftp.overfitting import verdict
 from ftp.errors import FtpError, UserError
 from ftp.types import DatasetRef, ModelRef, StepContext, TrainRequest, TrainResult
 
@@ -45,19 +46,7 @@ class Curve:
     val: list[tuple[int, float]] = field(default_factory=list)
 
     def verdict(self) -> str | None:
-        """Overfitting: validation loss rose after its best point while training loss kept falling."""
-        if len(self.val) < 3:
-            return None
-        best = min(range(len(self.val)), key=lambda i: self.val[i][1])
-        if best >= len(self.val) - 1:
-            return None
-        (s0, v0), (s1, v1) = self.val[best], self.val[-1]
-        train_at = [loss for step, loss in self.train if s0 - 5 <= step <= s0]
-        train_end = [loss for step, loss in self.train if step > s1 - 5]
-        if v1 > v0 * 1.02 and train_at and train_end and sum(train_end) / len(train_end) < sum(train_at) / len(train_at):
-            return (f"overfitting: validation loss rose from {v0:.4f} (step {s0}) to {v1:.4f} (step {s1}) "
-                    "while training loss fell")
-        return None
+        return verdict(self.train, self.val)
 
 
 def tokenise(fmt: ChatFormat, ref: DatasetRef, tokenizer_dir: Path, max_length: int, loss_on: str,
