@@ -157,6 +157,7 @@ class PipelineSettings(CommonSettings):
         hp = self.train.model_dump(mode="json")
         hp["learning_rate"] = self.train.resolved_learning_rate()
         hp["optimizer"] = self.train.resolved_optimizer()
+        hp["pack_tokens"] = self.train.pack_tokens if self.train.packing else None  # a budget only packing uses
         hp["max_seq_length"] = self.model.max_seq_length
         hp["chat_template"] = self.model.chat_template
         return hp

@@ -94,7 +94,6 @@ class Dist:
         ids = [self.local_rank] if device.startswith("cuda") else None
         return DistributedDataParallel(model, device_ids=ids, broadcast_buffers=False)
 
-
     def full_trainable(self, model: Any) -> dict[str, Any] | None:
         """The whole trainable weights on every rank when they are sharded (all ranks must call), else None."""
         if not self.sharded:

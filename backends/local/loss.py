@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .chat import IGNORE
-from .modeling import CHUNK_ELEMENTS
+from .modeling import CHUNK_ELEMENTS, causal_lm
 
 
 class AnswerLoss(nn.Module):
@@ -29,7 +29,7 @@ class AnswerLoss(nn.Module):
     def __init__(self, lm: Any) -> None:
         super().__init__()
         self.lm = lm
-        causal = lm.get_base_model() if hasattr(lm, "get_base_model") else lm
+        causal = causal_lm(lm)
         self.decoder = causal.get_decoder()
         self.head = causal.get_output_embeddings()
         config = causal.config

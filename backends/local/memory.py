@@ -312,8 +312,7 @@ def setup_for(request: TrainRequest) -> Setup:
                  dropout=float(lora.get("dropout", 0.0)), targets=lora.get("target_modules", "all-linear"),
                  dora=bool(lora.get("dora", False)), optimizer=optimizer,
                  checkpointing=bool(hp.get("gradient_checkpointing")), device=where.device,
-                 dtype_name=where.dtype_name, packed=bool(hp.get("packing", True)),
-                 pack_tokens=int(hp["pack_tokens"]) if hp.get("packing", True) and hp.get("pack_tokens") else None)
+                 dtype_name=where.dtype_name, packed=bool(hp.get("packing", True)), pack_tokens=hp.get("pack_tokens"))
 
 
 def plan_memory(request: TrainRequest) -> MemoryPlan:

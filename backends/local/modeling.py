@@ -168,10 +168,14 @@ def answer_loss(model: Any, batch: Batch) -> tuple[Any, int]:
     return loss, batch.trained
 
 
+def causal_lm(model: Any) -> Any:
+    """The transformers model inside a PEFT model (or the model itself)."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def decoder_layers(model: Any) -> list[Any]:
     """The repeated blocks of a causal LM (inside PEFT and the loss wrapper): the unit worth compiling."""
-    causal = model.get_base_model() if hasattr(model, "get_base_model") else model
-    return list(getattr(causal.get_decoder(), "layers", []))
+    return list(getattr(causal_lm(model).get_decoder(), "layers", []))
 
 
 def compile_layers(model: Any, backend: str = "inductor") -> int:

@@ -101,13 +101,18 @@ def micro_batches_per_epoch(rows: list[Encoded], seed: int, batch: int, budget: 
     """Micro-batches in one pass over the data; with a token budget, counted on the first epoch's order."""
     if not budget:
         return math.ceil(len(rows) / batch)
-    order = list(range(len(rows)))
-    random.Random(seed).shuffle(order)
-    cursor, count = 0, 0
+    order, cursor, count = epoch_order(len(rows), seed, 0), 0, 0
     while cursor < len(order):
         cursor += examples_to_take(rows, order, cursor, batch, budget)
         count += 1
     return count
+
+
+def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
+    """The shuffled order of the examples in one epoch: the same on a resume as in the first attempt."""
+    order = list(range(n))
+    random.Random(seed + epoch).shuffle(order)
+    return order
 
 
 def lr_at(step: int, total: int, warmup: int, peak: float, kind: str) -> float:
@@ -248,7 +253,7 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
 
     batch, accum = int(hp["batch_size"]), int(hp["gradient_accumulation_steps"])
     packing = bool(hp.get("packing", True))
-    budget = int(hp["pack_tokens"]) if packing and hp.get("pack_tokens") else None
+    budget = hp.get("pack_tokens")
     steps_per_epoch = math.ceil(micro_batches_per_epoch(train_rows, seed, batch, budget) / accum)
     total = int(hp["max_steps"] or math.ceil(steps_per_epoch * float(hp["epochs"])))
     warmup = int(total * float(hp["warmup_ratio"]))
@@ -293,8 +298,7 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
             micro = []
             for _ in range(accum):
                 if st.cursor >= len(st.order):
-                    st.order = list(range(len(train_rows)))
-                    random.Random(seed + st.epoch).shuffle(st.order)
+                    st.order = epoch_order(len(train_rows), seed, st.epoch)
                     st.cursor, st.epoch = 0, st.epoch + 1
                 take = examples_to_take(train_rows, st.order, st.cursor, batch, budget)
                 micro.append([train_rows[i] for i in st.order[st.cursor:st.cursor + take]])
