@@ -24,6 +24,7 @@ from ftp.types import (
 
 from . import http
 from .deploy import AzureDeployment, deployment_name
+from .files import content_name
 from .settings import AzureSettings, default_suffix
 
 ASSETS, JOB, ENDPOINT = "azureml_assets", "azureml_job", "azureml_endpoint"
@@ -61,7 +62,7 @@ class AzureMLFineTuning:
         for ref, split in ((request.train, "train"), (request.validation, "validation")):
             if ref is None or ref.sha256 in known:
                 continue
-            name = f"ftp-{ref.sha256[:16]}-{split}"
+            name = content_name(ref.sha256, split)
             self.ctx.reporter.event("azure", message=f"uploading {split} data as Azure ML data asset {name}")
             known[ref.sha256] = self.adapter.upload_data(ref.path, name, "1")
             self.ctx.record_resource(ASSETS, dict(known))

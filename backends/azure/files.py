@@ -29,8 +29,13 @@ class UploadedFile:
     status: str
 
 
+def content_name(sha256: str, split: str) -> str:
+    """A name that says what the content is: the same data gets the same name, run after run."""
+    return f"ftp-{sha256[:16]}-{split}"
+
+
 def remote_name(sha256: str, split: str) -> str:
-    return f"ftp-{sha256[:16]}-{split}.jsonl"
+    return f"{content_name(sha256, split)}.jsonl"
 
 
 def find_existing(plane: DataPlane, name: str) -> dict[str, Any] | None:
