@@ -314,20 +314,20 @@ class Runner:
         result = self._train_result()
         samples = read_jsonl(self._split().validation.path)[: self.settings.review.samples]
         request = ReviewRequest(run_dir=self.run.path, metrics_file=self.run.metrics_file, train_result=result,
-                                samples=samples, predictor=lambda: self._predictor_or_none("fine-tuned", result.model),
+                                samples=samples, predictor=lambda: self._predictor_or_reason("fine-tuned", result.model)[0],
                                 settings=self.pipeline.as_dict())
         artifacts = self.hooks.review(request)
         verdict = result.overfitting or "no sign of overfitting"
         return ({"artifacts": [a.model_dump(mode="json") for a in artifacts], "overfitting": verdict},
                 f"{', '.join(a.name for a in artifacts)}; {verdict}")
 
-    def _predictor_or_none(self, label: str, model: ModelRef) -> Predictor | None:
-        """The candidate's predictor, or None (with the backend's reason shown) when it cannot answer prompts."""
+    def _predictor_or_reason(self, label: str, model: ModelRef) -> tuple[Predictor | None, str]:
+        """The candidate's predictor, or None and the backend's reason (shown) when it cannot answer prompts."""
         try:
-            return self.ctx.predictor(model)
+            return self.ctx.predictor(model), ""
         except NotEvaluable as exc:
             self.reporter.event("warning", message=f"{label}: not evaluated: {exc}")
-            return None
+            return None, str(exc)
 
     def candidates(self) -> dict[str, ModelRef]:
         result = self._train_result()
@@ -347,11 +347,9 @@ class Runner:
         per_example: dict[str, list[str]] = {}
         skipped: dict[str, str] = {}
         for label, model in self.candidates().items():
-            try:
-                predictor = self.ctx.predictor(model)
-            except NotEvaluable as exc:
-                skipped[label] = str(exc)
-                self.reporter.event("warning", message=f"{label}: not evaluated: {exc}")
+            predictor, reason = self._predictor_or_reason(label, model)
+            if predictor is None:
+                skipped[label] = reason
                 continue
             limit = ev.max_new_tokens if isinstance(ev.max_new_tokens, int) else auto_max_new_tokens(predictor, references)
             self.reporter.event("evaluating", candidate=label, examples=len(examples), message=f"{label}: answering {len(examples)} test prompts")
