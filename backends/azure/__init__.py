@@ -127,7 +127,7 @@ def openai_predictor(s: AzureSettings, model: ModelRef, ctx: StepContext) -> Pre
     if ev.fine_tuned == "none":
         raise NotEvaluable(f"backends.azure.evaluation.fine_tuned is none, so no deployment answers the test "
                            f"prompts; {fallback}")
-    missing = [k for k in ("subscription_id", "resource_group", "account") if not getattr(s, k)]
+    missing = s.unset("subscription_id", "resource_group", "account")
     if missing:
         raise NotEvaluable(f"no deployment can be made to answer the test prompts (backends.azure: "
                            f"{', '.join(missing)} not set; or set evaluation.fine_tuned: none); {fallback}")

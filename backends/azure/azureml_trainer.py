@@ -31,7 +31,7 @@ ASSETS, JOB, ENDPOINT = "azureml_assets", "azureml_job", "azureml_endpoint"
 
 
 def check_settings(settings: AzureSettings) -> None:
-    missing = [k for k in ("subscription_id", "resource_group", "workspace") if not getattr(settings, k)]
+    missing = settings.unset("subscription_id", "resource_group", "workspace")
     if missing:
         raise UserError(f"backends.azure: kind azureml needs {', '.join(missing)} (the Azure ML workspace); "
                         "see docs/backends/azure.md")

@@ -42,7 +42,7 @@ class AzureDeployment:
 
 
 def check_settings(settings: AzureSettings) -> None:
-    missing = [k for k in ("subscription_id", "resource_group", "account") if not getattr(settings, k)]
+    missing = settings.unset("subscription_id", "resource_group", "account")
     if missing:
         raise UserError(f"backends.azure: {', '.join(missing)} not set; a deployment needs the subscription, "
                         "resource group and account of the Azure OpenAI resource (see docs/backends/azure.md)")

@@ -121,6 +121,10 @@ class AzureSettings(Strict):
             raise ValueError("must be 1-40 characters of a-z, A-Z, 0-9, - and _")
         return value
 
+    def unset(self, *keys: str) -> list[str]:
+        """Which of the resource-locating ``keys`` (subscription_id, account, workspace...) are not set."""
+        return [k for k in keys if not getattr(self, k)]
+
     def uses_method_body(self) -> bool:
         """The preview and v1 surfaces take hyperparameters under ``method``; GA takes them at the top."""
         if self.method_body is not None:
