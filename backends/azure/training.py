@@ -164,10 +164,9 @@ class OpenAIFineTuning:
             return rows
         text = self.plane.raw(f"files/{result_files[0]}/content").decode("utf-8-sig", errors="replace")
         atomic_write(self.ctx.run_dir / "azure" / "results.csv", text)
-        seen = {r["step"] for r in rows}
         merged = {r["step"]: r for r in rows}
         for row in results.parse_results_csv(text):
-            if row["step"] not in seen:
+            if row["step"] not in merged:
                 self.ctx.log_metrics(row)
             merged[row["step"]] = {**row, **merged.get(row["step"], {})}
         return [merged[s] for s in sorted(merged)]
@@ -238,14 +237,10 @@ class OpenAIFineTuning:
     # --- cancel ----------------------------------------------------------------------------------
 
     def cancel(self) -> str:
+        job_id = self.existing_job()  # recorded, or sent before a crash and found by its submission marker
+        if job_id is None:
+            raise UserError(f"run {self.ctx.run_id} has no Azure job to cancel (none was submitted)")
         job_state = self.ctx.resource(JOB) or {}
-        job_id = job_state.get("id")
-        if not job_id:
-            marker = self.ctx.resource(SUBMISSION)
-            found = jobs.find_submitted(self.plane, marker["body"], marker["at"]) if marker else None
-            if found is None:
-                raise UserError(f"run {self.ctx.run_id} has no Azure job to cancel (none was submitted)")
-            job_id = found["id"]
         current = jobs.normalise(self.plane.get(f"fine_tuning/jobs/{job_id}").get("status"))
         if current in jobs.TERMINAL:
             return f"job {job_id} is already {current}; nothing to cancel"
