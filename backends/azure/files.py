@@ -15,7 +15,7 @@ from typing import Any
 from ftp.errors import StepFailed
 
 from .dataplane import DataPlane
-from .http import AzureError, Backoff, Clock
+from .http import AzureError, Clock, create_once
 from .settings import PollSettings
 
 TERMINAL = ("processed", "error", "deleted")
@@ -54,21 +54,9 @@ def upload(plane: DataPlane, path: Path, name: str, clock: Clock) -> dict[str, A
     sending the bytes again, so the resource does not collect copies.
     """
     content = path.read_bytes()
-    backoff = Backoff(plane.settings.retry, clock)
-    while True:
-        try:
-            return plane.post("files", data={"purpose": "fine-tune"}, retry_ambiguous=False,
-                              files={"file": (name, content, "application/octet-stream")})
-        except AzureError as exc:
-            if not exc.transient:
-                raise
-            found = find_existing(plane, name)
-            if found is not None:
-                return found
-            wait = backoff.next_wait(None)
-            if wait is None:
-                raise
-            clock.sleep(wait)
+    return create_once(lambda: plane.post("files", data={"purpose": "fine-tune"}, retry_ambiguous=False,
+                                          files={"file": (name, content, "application/octet-stream")}),
+                       lambda: find_existing(plane, name), plane.settings.retry, clock)
 
 
 def wait_processed(plane: DataPlane, file: dict[str, Any], poll: PollSettings, clock: Clock, label: str) -> dict[str, Any]:

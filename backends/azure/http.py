@@ -115,6 +115,30 @@ class Backoff:
         return wait
 
 
+def create_once(send: Callable[[], dict[str, Any]], find: Callable[[], dict[str, Any] | None],
+                policy: RetrySettings, clock: Clock) -> dict[str, Any]:
+    """Send a request that creates something (a file, a job) so that it exists once.
+
+    After an ambiguous failure (a reset, a 5xx) the service may have acted all the same, so ``find``
+    looks for what the request would have made before it is sent again. Non-transient failures, and
+    transient ones past the retry budget, are raised as they came."""
+    backoff = Backoff(policy, clock)
+    while True:
+        try:
+            return send()
+        except AzureError as exc:
+            if not exc.transient:
+                raise
+            found = find()
+            if found is not None:
+                log.warning("%s, but it had been created: %s", exc, found.get("id"))
+                return found
+            wait = backoff.next_wait(None)
+            if wait is None:
+                raise
+            clock.sleep(wait)
+
+
 def describe(method: str, url: str) -> str:
     """``GET /openai/fine_tuning/jobs/ftjob-1``: the path only (the host is in the settings, the query says nothing)."""
     path = url.split("://", 1)[-1]

@@ -109,22 +109,14 @@ class OpenAIFineTuning:
         """Create the job exactly once, even if an answer is lost on the way."""
         at = time.time()
         self.ctx.record_resource(SUBMISSION, {"body": body, "at": at, **note})
-        backoff = http.Backoff(self.settings.retry, self.clock)
-        while True:
-            try:
-                return jobs.create(self.plane, body)
-            except AzureError as exc:
-                if not exc.transient:
-                    raise StepFailed("train", f"Azure refused the job: {exc}") from None
-                found = jobs.find_submitted(self.plane, body, at)
-                if found:
-                    log.warning("%s, but the job was created: %s", exc, found["id"])
-                    return found
-                wait = backoff.next_wait(None)
-                if wait is None:
-                    raise StepFailed("train", f"could not submit the job: {exc}; ftp run --resume {self.ctx.run_id} "
-                                     "looks for it before submitting again") from None
-                self.clock.sleep(wait)
+        try:
+            return http.create_once(lambda: jobs.create(self.plane, body),
+                                    lambda: jobs.find_submitted(self.plane, body, at), self.settings.retry, self.clock)
+        except AzureError as exc:
+            if not exc.transient:
+                raise StepFailed("train", f"Azure refused the job: {exc}") from None
+            raise StepFailed("train", f"could not submit the job: {exc}; ftp run --resume {self.ctx.run_id} "
+                             "looks for it before submitting again") from None
 
     # --- follow ----------------------------------------------------------------------------------
 
