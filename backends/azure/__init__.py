@@ -164,11 +164,11 @@ class AzureDeployer:
         if s.kind == "azureml":
             return AzureTrainer._azureml(s, ctx).deploy(request)
         require_extra()
-        from .deploy import create_or_update, deployment_name
+        from .deploy import create_or_update, name_for
         from .records import record
 
         version = request.version
-        name = s.deployment.name or deployment_name(f"{version.name}-v{version.version}")
+        name = name_for(s, version)
         ctx.record_resource(DEPLOYMENT, {"name": name, "model": version.artifact, "state": "Creating"})
         made = create_or_update(s, name, version.artifact, s.deployment.sku, s.deployment.capacity)
         ctx.record_resource(DEPLOYMENT, made.as_dict())

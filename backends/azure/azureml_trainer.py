@@ -23,7 +23,8 @@ from ftp.types import (
 )
 
 from . import http
-from .deploy import AzureDeployment, deployment_name
+from .deploy import AzureDeployment, deployment_name, name_for
+from .cost import confirm_submission
 from .files import content_name
 from .settings import AzureSettings, default_suffix
 
@@ -72,10 +73,8 @@ class AzureMLFineTuning:
         if self.settings.max_cost is not None:
             self.ctx.reporter.event("warning", message="backends.azure.max_cost cannot be checked for kind azureml: "
                                                        "Azure ML bills compute time, which ftp cannot estimate")
-        if not self.ctx.confirm(f"Submit the Azure ML fine-tuning job of {request.base_model} (billed by compute "
-                                "time; no estimate)?"):
-            raise StepFailed("train", "not submitted: the confirmation was declined or nobody could answer it; "
-                             f"to submit, resume with ftp run --resume {self.ctx.run_id} --yes")
+        confirm_submission(self.ctx, f"Submit the Azure ML fine-tuning job of {request.base_model} (billed by "
+                                     "compute time; no estimate)?")
         assets = self._assets(request)
         base = request.base_model
         model_id = base if base.startswith("azureml://") else self.adapter.resolve_model(base, self.settings.model_label)
@@ -152,7 +151,7 @@ class AzureMLFineTuning:
         from .records import record
 
         version = request.version
-        name = self.settings.deployment.name or deployment_name(f"{version.name}-v{version.version}")
+        name = name_for(self.settings, version)
         base_model_id = str(version.backend_details.get("base_model_id") or "")
         if base_model_id:
             self.adapter.marketplace_subscription(base_model_id, deployment_name(f"{name}-subscription"))

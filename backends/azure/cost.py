@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ftp.data_files import read_jsonl
-from ftp.errors import UserError
+from ftp.errors import StepFailed, UserError
+from ftp.types import StepContext
 
 from .settings import AzureSettings
 
@@ -71,3 +72,10 @@ def enforce_limit(est: CostEstimate, settings: AzureSettings) -> None:
     if est.cost > settings.max_cost:
         raise UserError(f"backends.azure.max_cost: the job is estimated at {est.cost:.2f} {est.currency}, over the "
                         f"limit of {settings.max_cost:g}; use fewer epochs or examples, or raise max_cost")
+
+
+def confirm_submission(ctx: StepContext, question: str) -> None:
+    """Ask before paid work is submitted (``--yes`` answers); a no, or nobody to answer, stops the step."""
+    if not ctx.confirm(question):
+        raise StepFailed("train", "not submitted: the confirmation was declined or nobody could answer it; "
+                         f"to submit, resume with ftp run --resume {ctx.run_id} --yes")

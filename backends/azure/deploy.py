@@ -105,6 +105,11 @@ def create_or_update(settings: AzureSettings, name: str, model: str, sku: Sku, c
                            endpoint=deployment_endpoint(settings, name), state=state)
 
 
+def name_for(settings: AzureSettings, version: Any) -> str:
+    """The deployment of a registered version: ``backends.azure.deployment.name``, else ``<name>-v<version>``."""
+    return settings.deployment.name or deployment_name(f"{version.name}-v{version.version}")
+
+
 def deployment_name(text: str) -> str:
     """Deployment names: letters, digits, ``-`` ``_`` ``.``, at most 64 characters."""
     import re

@@ -81,9 +81,7 @@ class OpenAIFineTuning:
                                 epochs=est.epochs, cost=est.cost, currency=est.currency)
         cost.enforce_limit(est, self.settings)
         price = f" (about {est.cost:.2f} {est.currency})" if est.cost is not None else ""
-        if not self.ctx.confirm(f"Submit the fine-tuning job of {request.base_model} to Azure{price}?"):
-            raise StepFailed("train", "not submitted: the confirmation was declined or nobody could answer it; "
-                             f"to submit, resume with ftp run --resume {self.ctx.run_id} --yes")
+        cost.confirm_submission(self.ctx, f"Submit the fine-tuning job of {request.base_model} to Azure{price}?")
         return est
 
     def adopt_submitted(self) -> dict[str, Any] | None:
