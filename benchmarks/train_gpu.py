@@ -10,9 +10,14 @@ tokens, up to 2,048; loss on the answer only) with about 2,000 real tokens per o
 - ``trl-defaults``: SFTTrainer, batch 4, no packing, its default optimiser;
 - ``trl-best``: SFTTrainer, packing (best-fit decreasing, padding-free) into 1 x 2,048, Liger kernels,
   paged 8-bit AdamW (the best configuration of the reference in ../shared/reference/device-notes.md);
-- ``ftp``: ftp's trainer, 5 examples packed padding-free into one row, compiled decoder layers
-  (``backends.local.compile: auto``), its default optimiser (paged 8-bit AdamW for QLoRA);
-- ``ftp-eager``: the same without compilation.
+- ``ftp``: ftp's trainer, examples packed padding-free into one row of up to 2,048 tokens
+  (``train.pack_tokens: 2048``), mask-free variable-length attention, adapters stepped as one flat
+  tensor, compiled decoder layers (``backends.local.compile: auto``), its default optimiser (paged
+  8-bit AdamW for QLoRA);
+- ``ftp-eager``: the same without compilation; ``ftp-no-flat``: without the flat adapters;
+  ``ftp-rounded``: rows rounded up to a multiple of 256 tokens;
+- ``ftp-sdpa``: as ftp trained before mask-free attention and flat adapters (SDPA with a
+  block-diagonal mask); ``ftp-sdpa-5-per-step``: that, with 5 examples per step as in the earlier results.
 
 Reported per configuration: non-padding tokens per second over the steps after the first five, peak
 GPU memory (``torch.cuda.max_memory_allocated``), wall time and MFU = 4 x N x tokens/s / 989e12,
@@ -143,20 +148,25 @@ class Ctx:
 
 
 def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, compile_layers: bool,
-            profile: bool = False, pack_multiple: int = 0) -> dict[str, Any]:
+            profile: bool = False, pack_multiple: int = 0, attention: str = "auto", flat: bool = True,
+            pack_tokens: int | None = 2048) -> dict[str, Any]:
+    import torch
+
+    from ftp.backends.local import training
     from ftp.backends.local.memory import plan_memory
-    from ftp.backends.local.training import train
     from ftp.data_files import dataset_ref
     from ftp.settings import PipelineSettings
     from ftp.types import TrainRequest
 
+    training.FLATTEN = flat
+    per_step = {"pack_tokens": pack_tokens} if pack_tokens else {"batch_size": 5}
     settings = PipelineSettings(name="bench", data={"train": str(data)}, model={"base": str(model_dir),
                                 "max_seq_length": 2048, "chat_template": "chatml"},
-                                train={"method": method, "max_steps": steps, "batch_size": 5,
+                                train={"method": method, "max_steps": steps, **per_step,
                                        "gradient_accumulation_steps": 1, "packing": True,
                                        "early_stopping": None, "warmup_ratio": 0.0,
                                        "invalid_examples": "drop", "gradient_checkpointing": True})
-    backend = {"devices": DEVICE, "compile": compile_layers, "pack_multiple": pack_multiple}
+    backend = {"devices": DEVICE, "compile": compile_layers, "pack_multiple": pack_multiple, "attention": attention}
     request = TrainRequest(backend="local", base_model=str(model_dir), method=method,
                            hyperparameters=settings.hyperparameters(), train=dataset_ref(data, "train"),
                            validation=None, output_dir=work / f"model-ftp-{compile_layers}", backend_settings=backend)
@@ -165,8 +175,11 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, co
     ctx = Ctx(work)
     ctx.backend_settings = backend
     prof, summary = (start_profile(ctx, steps) if profile else (None, {}))
+    steady: list[float] = []
+    if prof is None and DEVICE == "cuda":  # memory held between steps: weights, adapters, optimiser state
+        ctx.on_step = lambda: steady.append(torch.cuda.memory_allocated() / 2**30)
     start = time.perf_counter()
-    result, trained = train(request, ctx)  # type: ignore[arg-type]
+    result, trained = training.train(request, ctx)  # type: ignore[arg-type]
     wall = time.perf_counter() - start
     if prof is not None:
         summary.update(profile_summary(prof, summary))
@@ -175,12 +188,16 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, co
     warm, last = rows[first], rows[end]  # skip the first steps (compilation, kernel selection, allocator growth)
     elapsed = (last["tokens"] / last["tokens_per_s"]) - (warm["tokens"] / warm["tokens_per_s"])
     tps = (last["tokens"] - warm["tokens"]) / max(elapsed, 1e-9)
-    out = {"trainer": f"ftp {method} (5 packed/step, {settings.train.resolved_optimizer()}, "
-                      f"{'compiled layers' if compile_layers else 'eager'}"
+    shape = f"packed to {pack_tokens} tokens/step" if pack_tokens else "5 packed/step"
+    out = {"trainer": f"ftp {method} ({shape}, {settings.train.resolved_optimizer()}, "
+                      f"{'compiled layers' if compile_layers else 'eager'}, attention {attention}"
+                      f"{', flat adapters' if flat else ''}"
                       f"{f', rows rounded up to {pack_multiple}' if pack_multiple else ''})",
-           "tokens_per_s": round(tps), "tokens_per_step": round((last["tokens"] - warm["tokens"]) / (end - first)), "wall_s": round(wall, 1),
-           "peak_gib": round(peak_gib(), 2), "predicted_gib": round(plan.total_gib, 2),
-           "final_loss": round(result.metrics["train_loss"], 4)}
+           "tokens_per_s": round(tps), "tokens_per_step": round((last["tokens"] - warm["tokens"]) / (end - first)),
+           "wall_s": round(wall, 1), "peak_gib": round(peak_gib(), 2), "predicted_gib": round(plan.total_gib, 2),
+           "first_loss": round(rows[0]["train_loss"], 4), "final_loss": round(result.metrics["train_loss"], 4)}
+    if steady:
+        out["between_steps_gib"] = round(steady[-1], 2)
     if summary:
         out["profile"] = summary
     del trained
@@ -320,30 +337,21 @@ def run_trl(model_dir: Path, data: Path, work: Path, steps: int, method: str, be
     return out
 
 
-def no_cudnn_attention(run: Any) -> dict[str, Any]:
-    """The profile shows cuDNN attention's host side planning every new sequence length: try without it."""
-    import torch
-
-    torch.backends.cuda.enable_cudnn_sdp(False)
-    out = run()
-    out["trainer"] += ", SDPA without cuDNN"
-    return out
+def ftp_config(**options: Any) -> Any:
+    return lambda a, m, d: run_ftp(m, d, a.work, a.steps, a.method, **{"profile": a.profile, **options})
 
 
 CONFIGS = {
     "trl-defaults": lambda a, m, d: run_trl(m, d, a.work, a.steps, a.method, best=False),
     "trl-best": lambda a, m, d: run_trl(m, d, a.work, a.steps, a.method, best=True),
-    "ftp-eager": lambda a, m, d: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=False),
-    "ftp": lambda a, m, d: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=True, profile=a.profile),
-    "ftp-eager-profile": lambda a, m, d: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=False, profile=True),
-    "ftp-no-cudnn-attention": lambda a, m, d: no_cudnn_attention(
-        lambda: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=True, profile=a.profile)),
-    "ftp-eager-no-cudnn-attention": lambda a, m, d: no_cudnn_attention(
-        lambda: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=False)),
-    "ftp-eager-rounded": lambda a, m, d: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=False,
-                                                 pack_multiple=256),
-    "ftp-rounded": lambda a, m, d: run_ftp(m, d, a.work, a.steps, a.method, compile_layers=True,
-                                           pack_multiple=256),
+    "ftp": ftp_config(compile_layers=True),
+    "ftp-eager": ftp_config(compile_layers=False, profile=False),
+    # what ftp did before mask-free attention and flat adapters (the earlier results' "ftp")
+    "ftp-sdpa": ftp_config(compile_layers=True, attention="sdpa", flat=False, profile=False),
+    "ftp-sdpa-5-per-step": ftp_config(compile_layers=True, attention="sdpa", flat=False, profile=False,
+                                      pack_tokens=None),
+    "ftp-no-flat": ftp_config(compile_layers=True, flat=False, profile=False),
+    "ftp-rounded": ftp_config(compile_layers=True, pack_multiple=256, profile=False),
 }
 
 

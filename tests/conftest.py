@@ -151,6 +151,42 @@ def train_rows(run_dir: Path) -> list[dict[str, Any]]:
     return [r for r in rows if "train_loss" in r]
 
 
+class TrainCtx:
+    """A minimal StepContext for calling the local trainer directly: records events and metric rows."""
+
+    def __init__(self, folder: Path, backend: dict[str, Any]) -> None:
+        from ftp.progress import QuietReporter
+
+        self.run_id, self.run_dir, self.backend_settings = "t", folder, backend
+        self.events: list[str] = []
+        self.rows: list[dict[str, Any]] = []
+        self.reporter = QuietReporter()
+        self.reporter.event = lambda kind, **kw: self.events.append(kind)  # type: ignore[method-assign]
+
+    def log_metrics(self, row: dict[str, Any]) -> None:
+        self.rows.append(row)
+
+
+def train_directly(model_dir: Path, folder: Path, train: dict[str, Any], backend: dict[str, Any] | None = None,
+                   examples: int = 12) -> tuple[TrainCtx, Any, Any]:
+    """The local trainer on ``examples`` chat examples without a pipeline run: (context, result, trained)."""
+    from ftp.backends.local.training import train as local_train
+    from ftp.data_files import dataset_ref
+    from ftp.settings import PipelineSettings
+    from ftp.types import TrainRequest
+
+    backend = backend or {"devices": "cpu"}
+    data = write_jsonl(folder / "train.jsonl", make_examples(examples))
+    settings = PipelineSettings(name="t", data={"train": str(data)}, model={"base": str(model_dir)},
+                                train={"early_stopping": None, **train})
+    request = TrainRequest(backend="local", base_model=str(model_dir), method=settings.train.method,
+                           hyperparameters=settings.hyperparameters(), train=dataset_ref(data, "train"),
+                           validation=None, output_dir=folder / "model", backend_settings=backend)
+    ctx = TrainCtx(folder, backend)
+    result, trained = local_train(request, ctx)  # type: ignore[arg-type]
+    return ctx, result, trained
+
+
 def invoke(*args: str, **kwargs: Any) -> Any:
     """Run the CLI in-process and return click's result."""
     from click.testing import CliRunner

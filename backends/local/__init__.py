@@ -32,6 +32,9 @@ class LocalSettings(BaseModel):
         "auto", description="torch.compile each decoder layer; auto: on CUDA (with triton) for runs of 100+ steps")
     compile_backend: str = Field("inductor", description="torch.compile backend (aot_eager to debug a compile problem)")
     pack_multiple: int = Field(0, ge=0, description="round packed rows up to a multiple of this many tokens (0: off)")
+    attention: Literal["auto", "sdpa"] = Field(
+        "auto", description="packed rows: auto uses variable-length FlashAttention where the model's attention "
+                            "allows it (no sliding window or soft-capping), else SDPA with a block-diagonal mask")
 
 
 class LocalTrainer:

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+from .attention import NAME as PACKED
 from .chat import IGNORE
 from .modeling import CHUNK_ELEMENTS, causal_lm
 
@@ -36,9 +37,13 @@ class AnswerLoss(nn.Module):
         self.cap = getattr(config, "final_logit_softcapping", None)  # Gemma 2 style tanh capping
         self.scale = getattr(config, "logits_scaling", None)  # Granite divides its logits
 
-    def forward(self, input_ids: Any, attention_mask: Any, position_ids: Any, positions: Any, targets: Any) -> Any:
+    def forward(self, input_ids: Any, attention_mask: Any, position_ids: Any, positions: Any, targets: Any,
+                starts: Any = None, longest: int = 0) -> Any:
+        extra = {}
+        if starts is not None and self.decoder.config._attn_implementation == PACKED:  # see attention.py
+            extra = {"cu_seq_lens_q": starts, "cu_seq_lens_k": starts, "max_length_q": longest, "max_length_k": longest}
         hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
-                              use_cache=False).last_hidden_state
+                              use_cache=False, **extra).last_hidden_state
         picked = hidden[:, positions].reshape(-1, hidden.size(-1))
         flat = targets.reshape(-1)
         chunk = max(1, CHUNK_ELEMENTS // self.head.weight.size(0))

@@ -96,11 +96,14 @@ class Batch:
     positions: Any = None  # sequence positions whose next token is trained (any row)
     targets: Any = None  # the next tokens at those positions, one row per batch row (IGNORE where not trained)
     trained: int = 0
+    starts: Any = None  # packed rows: where each example starts, and the row's end (int32, for attention.py)
+    longest: int = 0  # packed rows: the longest example's length
 
     def to(self, device: str) -> "Batch":
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
         return Batch(move(self.input_ids), move(self.attention_mask), move(self.labels), self.tokens,
-                     move(self.position_ids), move(self.positions), move(self.targets), self.trained)
+                     move(self.position_ids), move(self.positions), move(self.targets), self.trained,
+                     move(self.starts), self.longest)
 
 
 def _with_targets(batch: Batch, device: str) -> Batch:
@@ -140,17 +143,23 @@ def collate_packed(rows: list[Encoded], device: str, pad_id: int = 0, multiple: 
     ids: list[int] = []
     labels: list[int] = []
     positions: list[int] = []
+    starts = [0]
     for r in rows:
         ids += r.input_ids
         labels += [IGNORE] + r.labels[1:]
         positions += range(len(r.input_ids))
+        starts.append(len(ids))
     real = len(ids)
     filler = -real % multiple if multiple else 0
     ids += [pad_id] * filler
     labels += [IGNORE] * filler
     positions += range(filler)
+    if filler:
+        starts.append(len(ids))
+    longest = max(b - a for a, b in zip(starts, starts[1:]))
     as_row = lambda xs: torch.tensor([xs], dtype=torch.long)  # noqa: E731
-    return _with_targets(Batch(as_row(ids), None, as_row(labels), real, as_row(positions)), device)
+    return _with_targets(Batch(as_row(ids), None, as_row(labels), real, as_row(positions),
+                               starts=torch.tensor(starts, dtype=torch.int32), longest=longest), device)
 
 
 def answer_loss(model: Any, batch: Batch) -> tuple[Any, int]:
@@ -164,7 +173,8 @@ def answer_loss(model: Any, batch: Batch) -> tuple[Any, int]:
         return torch.zeros((), device=batch.labels.device, requires_grad=True), 0
     from .loss import loss_model
 
-    loss = loss_model(model)(batch.input_ids, batch.attention_mask, batch.position_ids, batch.positions, batch.targets)
+    loss = loss_model(model)(batch.input_ids, batch.attention_mask, batch.position_ids, batch.positions, batch.targets,
+                             batch.starts, batch.longest)
     return loss, batch.trained
 
 

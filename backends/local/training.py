@@ -24,8 +24,10 @@ from . import checkpoint, token_cache
 from .precision import adapters_follow_autocast, autocast
 from .distributed import Dist
 from .chat import ChatFormat, Encoded, chat_format, encode, show_mask
+from .attention import packed
+from .flat import Trainable, flatten
 from .modeling import (Placement, answer_loss, collate, collate_packed, compile_layers, load_model, load_tokenizer,
-                       peak_memory_mb, placement, uncompile_layers)
+                       causal_lm, peak_memory_mb, placement, uncompile_layers)
 
 META_FILE = "ftp_model.json"
 
@@ -158,6 +160,7 @@ def make_optimiser(name: str, params: list[Any], lr: float, weight_decay: float,
     return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=fused)
 
 
+FLATTEN = True  # adapters in one buffer (flat.py); a switch for benchmarks/train_gpu.py's comparison
 COMPILE_MIN_STEPS = 100  # compiling costs about a minute; on an H200 it saves ~0.1-0.3 s per step
 
 
@@ -248,7 +251,8 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
 
     model = dist.wrap(AnswerLoss(core), where.device)  # DDP over all ranks; ``core`` is saved and evaluated
     params = [p for p in core.parameters() if p.requires_grad]
-    optimiser = make_optimiser(hp.get("optimizer", "adamw"), params, hp["learning_rate"], hp["weight_decay"],
+    trainable = (flatten(params) if FLATTEN and dist.world == 1 and request.method != "full" else Trainable(params))
+    optimiser = make_optimiser(hp.get("optimizer", "adamw"), trainable.params, hp["learning_rate"], hp["weight_decay"],
                                fused=where.device.startswith("cuda") and not dist.sharded)
 
     batch, accum = int(hp["batch_size"]), int(hp["gradient_accumulation_steps"])
@@ -290,6 +294,8 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     amp = lambda: autocast(where.device, where.dtype_name)  # noqa: E731
     precision = ExitStack()
     precision.enter_context(adapters_follow_autocast(core, where.dtype_name))
+    if packing and settings.get("attention", "auto") == "auto" and precision.enter_context(packed(causal_lm(core))):
+        ctx.reporter.event("attention", message="packed rows use variable-length FlashAttention (no mask)")
     try:
         while st.step < total:
             step = st.step
@@ -319,9 +325,9 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
                 if mine:
                     step_loss += loss.detach()  # no .item(): the GPU keeps working while the next batch is built
                     step_tokens += b.tokens
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            torch.nn.utils.clip_grad_norm_(trainable.params, 1.0)
             optimiser.step()
-            optimiser.zero_grad(set_to_none=True)
+            trainable.zero_grad(optimiser)
             step_loss, step_tokens = dist.total(float(step_loss), step_tokens)  # all ranks, one reduction per step
             st.step = step + 1
             st.trained_tokens += n_trained
