@@ -17,7 +17,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import NAME as PACKED
 from .chat import IGNORE
-from .modeling import CHUNK_ELEMENTS, causal_lm
+from .modeling import CHUNK_ELEMENTS, GPU_CHUNK_ELEMENTS, causal_lm
 
 
 class AnswerLoss(nn.Module):
@@ -46,7 +46,7 @@ class AnswerLoss(nn.Module):
                               use_cache=False, **extra).last_hidden_state
         picked = hidden[:, positions].reshape(-1, hidden.size(-1))
         flat = targets.reshape(-1)
-        chunk = max(1, CHUNK_ELEMENTS // self.head.weight.size(0))
+        chunk = max(1, (GPU_CHUNK_ELEMENTS if hidden.is_cuda else CHUNK_ELEMENTS) // self.head.weight.size(0))
         if picked.size(0) <= chunk:  # one chunk: nothing to save by recomputing it (small batches, CPU runs)
             return self._chunk(picked, flat)
         total = hidden.new_zeros((), dtype=torch.float32)

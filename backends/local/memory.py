@@ -27,7 +27,7 @@ row, or ``b`` rows padded to the longest; ``b * s`` when the data is not at hand
   This is the Korthikanti et al. (2022) ``(34h + 5 a s) s b`` per-layer estimate, re-derived for gated MLPs,
   GQA, and no dropout in the base model.
 - **logits**: only answer positions are scored (``0.3 t`` of them), a chunk of ``2**26 / vocab`` positions
-  at a time (loss.py), so at most one chunk's ``vocab``-wide rows exist, times (``d`` for the logits, + 4 for the
+  (``2**23 / vocab`` on a GPU) at a time (loss.py), so at most one chunk's ``vocab``-wide rows exist, times (``d`` for the logits, + 4 for the
   fp32 copy when ``d`` < 4, + 4 for cross-entropy's log-softmax, + 4 for its gradient in backward).
 - **overhead**: CUDA context and allocator slack 0.5 GiB; Python, torch and the tokenizer 0.3 GiB on CPU.
 """
@@ -44,7 +44,7 @@ from ftp.errors import UserError
 from ftp.types import MemoryPlan, TrainRequest
 
 from .data_lengths import example_lengths, micro_batch
-from .modeling import CHUNK_ELEMENTS
+from .modeling import CHUNK_ELEMENTS, GPU_CHUNK_ELEMENTS
 
 GIB = 2**30
 ANSWER_FRACTION = 0.3  # answers are assumed to be ~30% of max_seq_length
@@ -239,7 +239,8 @@ def estimate(shape: Shape, setup: Setup) -> dict[str, float]:
 
     answers = max(1, round(tokens * ANSWER_FRACTION))
     logit_bytes = d + (4 if d < 4 else 0) + 4 + 4
-    scored = min(answers, max(1, CHUNK_ELEMENTS // shape.vocab))
+    chunk = CHUNK_ELEMENTS if setup.device == "cpu" else GPU_CHUNK_ELEMENTS
+    scored = min(answers, max(1, chunk // shape.vocab))
     parts["logits"] = scored * shape.vocab * logit_bytes * slack
     parts["overhead"] = OVERHEAD_GIB[setup.device] * GIB
     return parts

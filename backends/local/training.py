@@ -325,6 +325,7 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
                 if mine:
                     step_loss += loss.detach()  # no .item(): the GPU keeps working while the next batch is built
                     step_tokens += b.tokens
+            trainable.gather()
             torch.nn.utils.clip_grad_norm_(trainable.params, 1.0)
             optimiser.step()
             trainable.zero_grad(optimiser)
