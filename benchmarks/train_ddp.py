@@ -24,7 +24,7 @@ model: {{base: {model}, max_seq_length: 2048, chat_template: chatml}}
 train:
   method: lora
   max_steps: {steps}
-  batch_size: 8
+  batch_size: {batch}
   gradient_accumulation_steps: 1
   early_stopping: null
   warmup_ratio: 0.0
@@ -36,10 +36,10 @@ backends:
 """
 
 
-def run(work: Path, model: Path, data: Path, steps: int, devices: int) -> dict:
-    pipeline = work / f"pipeline-{devices}.yaml"
-    pipeline.write_text(PIPELINE.format(data=data, model=model, steps=steps, devices=devices))
-    runs = work / f"runs-{devices}"
+def run(work: Path, model: Path, data: Path, steps: int, devices: int, batch: int) -> dict:
+    pipeline = work / f"pipeline-{devices}-{batch}.yaml"
+    pipeline.write_text(PIPELINE.format(data=data, model=model, steps=steps, devices=devices, batch=batch))
+    runs = work / f"runs-{devices}-{batch}"
     proc = subprocess.run([sys.executable, "-m", "ftp", "run", str(pipeline), "--quiet", "--steps",
                            "validate,split,train", "--runs-dir", str(runs)], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -48,7 +48,7 @@ def run(work: Path, model: Path, data: Path, steps: int, devices: int) -> dict:
     rows = [r for r in map(json.loads, metrics.read_text().splitlines()) if "train_loss" in r]
     warm, last = rows[min(5, len(rows) - 1)], rows[-1]
     seconds = last["tokens"] / last["tokens_per_s"] - warm["tokens"] / warm["tokens_per_s"]
-    return {"devices": devices, "steps": len(rows), "tokens_per_s": round((last["tokens"] - warm["tokens"]) / seconds),
+    return {"devices": devices, "examples_per_step": batch, "steps": len(rows), "tokens_per_s": round((last["tokens"] - warm["tokens"]) / seconds),
             "final_loss": round(last["train_loss"], 4), "losses": [round(r["train_loss"], 4) for r in rows]}
 
 
@@ -58,6 +58,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30)
     parser.add_argument("--work", type=Path, default=Path("/tmp/ftp-ddp"))
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--batch", default="8", help="examples per optimiser step; several: 8,32")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     model = build_model(args.shape, args.work / args.shape)
@@ -65,10 +66,12 @@ def main() -> None:
 
     data = args.work / "data.jsonl"
     make_data(data, 4000, AutoTokenizer.from_pretrained(model))
-    results = [run(args.work, model, data, args.steps, n) for n in (1, 2)]
-    for r in results:
-        print(json.dumps({k: v for k, v in r.items() if k != "losses"}), flush=True)
-    args.out.write_text(json.dumps({"shape": args.shape, "results": results}, indent=2))
+    results = []
+    for batch in args.batch.split(","):
+        for devices in (1, 2):
+            results.append(run(args.work, model, data, args.steps, devices, int(batch)))
+            print(json.dumps({k: v for k, v in results[-1].items() if k != "losses"}), flush=True)
+            args.out.write_text(json.dumps({"shape": args.shape, "results": results}, indent=2))  # a time-out keeps these
 
 
 if __name__ == "__main__":

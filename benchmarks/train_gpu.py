@@ -355,6 +355,47 @@ CONFIGS = {
 }
 
 
+def record_memory() -> None:
+    import torch
+
+    torch.cuda.memory._record_memory_history(max_entries=4_000_000, stacks="python")
+
+
+OWN = ("ftp/", "transformers/", "peft/", "bitsandbytes/", "liger_kernel/", "trl/", "accelerate/")
+
+
+def memory_at_peak(top: int = 15) -> dict[str, Any]:
+    """Replay the allocator's trace to the moment most memory was live and name where that memory was
+    allocated (the innermost frame in ftp or a library it builds on): what makes up the peak."""
+    import torch
+
+    trace = torch.cuda.memory._snapshot()["device_traces"][torch.cuda.current_device()]
+    live, current, peak, at = {}, 0, 0, 0
+    for i, event in enumerate(trace):
+        if event["action"] == "alloc":
+            live[event["addr"]] = event["size"]
+            current += event["size"]
+            if current > peak:
+                peak, at = current, i
+        elif event["action"] == "free_completed" and event["addr"] in live:
+            current -= live.pop(event["addr"])
+    live = {}
+    for event in trace[:at + 1]:
+        if event["action"] == "alloc":
+            live[event["addr"]] = event
+        elif event["action"] == "free_completed":
+            live.pop(event["addr"], None)
+    by_site: dict[str, int] = {}
+    for event in live.values():
+        frames = event.get("frames") or []
+        site = next((f"{f['filename'].split('site-packages/')[-1]}:{f['line']} {f['name']}" for f in frames
+                     if any(o in f["filename"] for o in OWN)), "other")
+        by_site[site] = by_site.get(site, 0) + event["size"]
+    ranked = sorted(by_site.items(), key=lambda kv: -kv[1])[:top]
+    return {"recorded_peak_gib": round(peak / 2**30, 3),
+            "live_at_peak_mib": [{"site": k[-150:], "mib": round(v / 2**20, 1)} for k, v in ranked]}
+
+
 def in_own_process(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """A process per configuration: nothing one leaves in GPU memory or in compile caches counts for the next."""
     import subprocess
@@ -362,7 +403,8 @@ def in_own_process(name: str, args: argparse.Namespace) -> dict[str, Any]:
     out = args.work / f"result-{name}.json"
     out.unlink(missing_ok=True)
     command = [sys.executable, __file__, "--shape", args.shape, "--steps", str(args.steps), "--work", str(args.work),
-               "--method", args.method, "--single", name, "--out", str(out)] + (["--profile"] if args.profile else [])
+               "--method", args.method, "--single", name, "--out", str(out)] + (["--profile"] if args.profile else []) + (
+               ["--memory"] if args.memory else [])
     proc = subprocess.run(command, capture_output=True, text=True)
     if out.exists():
         return json.loads(out.read_text())
@@ -378,6 +420,7 @@ def main() -> None:
     parser.add_argument("--method", choices=["lora", "qlora"], default="qlora")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--profile", action="store_true", help="profile three steps of the ftp configuration")
+    parser.add_argument("--memory", action="store_true", help="name what is live at each configuration's peak")
     parser.add_argument("--single", help=argparse.SUPPRESS)  # one configuration, in a process of its own
     args = parser.parse_args()
     import torch
@@ -391,7 +434,11 @@ def main() -> None:
         make_data(data, 4000, AutoTokenizer.from_pretrained(model_dir))
     if args.single:
         try:
+            if args.memory:
+                record_memory()
             r = CONFIGS[args.single](args, model_dir, data)
+            if args.memory:
+                r["memory"] = memory_at_peak()
         except Exception as exc:  # record and go on: one failure must not lose the other numbers
             r = {"trainer": args.single, "error": f"{type(exc).__name__}: {exc}"[:800]}
         args.out.write_text(json.dumps(r))
