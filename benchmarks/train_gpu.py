@@ -176,8 +176,10 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, co
     ctx.backend_settings = backend
     prof, summary = (start_profile(ctx, steps) if profile else (None, {}))
     steady: list[float] = []
+    phases = {"forward": 0.0, "backward_and_step": 0.0, "after_forward": 0.0}
     if prof is None and DEVICE == "cuda":  # memory held between steps: weights, adapters, optimiser state
         ctx.on_step = lambda: steady.append(torch.cuda.memory_allocated() / 2**30)
+        training.answer_loss = phase_peaks(training.answer_loss, phases)
     start = time.perf_counter()
     result, trained = training.train(request, ctx)  # type: ignore[arg-type]
     wall = time.perf_counter() - start
@@ -194,10 +196,11 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, co
                       f"{', flat adapters' if flat else ''}"
                       f"{f', rows rounded up to {pack_multiple}' if pack_multiple else ''})",
            "tokens_per_s": round(tps), "tokens_per_step": round((last["tokens"] - warm["tokens"]) / (end - first)),
-           "wall_s": round(wall, 1), "peak_gib": round(peak_gib(), 2), "predicted_gib": round(plan.total_gib, 2),
+           "wall_s": round(wall, 1), "peak_gib": round(max(peak_gib(), phases["forward"], phases["backward_and_step"]), 2), "predicted_gib": round(plan.total_gib, 2),
            "first_loss": round(rows[0]["train_loss"], 4), "final_loss": round(result.metrics["train_loss"], 4)}
     if steady:
         out["between_steps_gib"] = round(steady[-1], 2)
+        out["peak_gib_by_phase"] = {k: round(v, 2) for k, v in phases.items()}
     if summary:
         out["profile"] = summary
     del trained
@@ -337,6 +340,25 @@ def run_trl(model_dir: Path, data: Path, work: Path, steps: int, method: str, be
     return out
 
 
+def phase_peaks(answer_loss: Any, phases: dict[str, float]) -> Any:
+    """Wrap the trainer's loss call to split the peak into forward and backward + optimiser step (the
+    allocator's peak counter is reset around each forward; the overall peak is the largest of them)."""
+    import torch
+
+    gib = lambda: torch.cuda.max_memory_allocated() / 2**30  # noqa: E731
+
+    def measured(model: Any, batch: Any) -> Any:
+        phases["backward_and_step"] = max(phases["backward_and_step"], gib())
+        torch.cuda.reset_peak_memory_stats()
+        out = answer_loss(model, batch)
+        phases["forward"] = max(phases["forward"], gib())
+        phases["after_forward"] = max(phases["after_forward"], torch.cuda.memory_allocated() / 2**30)
+        torch.cuda.reset_peak_memory_stats()
+        return out
+
+    return measured
+
+
 def ftp_config(**options: Any) -> Any:
     return lambda a, m, d: run_ftp(m, d, a.work, a.steps, a.method, **{"profile": a.profile, **options})
 
@@ -355,47 +377,6 @@ CONFIGS = {
 }
 
 
-def record_memory() -> None:
-    import torch
-
-    torch.cuda.memory._record_memory_history(max_entries=4_000_000, stacks="python")
-
-
-OWN = ("ftp/", "transformers/", "peft/", "bitsandbytes/", "liger_kernel/", "trl/", "accelerate/")
-
-
-def memory_at_peak(top: int = 15) -> dict[str, Any]:
-    """Replay the allocator's trace to the moment most memory was live and name where that memory was
-    allocated (the innermost frame in ftp or a library it builds on): what makes up the peak."""
-    import torch
-
-    trace = torch.cuda.memory._snapshot()["device_traces"][torch.cuda.current_device()]
-    live, current, peak, at = {}, 0, 0, 0
-    for i, event in enumerate(trace):
-        if event["action"] == "alloc":
-            live[event["addr"]] = event["size"]
-            current += event["size"]
-            if current > peak:
-                peak, at = current, i
-        elif event["action"] == "free_completed" and event["addr"] in live:
-            current -= live.pop(event["addr"])
-    live = {}
-    for event in trace[:at + 1]:
-        if event["action"] == "alloc":
-            live[event["addr"]] = event
-        elif event["action"] == "free_completed":
-            live.pop(event["addr"], None)
-    by_site: dict[str, int] = {}
-    for event in live.values():
-        frames = event.get("frames") or []
-        site = next((f"{f['filename'].split('site-packages/')[-1]}:{f['line']} {f['name']}" for f in frames
-                     if any(o in f["filename"] for o in OWN)), "other")
-        by_site[site] = by_site.get(site, 0) + event["size"]
-    ranked = sorted(by_site.items(), key=lambda kv: -kv[1])[:top]
-    return {"recorded_peak_gib": round(peak / 2**30, 3),
-            "live_at_peak_mib": [{"site": k[-150:], "mib": round(v / 2**20, 1)} for k, v in ranked]}
-
-
 def in_own_process(name: str, args: argparse.Namespace) -> dict[str, Any]:
     """A process per configuration: nothing one leaves in GPU memory or in compile caches counts for the next."""
     import subprocess
@@ -403,8 +384,7 @@ def in_own_process(name: str, args: argparse.Namespace) -> dict[str, Any]:
     out = args.work / f"result-{name}.json"
     out.unlink(missing_ok=True)
     command = [sys.executable, __file__, "--shape", args.shape, "--steps", str(args.steps), "--work", str(args.work),
-               "--method", args.method, "--single", name, "--out", str(out)] + (["--profile"] if args.profile else []) + (
-               ["--memory"] if args.memory else [])
+               "--method", args.method, "--single", name, "--out", str(out)] + (["--profile"] if args.profile else [])
     proc = subprocess.run(command, capture_output=True, text=True)
     if out.exists():
         return json.loads(out.read_text())
@@ -420,7 +400,6 @@ def main() -> None:
     parser.add_argument("--method", choices=["lora", "qlora"], default="qlora")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--profile", action="store_true", help="profile three steps of the ftp configuration")
-    parser.add_argument("--memory", action="store_true", help="name what is live at each configuration's peak")
     parser.add_argument("--single", help=argparse.SUPPRESS)  # one configuration, in a process of its own
     args = parser.parse_args()
     import torch
@@ -434,11 +413,7 @@ def main() -> None:
         make_data(data, 4000, AutoTokenizer.from_pretrained(model_dir))
     if args.single:
         try:
-            if args.memory:
-                record_memory()
             r = CONFIGS[args.single](args, model_dir, data)
-            if args.memory:
-                r["memory"] = memory_at_peak()
         except Exception as exc:  # record and go on: one failure must not lose the other numbers
             r = {"trainer": args.single, "error": f"{type(exc).__name__}: {exc}"[:800]}
         args.out.write_text(json.dumps(r))
