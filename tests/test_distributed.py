@@ -46,6 +46,9 @@ def test_fsdp_refuses_what_it_cannot_shard(project: Path) -> None:
     result = invoke("run", "pipeline.yaml", *ARGS, "--set", "backends.local.processes=2",
                     "--set", "backends.local.strategy=fsdp", "--set", "train.method=qlora")
     assert result.exit_code == 2 and "fsdp cannot shard bitsandbytes 4-bit weights" in result.stderr
+    result = invoke("run", "pipeline.yaml", *ARGS, "--set", "backends.local.processes=2",
+                    "--set", "backends.local.strategy=fsdp", "--set", "backends.local.dtype=float16")
+    assert result.exit_code == 2 and "float16 is not supported with strategy: fsdp" in result.stderr
 
 
 def test_a_batch_smaller_than_the_processes_is_refused(project: Path) -> None:

@@ -160,6 +160,30 @@ def test_bf16_training_on_the_cpu(project: Path) -> None:
     assert {str(w.dtype) for w in weights.values()} == {"torch.float32"}
 
 
+def test_float16_training_scales_the_loss(project: Path) -> None:
+    """float16 gradients go through a GradScaler: its scale is logged with every step, and the adapters still
+    train (fp32 weights, finite loss)."""
+    from conftest import train_rows
+
+    result = invoke("run", "pipeline.yaml", *BASE, "--set", "backends.local.dtype=float16")
+    assert result.exit_code == 0, result.stderr
+    rows = train_rows(next((project / "runs" / "tiny").iterdir()))
+    assert len(rows) == 6 and all(r["loss_scale"] >= 1.0 for r in rows)
+    assert all(0 < r["train_loss"] < 100 for r in rows)
+    out = trained(project)
+    from safetensors.torch import load_file
+
+    weights = load_file(str(Path(out["model"]["path"]) / "adapter_model.safetensors"))
+    assert {str(w.dtype) for w in weights.values()} == {"torch.float32"}
+    assert any(w.abs().sum() > 0 for k, w in weights.items() if "lora_B" in k)  # the scaled steps were taken
+
+
+def test_float16_full_fine_tuning_is_refused(project: Path) -> None:
+    result = invoke("run", "pipeline.yaml", *BASE, "--set", "backends.local.dtype=float16",
+                    "--set", "train.method=full")
+    assert result.exit_code == 2 and "float16 with train.method: full" in result.stderr
+
+
 def test_pack_tokens_fills_micro_batches_to_a_token_budget(project: Path) -> None:
     """``train.pack_tokens``: each micro-batch takes examples while they fit the budget (TRL-style packing to a
     length), so steps carry about the same tokens whatever the examples' lengths."""

@@ -57,6 +57,9 @@ class LocalTrainer:
         quiet_libraries()
         from .distributed import launch, world_size
 
+        from .precision import check_precision
+
+        check_precision(request.method, str(request.backend_settings.get("dtype", "auto")))
         plan = self.plan(request)
         verdict = "fits" if plan.fits else "may NOT fit (see `ftp plan`)"
         ctx.reporter.event("warning" if plan.fits is False else "memory_plan",

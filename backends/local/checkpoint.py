@@ -33,6 +33,7 @@ class LoopState:
     train_curve: list[list[float]] = field(default_factory=list)
     val_curve: list[list[float]] = field(default_factory=list)
     rows: list[dict[str, Any]] = field(default_factory=list)  # metrics rows logged so far
+    loss_scale: dict[str, Any] = field(default_factory=dict)  # float16's GradScaler state (precision.py)
     fingerprint: str = ""
 
 

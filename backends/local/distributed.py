@@ -122,6 +122,9 @@ def check_strategy(request: TrainRequest) -> None:
                         "with train.method: qlora, or train.method: lora with fsdp")
     if request.hyperparameters.get("optimizer") == "paged_adamw_8bit":
         raise UserError("backends.local.strategy: fsdp works with train.optimizer: adamw, not paged_adamw_8bit")
+    if request.backend_settings.get("dtype") == "float16":
+        raise UserError("backends.local.dtype: float16 is not supported with strategy: fsdp (its sharded gradients "
+                        "need a sharded loss scaler); use dtype: bfloat16, or strategy: ddp")
 
 
 def world_size(settings: dict[str, Any]) -> int:

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
 from typing import Any
 
+from ftp.errors import UserError
+
 
 def autocast(device: str, dtype_name: str) -> Any:
     """An autocast context for one forward pass (a new one each time), or nothing in fp32."""
@@ -22,6 +24,21 @@ def autocast(device: str, dtype_name: str) -> Any:
     import torch
 
     return torch.autocast(device_type=device.split(":")[0], dtype=getattr(torch, dtype_name))
+
+
+def check_precision(method: str, dtype_name: str) -> None:
+    """What float16 cannot train safely, refused before the model loads (or any process starts)."""
+    if dtype_name == "float16" and method == "full":
+        raise UserError("backends.local.dtype: float16 with train.method: full would train float16 weights without "
+                        "float32 master copies; use bfloat16 (GPUs from Ampere on) or float32")
+
+
+def grad_scaler(device: str, dtype_name: str) -> Any:
+    """Loss scaling for float16, whose 5-bit exponent flushes small gradients to zero without it. bf16 and
+    fp32 need none: the scaler is then disabled and passes everything through unchanged."""
+    import torch
+
+    return torch.amp.GradScaler(device.split(":")[0], enabled=dtype_name == "float16")
 
 
 @contextmanager

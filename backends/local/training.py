@@ -21,7 +21,7 @@ from ftp.types import DatasetRef, ModelRef, StepContext, TrainRequest, TrainResu
 
 from . import models
 from . import checkpoint, token_cache
-from .precision import adapters_follow_autocast, autocast
+from .precision import adapters_follow_autocast, autocast, check_precision, grad_scaler
 from .distributed import Dist
 from .chat import ChatFormat, Encoded, chat_format, encode, show_mask
 from .attention import packed
@@ -233,6 +233,8 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     torch.manual_seed(seed)
     dist = Dist.from_env(str(settings.get("strategy", "ddp")))
     where = placement(settings.get("devices", "auto"), settings.get("dtype", "auto"))
+    check_precision(request.method, where.dtype_name)
+    scaler = grad_scaler(where.device, where.dtype_name)
     if dist.world > 1 and where.device == "cuda":
         torch.cuda.set_device(dist.local_rank)
         where = Placement(f"cuda:{dist.local_rank}", where.dtype_name)
@@ -273,6 +275,8 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     ckpt_dir = request.output_dir.parent / "checkpoint"
     fp = checkpoint.fingerprint(request)
     st = checkpoint.load(ckpt_dir, fp, core, optimiser, dist.sharded) or checkpoint.LoopState(fingerprint=fp)
+    if st.loss_scale:
+        scaler.load_state_dict(st.loss_scale)
     if st.step:
         for row in st.rows:
             ctx.log_metrics(row)
@@ -321,13 +325,15 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
                      else collate(rows, fmt.tokenizer.pad_token_id, where.device))
                 with amp():
                     loss, _ = answer_loss(model, b)
-                (loss * weight).backward()  # DDP averages over ranks: world / n_trained makes it a sum
+                scaler.scale(loss * weight).backward()  # DDP averages over ranks: world / n_trained makes it a sum
                 if mine:
                     step_loss += loss.detach()  # no .item(): the GPU keeps working while the next batch is built
                     step_tokens += b.tokens
             trainable.gather()
+            scaler.unscale_(optimiser)
             torch.nn.utils.clip_grad_norm_(trainable.params, 1.0)
-            optimiser.step()
+            scaler.step(optimiser)  # skipped (float16 only) when a gradient overflowed; the scale then shrinks
+            scaler.update()
             trainable.zero_grad(optimiser)
             step_loss, step_tokens = dist.total(float(step_loss), step_tokens)  # all ranks, one reduction per step
             st.step = step + 1
@@ -337,7 +343,8 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
             elapsed = time.perf_counter() - start
             log({"step": st.step, "epoch": round(st.epoch - 1 + st.cursor / len(train_rows), 3),
                  "train_loss": train_loss, "lr": optimiser.param_groups[0]["lr"], "tokens": st.tokens_seen,
-                 "tokens_per_s": st.tokens_seen / max(elapsed, 1e-9)})
+                 "tokens_per_s": st.tokens_seen / max(elapsed, 1e-9),
+                 **({"loss_scale": scaler.get_scale()} if scaler.is_enabled() else {})})
             st.train_curve.append([st.step, train_loss])
             task.update(st.step, loss=round(train_loss, 4), tok_s=round(st.tokens_seen / max(elapsed, 1e-9)))
             if val_rows and (st.step % eval_every == 0 or st.step == total):
@@ -363,6 +370,7 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
                         break
             if st.step % save_every == 0 and st.step < total:
                 st.elapsed = time.perf_counter() - start
+                st.loss_scale = scaler.state_dict()
                 weights, optimiser_state = dist.full_trainable(core), dist.full_optimiser(core, optimiser)
                 if dist.main:
                     checkpoint.save(ckpt_dir, st, weights if weights is not None else checkpoint.trainable_state(core),
