@@ -48,6 +48,50 @@ def test_packed_attention_has_the_loss_and_gradients_of_masked_sdpa(tiny_model_d
         assert (a - b).abs().max() < 1e-4
 
 
+@pytest.mark.parametrize("torch_api", ["is_causal", "window_size"])
+def test_the_kernel_call_matches_torch_varlen_attn(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   torch_api: str) -> None:
+    """CI has no GPU: torch's varlen kernel is replaced by a CPU stand-in that checks the call (causal, the same
+    offsets for queries and keys, the longest example, grouped-query heads as the torch version expects them)
+    and computes it example by example. The GPU run is benchmarks/packed_attention_gpu.py."""
+    import torch
+    import torch.nn.attention.varlen as varlen
+
+    from ftp.backends.local import attention
+    from ftp.backends.local.modeling import answer_loss, collate_packed
+
+    calls: list[dict[str, Any]] = []
+
+    def stand_in(q: Any, k: Any, v: Any, cu_q: Any, cu_k: Any, max_q: int, max_k: int, *, scale: Any = None,
+                 is_causal: bool = False, window_size: tuple[int, int] = (-1, -1), enable_gqa: bool = False) -> Any:
+        assert is_causal if torch_api == "is_causal" else tuple(window_size) == (-1, 0)
+        assert cu_q is cu_k and max_q == max_k
+        bounds = cu_q.tolist()
+        assert max_q == max(b - a for a, b in zip(bounds, bounds[1:]))
+        assert enable_gqa or k.size(1) == q.size(1)
+        calls.append({"gqa": enable_gqa, "kv_heads": k.size(1)})
+        return torch.cat([torch.nn.functional.scaled_dot_product_attention(
+            q[a:b].transpose(0, 1), k[a:b].transpose(0, 1), v[a:b].transpose(0, 1), is_causal=True, scale=scale,
+            enable_gqa=enable_gqa).transpose(0, 1) for a, b in zip(bounds, bounds[1:])])
+
+    fmt, rows, model = rows_and_model(tiny_model_dir)
+    batch = collate_packed(rows, "cpu", fmt.tokenizer.pad_token_id, 64)
+    with torch.no_grad():
+        masked = float(answer_loss(model, batch)[0])
+        with attention.packed(model):
+            monkeypatch.setattr(varlen, "varlen_attn", stand_in)
+            monkeypatch.setattr(attention, "_flash_applies", lambda q: True)
+            monkeypatch.setitem(attention._FLASH, "causal",
+                                {"is_causal": True} if torch_api == "is_causal" else {"window_size": (-1, 0)})
+            monkeypatch.setitem(attention._FLASH, "gqa", torch_api == "window_size")
+            kernel = float(answer_loss(model, batch)[0])
+    assert len(calls) == model.config.num_hidden_layers
+    # the tiny model has 4 query heads and 2 key/value heads: repeated for the older API, passed as GQA to the newer
+    assert all(c["gqa"] == (torch_api == "window_size") for c in calls)
+    assert all(c["kv_heads"] == (2 if torch_api == "window_size" else 4) for c in calls)
+    assert abs(kernel - masked) < 1e-4
+
+
 def test_the_offsets_decide_what_each_token_sees(tiny_model_dir: Path) -> None:
     """One offset pair for the whole row lets examples attend to each other: the loss changes."""
     import torch

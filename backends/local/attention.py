@@ -83,8 +83,6 @@ def packed(model: Any) -> Iterator[bool]:
 def packed_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any,
                      dropout: float = 0.0, scaling: float | None = None, **kwargs: Any) -> tuple[Any, None]:
     """transformers' attention interface: (batch, heads, seq, dim) in, (batch, seq, heads, dim) out."""
-    import torch
-
     starts = kwargs.get("cu_seq_lens_q")
     if starts is None:
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
@@ -94,11 +92,18 @@ def packed_attention(module: Any, query: Any, key: Any, value: Any, attention_ma
     if query.size(0) != 1:
         raise ValueError("ftp_packed attention takes one packed row per batch")
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (tokens, heads, dim)
-    if q.is_cuda and q.dtype in (torch.bfloat16, torch.float16):
+    if _flash_applies(q):
         out = _flash(q, k, v, starts, int(kwargs["max_length_q"]), scaling)
     else:
         out = _per_example(q, k, v, starts, scaling)
     return out.unsqueeze(0), None
+
+
+def _flash_applies(q: Any) -> bool:
+    """The kernel runs on CUDA in half precision (bf16 / fp16) only."""
+    import torch
+
+    return q.is_cuda and q.dtype in (torch.bfloat16, torch.float16)
 
 
 def _per_example(q: Any, k: Any, v: Any, starts: Any, scaling: float | None) -> Any:
