@@ -25,6 +25,8 @@ from typing import Any
 from ftp.errors import StepFailed, UserError
 from ftp.types import StepContext, TrainRequest, TrainResult
 
+from . import checkpoint
+
 RESULT = "result.json"
 
 
@@ -103,14 +105,17 @@ class Dist:
         return {name: (p.full_tensor() if isinstance(p, DTensor) else p).detach().cpu().contiguous()
                 for name, p in model.named_parameters() if p.requires_grad}
 
-    def full_optimiser(self, model: Any, optimiser: Any) -> dict[str, Any] | None:
-        """The whole optimiser state on rank 0 when it is sharded (all ranks must call), else None."""
+    def checkpoint_state(self, model: Any, optimiser: Any) -> tuple[dict[str, Any], dict[str, Any]] | None:
+        """What a checkpoint holds: the trainable weights and the optimiser state, whole (gathered from the
+        shards under FSDP, so every rank must call). None on the ranks that do not write."""
         if not self.sharded:
-            return None
+            return (checkpoint.trainable_state(model), optimiser.state_dict()) if self.main else None
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
-        return get_optimizer_state_dict(model, optimiser,
-                                        options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        weights = self.full_trainable(model)
+        state = get_optimizer_state_dict(model, optimiser, options=StateDictOptions(full_state_dict=True,
+                                                                                    cpu_offload=True))
+        return (weights, state) if self.main else None
 
 
 def check_strategy(request: TrainRequest) -> None:

@@ -371,10 +371,9 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
             if st.step % save_every == 0 and st.step < total:
                 st.elapsed = time.perf_counter() - start
                 st.loss_scale = scaler.state_dict()
-                weights, optimiser_state = dist.full_trainable(core), dist.full_optimiser(core, optimiser)
-                if dist.main:
-                    checkpoint.save(ckpt_dir, st, weights if weights is not None else checkpoint.trainable_state(core),
-                                    optimiser_state if optimiser_state is not None else optimiser.state_dict())
+                saved = dist.checkpoint_state(core, optimiser)
+                if saved is not None:
+                    checkpoint.save(ckpt_dir, st, *saved)
                 dist.barrier()
     finally:
         precision.close()
