@@ -40,21 +40,29 @@ def _windowed(config: Any) -> bool:
     return bool(getattr(config, "sliding_window", None)) and getattr(config, "use_sliding_window", True)
 
 
-_FLASH: dict[str, Any] = {}  # how this torch's varlen_attn says "causal" and "grouped-query"; set by _register
+_FLASH: dict[str, Any] = {}  # how this torch's varlen_attn says "causal" and "grouped-query"; set by _usable
+
+
+def _usable(device: str) -> bool:
+    """Whether packed rows can be attended to on ``device``: a CPU always can (one example at a time); a GPU
+    when this torch has the varlen kernel, whose signature is read here, outside compiled code
+    (torch.compile would stop at ``inspect``)."""
+    if not device.startswith("cuda") or _FLASH:
+        return True
+    try:
+        from torch.nn.attention.varlen import varlen_attn
+    except ImportError:
+        return False
+    params = inspect.signature(varlen_attn).parameters
+    _FLASH.update(causal={"is_causal": True} if "is_causal" in params else {"window_size": (-1, 0)},
+                  gqa="enable_gqa" in params)
+    return True
 
 
 def _register() -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
-    try:  # read here, outside compiled code: torch.compile would stop at inspect
-        from torch.nn.attention.varlen import varlen_attn
-
-        params = inspect.signature(varlen_attn).parameters
-        _FLASH.update(causal={"is_causal": True} if "is_causal" in params else {"window_size": (-1, 0)},
-                      gqa="enable_gqa" in params)
-    except ImportError:
-        pass
     AttentionInterface.register(NAME, packed_attention)
     ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)  # masks for calls without offsets, as for SDPA
 
@@ -65,7 +73,7 @@ def packed(model: Any) -> Iterator[bool]:
     implementation afterwards, so exported and evaluated models are untouched."""
     config = model.config
     before = getattr(config, "_attn_implementation", None)
-    if before != "sdpa" or not supports(model) or not available(str(next(model.parameters()).device)):
+    if before != "sdpa" or not supports(model) or not _usable(str(next(model.parameters()).device)):
         yield False
         return
     _register()
@@ -128,14 +136,3 @@ def _flash(q: Any, k: Any, v: Any, starts: Any, longest: int, scaling: float | N
         else:  # grouped-query attention by repetition (older torch): cheap next to the projections
             k, v = (t.repeat_interleave(q.size(1) // t.size(1), dim=1) for t in (k, v))
     return varlen_attn(q, k, v, starts, starts, longest, longest, **options)
-
-
-def available(device: str) -> bool:
-    """Whether packed rows can use the kernel on this device (a CPU always can, one example at a time)."""
-    if not device.startswith("cuda"):
-        return True
-    try:
-        import torch.nn.attention.varlen  # noqa: F401
-    except ImportError:
-        return False
-    return True
