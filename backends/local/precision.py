@@ -27,7 +27,7 @@ def autocast(device: str, dtype_name: str) -> Any:
 
 
 def check_precision(method: str, dtype_name: str) -> None:
-    """What float16 cannot train safely, refused before the model loads (or any process starts)."""
+    """What float16 cannot train safely, refused by the trainer before the model loads or any process starts."""
     if dtype_name == "float16" and method == "full":
         raise UserError("backends.local.dtype: float16 with train.method: full would train float16 weights without "
                         "float32 master copies; use bfloat16 (GPUs from Ampere on) or float32")

@@ -21,7 +21,7 @@ from ftp.types import DatasetRef, ModelRef, StepContext, TrainRequest, TrainResu
 
 from . import models
 from . import checkpoint, token_cache
-from .precision import adapters_follow_autocast, autocast, check_precision, grad_scaler
+from .precision import adapters_follow_autocast, autocast, grad_scaler
 from .distributed import Dist
 from .chat import ChatFormat, Encoded, chat_format, encode, show_mask
 from .attention import packed
@@ -233,7 +233,6 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     torch.manual_seed(seed)
     dist = Dist.from_env(str(settings.get("strategy", "ddp")))
     where = placement(settings.get("devices", "auto"), settings.get("dtype", "auto"))
-    check_precision(request.method, where.dtype_name)
     scaler = grad_scaler(where.device, where.dtype_name)
     if dist.world > 1 and where.device == "cuda":
         torch.cuda.set_device(dist.local_rank)
