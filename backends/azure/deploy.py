@@ -81,6 +81,7 @@ def create_or_update(settings: AzureSettings, name: str, model: str, sku: Sku, c
     """PUT the deployment and follow its long-running operation to ``Succeeded``."""
     check_settings(settings)
     from azure.core.exceptions import AzureError as SdkError
+    from azure.core.exceptions import ClientAuthenticationError
     from azure.mgmt.cognitiveservices.models import (
         Deployment,
         DeploymentModel,
@@ -95,6 +96,9 @@ def create_or_update(settings: AzureSettings, name: str, model: str, sku: Sku, c
         poller = client.deployments.begin_create_or_update(settings.resource_group, settings.account, name, body,
                                                            polling_interval=settings.poll.interval)
         result = poller.result()
+    except ClientAuthenticationError as exc:  # ARM refused the token (401): the sign-in is the user's to fix
+        raise UserError(f"{arm_message(exc, name)}; sign in to the subscription's tenant: run `az login` "
+                        "(or set AZURE_TENANT_ID to that tenant)") from None
     except SdkError as exc:
         raise StepFailed(step, arm_message(exc, name)) from None
     state = str(getattr(result.properties, "provisioning_state", "") or "")
