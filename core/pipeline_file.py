@@ -5,28 +5,26 @@ backend overrides, plugin sections, and errors that name file, line and key.
 from __future__ import annotations
 
 import copy
-import difflib
 import hashlib
 import os
 import re
-import types
-import typing
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
+from ftp import redact
 from ftp.checks import expand_shorthand
+from ftp.config_check import KeyPath, Located, set_label, suggest
 from ftp.errors import ConfigError, UserError
 from ftp.settings import ATTRIBUTE, COMMON_SECTIONS, CommonSettings, PipelineSettings
 from ftp.types import BackendSpec, ConfigSection, MetricSpec
+from ftp.yaml_load import MAX_BYTES, load_value, load_yaml
 
-KeyPath = tuple[str | int, ...]
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-_SECRET_NAME = re.compile(r"(^|_)(api_?key|key|secret|token|password|passwd|credentials?|connection_string|sas)$")
 PATH_KEYS: tuple[tuple[str, str], ...] = (("data", "train"), ("data", "validation"), ("data", "test"),
                                           ("registration", "store"), ("deploy", "store"))
 
@@ -85,72 +83,59 @@ class Pipeline:
         return data
 
     def resolved_yaml(self) -> str:
-        """The effective pipeline with secrets replaced, for the run directory."""
-        return yaml.safe_dump(_redact(self.as_dict(), self.secrets), sort_keys=False)
+        """The effective pipeline with secrets replaced, for the run directory and ``--dry-run``."""
+        return yaml.safe_dump(redact_settings(self.as_dict(), self.secrets), sort_keys=False)
+
+    def stored_overrides(self) -> list[str]:
+        """The ``--set`` assignments as ``state.json`` may keep them: a secret value is not stored."""
+        return [redact.redact_assignment(a) if not any(s in a for s in self.secrets) else
+                f"{a.partition('=')[0]}={redact.MASK}" for a in self.overrides]
 
 
-def _is_secret_key(key: str) -> bool:
-    """``api_key``, ``AZURE_OPENAI_KEY``, ``client_secret``: yes; ``max_new_tokens``: no."""
-    return bool(_SECRET_NAME.search(key.lower()))
-
-
-def _redact(node: Any, secrets: set[str], key: str = "") -> Any:
+def redact_settings(node: Any, secrets: set[str], key: str = "") -> Any:
+    """Settings with secret-named values masked, and this file's secret values and secret shapes scrubbed."""
     if isinstance(node, dict):
-        return {k: _redact(v, secrets, str(k)) for k, v in node.items()}
+        return {k: redact_settings(v, secrets, str(k)) for k, v in node.items()}
     if isinstance(node, list):
-        return [_redact(v, secrets, key) for v in node]
-    if isinstance(node, str):
-        if (_is_secret_key(key) and node) or any(s and s in node for s in secrets):
-            return "***"
+        return [redact_settings(v, secrets, key) for v in node]
+    if isinstance(node, str) and node:
+        if redact.is_secret_name(key) or any(s in node for s in secrets):
+            return redact.MASK
+        return redact.scrub(node)
     return node
-
-
-# --- YAML with line numbers --------------------------------------------------------------------
-
-
-def _line_map(node: yaml.Node, path: KeyPath, out: dict[KeyPath, int]) -> None:
-    out[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for k, v in node.value:
-            out[path + (k.value,)] = k.start_mark.line + 1
-            _line_map(v, path + (k.value,), out)
-            out[path + (k.value,)] = k.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, v in enumerate(node.value):
-            _line_map(v, path + (i,), out)
 
 
 def _parse(path: Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise UserError(f"{path}: {path.stat().st_size / 2**20:.1f} MiB is too large for a pipeline file "
+                            f"(at most {MAX_BYTES // 2**20} MiB; they are a few KB): is this the right file?")
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
         raise UserError(f"{path}: pipeline file not found") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UserError(f"{path}: cannot read pipeline file: {exc}") from None
-    try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        raise ConfigError(f"invalid YAML: {problem}", file=str(path), line=mark.line + 1 if mark else None) from None
+    except UnicodeDecodeError as exc:
+        line = path.read_bytes()[: exc.start].count(b"\n") + 1
+        raise ConfigError(f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} cannot be decoded)",
+                          file=str(path), line=line, hint="save the file as UTF-8") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read pipeline file: {exc.strerror or exc}") from None
+    data, lines = load_yaml(text, str(path))
     if not isinstance(data, dict):
         raise ConfigError("the pipeline file must be a mapping of sections (name:, data:, train: ...)",
                           file=str(path), line=1)
-    lines: dict[KeyPath, int] = {}
-    if node is not None:
-        _line_map(node, (), lines)
     return data, lines
 
 
 # --- ${VAR} expansion and --set ------------------------------------------------------------------
 
 
-def _expand(node: Any, path: KeyPath, ctx: "_Ctx") -> Any:
+def _expand(node: Any, path: KeyPath, ctx: Located) -> Any:
     if isinstance(node, dict):
         return {k: _expand(v, path + (k,), ctx) for k, v in node.items()}
     if isinstance(node, list):
         return [_expand(v, path + (i,), ctx) for i, v in enumerate(node)]
+    if isinstance(node, str) and path and redact.is_secret_name(str(path[-1])):
+        _keep_secret(node, ctx)  # a literal key in the file: masked in every file and message
     if not isinstance(node, str) or "${" not in node:
         return node
 
@@ -161,20 +146,32 @@ def _expand(node: Any, path: KeyPath, ctx: "_Ctx") -> Any:
             if default is None:
                 ctx.fail(path, f"environment variable {name} is not set",
                          f"export {name}=... or write ${{{name}:-default}}")
-            value = default
-        if (_is_secret_key(name) or _is_secret_key(str(path[-1]) if path else "")) and len(value) >= 4:
-            ctx.secrets.add(value)
+            return default
+        ctx.from_env.setdefault(path, []).append(name)
+        if (redact.is_secret_name(name) or (path and redact.is_secret_name(str(path[-1])))
+                or redact.looks_secret(value)):
+            _keep_secret(value, ctx)
         return value
 
     return _VAR.sub(sub, node)
 
 
-def _apply_set(data: dict[str, Any], assignment: str, ctx: "_Ctx") -> None:
+def _keep_secret(value: str, ctx: Located) -> None:
+    if len(value) >= 4:
+        ctx.secrets.add(value)
+        redact.remember(value)
+
+
+def _apply_set(data: dict[str, Any], assignment: str, ctx: Located) -> None:
     key, sep, value = assignment.partition("=")
     if not sep or not key.strip():
-        raise UserError(f"--set {assignment!r}: expected KEY=VALUE, e.g. --set train.epochs=1")
+        raise UserError(f"--set {redact.scrub(assignment)!r}: expected KEY=VALUE, e.g. --set train.epochs=1")
     parts = key.strip().split(".")
+    if redact.is_secret_name(parts[-1]) or redact.looks_secret(value):
+        _keep_secret(value, ctx)
     ctx.from_set[tuple(parts)] = assignment
+    for path in [p for p in ctx.from_env if p[: len(parts)] == tuple(parts)]:
+        del ctx.from_env[path]  # the file's ${VAR} there is replaced
     node = data
     for part in parts[:-1]:
         child = node.get(part)
@@ -184,84 +181,32 @@ def _apply_set(data: dict[str, Any], assignment: str, ctx: "_Ctx") -> None:
             raise UserError(f"--set {key}: {part!r} is not a section")
         node = child
     try:
-        node[parts[-1]] = yaml.safe_load(value) if value.strip() else ""
-    except yaml.YAMLError:
-        node[parts[-1]] = value
+        node[parts[-1]] = load_value(value, set_label(assignment), key.strip()) if value.strip() else ""
+    except ConfigError as exc:
+        if not exc.detail.startswith("invalid YAML"):
+            raise  # too deep, an alias bomb: refused like in a file
+        node[parts[-1]] = value  # not YAML: the text as written
 
 
-# --- errors ---------------------------------------------------------------------------------------
+def resume_overrides(stored: Sequence[str], given: Sequence[str], run_id: str) -> list[str]:
+    """The overrides of a run being resumed: as stored, with the secret ones given again on the command line.
 
-
-def suggest(word: str, choices: Iterable[str]) -> str | None:
-    """'did you mean' text for a misspelt name, or None."""
-    close = difflib.get_close_matches(word, list(choices), n=1, cutoff=0.6)
-    return f"did you mean {close[0]!r}?" if close else None
-
-
-def _unwrap(annotation: Any) -> list[Any]:
-    origin = typing.get_origin(annotation)
-    if origin in (typing.Union, types.UnionType):
-        return [a for arg in typing.get_args(annotation) for a in _unwrap(arg)]
-    return [annotation]
-
-
-def _keys_at(model: type[BaseModel], loc: Sequence[str | int]) -> list[str]:
-    """Valid keys of the mapping at ``loc`` inside ``model``, for 'did you mean'."""
-    current: list[Any] = [model]
-    for part in loc:
-        nxt: list[Any] = []
-        for ann in current:
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
-                f = ann.model_fields.get(str(part)) or next(
-                    (fi for fi in ann.model_fields.values() if fi.alias == part), None)
-                if f is not None:
-                    nxt.extend(_unwrap(f.annotation))
-            elif typing.get_origin(ann) is dict:
-                nxt.extend(_unwrap(typing.get_args(ann)[1]))
-        current = nxt
-    keys: list[str] = []
-    for ann in current:
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            keys += [fi.alias or name for name, fi in ann.model_fields.items()]
-    return keys
-
-
-@dataclass
-class _Ctx:
-    file: str
-    lines: dict[KeyPath, int]
-    secrets: set[str] = field(default_factory=set)
-    from_set: dict[KeyPath, str] = field(default_factory=dict)
-
-    def line(self, path: KeyPath) -> int | None:
-        for n in range(len(path), -1, -1):
-            if path[:n] in self.lines:
-                return self.lines[path[:n]]
-        return None
-
-    def fail(self, path: KeyPath, message: str, hint: str | None = None) -> typing.NoReturn:
-        key = ".".join(str(p) for p in path) or None
-        for n in range(len(path), 0, -1):
-            if path[:n] in self.from_set:
-                raise ConfigError(message, file=f"--set {self.from_set[path[:n]]}", key=key, hint=hint)
-        raise ConfigError(message, file=self.file, line=self.line(path), key=key, hint=hint)
-
-    def validate(self, model: type[BaseModel], data: Any, prefix: KeyPath, names: Iterable[str] = ()) -> BaseModel:
-        try:
-            return model.model_validate(data)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = tuple(err["loc"])
-            path = prefix + loc
-            if err["type"] == "extra_forbidden":
-                valid = _keys_at(model, loc[:-1]) + list(names if not loc[:-1] else ())
-                self.fail(path, "unknown key", suggest(str(loc[-1]), valid) or
-                          (f"valid keys: {', '.join(sorted(valid))}" if valid else None))
-            if err["type"] == "missing":
-                self.fail(path, "required key is missing")
-            value = err.get("input")
-            shown = f" (got {value!r})" if not isinstance(value, (dict, list)) else ""
-            self.fail(path, f"{err['msg']}{shown}")
+    ``state.json`` keeps ``--set KEY=***`` for a secret, so resuming needs the value once more; any
+    other ``--set`` would change a run half done, which is refused.
+    """
+    masked = {a.partition("=")[0] for a in stored if a.partition("=")[2] == redact.MASK}
+    again = {a.partition("=")[0]: a for a in given}
+    for key in again:
+        if key not in masked:
+            raise UserError("--set cannot change a run being resumed; start a new run instead"
+                            + (f" (only the secret --set {', '.join(sorted(masked))} may be given again)"
+                               if masked else ""))
+    missing = sorted(masked - again.keys())
+    if missing:
+        raise UserError(f"run {run_id} was started with a secret in --set {missing[0]}, which is not stored; "
+                        f"give it again: ftp run --resume {run_id} --set {missing[0]}=..., "
+                        "or put it in an environment variable and write ${VAR} in the file")
+    return [again.get(a.partition("=")[0], a) for a in stored]
 
 
 # --- the loader -----------------------------------------------------------------------------------
@@ -274,7 +219,7 @@ def _deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _plugin_sections(raw: dict[str, Any], catalog: Catalog, ctx: _Ctx) -> dict[str, BaseModel]:
+def _plugin_sections(raw: dict[str, Any], catalog: Catalog, ctx: Located) -> dict[str, BaseModel]:
     """Validate and remove the sections plugins own, so the core schema sees only its own keys."""
     found: dict[str, BaseModel] = {}
     owned = {s.path: s.model for s in catalog.sections}
@@ -299,7 +244,7 @@ def _plugin_sections(raw: dict[str, Any], catalog: Catalog, ctx: _Ctx) -> dict[s
     return found
 
 
-def _check_backends(raw: dict[str, Any], catalog: Catalog, ctx: _Ctx) -> dict[str, dict[str, Any]]:
+def _check_backends(raw: dict[str, Any], catalog: Catalog, ctx: Located) -> dict[str, dict[str, Any]]:
     """Validate every ``backends.<name>`` block and return each one's backend-only settings."""
     blocks = raw.get("backends") or {}
     if not isinstance(blocks, dict):
@@ -339,7 +284,7 @@ def _resolve_paths(settings: PipelineSettings, base: Path) -> None:
         settings.model.base = str((base / model_base).resolve())
 
 
-def _check_names(settings: PipelineSettings, catalog: Catalog, ctx: _Ctx, backend: str) -> None:
+def _check_names(settings: PipelineSettings, catalog: Catalog, ctx: Located, backend: str) -> None:
     known = sorted(catalog.metrics)
     for i, metric in enumerate(settings.evaluate.metrics):
         if metric not in catalog.metrics:
@@ -368,7 +313,7 @@ def load_pipeline(path: str | Path, backend: str, catalog: Catalog, overrides: S
     """Read, expand, override, merge and validate a pipeline file for ``backend``."""
     path = Path(path)
     raw, lines = _parse(path)
-    ctx = _Ctx(str(path), lines)
+    ctx = Located(str(path), lines, backend=backend)
     if backend not in catalog.backends:
         raise UserError(f"unknown backend {backend!r}; available: {', '.join(sorted(catalog.backends)) or 'none'}"
                         + (f" ({suggest(backend, catalog.backends)})" if suggest(backend, catalog.backends) else ""))

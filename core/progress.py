@@ -35,7 +35,15 @@ class QuietReporter:
     """Prints nothing; errors still reach stderr through the CLI."""
 
     def event(self, kind: str, **data: Any) -> None:
+        """Log the event and show it; no secret reaches the screen or run.log, whatever a step put in it."""
+        from ftp.redact import scrub_tree
+
+        data = scrub_tree(data)
         _log_event(kind, data)
+        self.show(kind, data)
+
+    def show(self, kind: str, data: dict[str, Any]) -> None:
+        """Display one event (already scrubbed of secrets)."""
 
     def progress(self, description: str, total: int) -> Any:
         return _NullTask()
@@ -47,8 +55,7 @@ class JsonReporter(QuietReporter):
     def __init__(self, stream: Any = None) -> None:
         self.stream = stream or sys.stdout
 
-    def event(self, kind: str, **data: Any) -> None:
-        super().event(kind, **data)
+    def show(self, kind: str, data: dict[str, Any]) -> None:
         self.stream.write(json.dumps({"event": kind, "time": round(time.time(), 3), **data}, default=str) + "\n")
         self.stream.flush()
 
@@ -94,8 +101,7 @@ class RichReporter(QuietReporter):
 
         self.console = Console(highlight=False)
 
-    def event(self, kind: str, **data: Any) -> None:
-        super().event(kind, **data)
+    def show(self, kind: str, data: dict[str, Any]) -> None:
         handler = getattr(self, f"_on_{kind}", None)
         if handler is not None:
             handler(**data)

@@ -14,11 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from ftp import __version__
+from ftp.config_check import suggest
 from ftp.data_check import check_data
 from ftp.data_files import dataset_ref, read_jsonl, reference_answer
 from ftp.errors import FtpError, Interrupted, NotEvaluable, StepFailed, UserError
 from ftp.hooks import Hooks
-from ftp.pipeline_file import Pipeline, suggest
+from ftp.pipeline_file import Pipeline
+from ftp.redact import ScrubbingFormatter
 from ftp.run_store import STEPS, RunDir, atomic_write, now
 from ftp.settings import PipelineSettings
 from ftp.types import (
@@ -173,7 +175,7 @@ class Runner:
         check_steps(steps, {s for s, st in self.run.state.steps.items() if st.status == "done"})
         preflight(self.pipeline, self.ctx.trainer())
         handler = logging.FileHandler(self.run.path / "run.log", encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(ScrubbingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root = logging.getLogger("ftp")
         root.addHandler(handler)
         root.setLevel(logging.INFO)

@@ -8,14 +8,19 @@ deployment of capacity 1, and no spending limit unless the file sets ``max_cost`
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ftp import redact
 
 GA_API_VERSION = "2024-10-21"
 V1 = "v1"
 SUFFIX = re.compile(r"^[A-Za-z0-9_-]{1,40}$")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 Sku = Literal["Standard", "GlobalStandard", "DeveloperTier"]
 
 # USD per 1M training tokens, by model-name prefix (longest prefix wins). The Azure price page renders
@@ -105,14 +110,21 @@ class AzureSettings(Strict):
     poll: PollSettings = PollSettings()
     retry: RetrySettings = RetrySettings()
 
-    @field_validator("endpoint")
+    @field_validator("endpoint", "management_endpoint")
     @classmethod
     def _endpoint(cls, value: str | None) -> str | None:
         if not value:
             return None
-        if not value.startswith("https://") and not value.startswith("http://"):
-            raise ValueError(f"must be a URL such as https://RESOURCE.openai.azure.com, got {value!r}")
-        return value.rstrip("/")
+        return https_url(value).rstrip("/")
+
+    @field_validator("api_key_env")
+    @classmethod
+    def _variable_name(cls, value: str | None) -> str | None:
+        """The file names the variable; a key pasted here would end up in the run directory and in git."""
+        if value and (not ENV_NAME.fullmatch(value) or redact.looks_secret(value)):
+            raise ValueError("must be the name of the environment variable that holds the key "
+                             "(e.g. AZURE_OPENAI_API_KEY), not the key itself")
+        return value
 
     @field_validator("suffix")
     @classmethod
@@ -135,6 +147,26 @@ class AzureSettings(Strict):
         """Training price for ``model`` by its longest matching prefix (``gpt-4o-mini-2024-07-18``)."""
         matches = [p for p in self.prices if model.startswith(p)]
         return self.prices[max(matches, key=len)] if matches else None
+
+
+def https_url(value: str) -> str:
+    """An endpoint the API key may be sent to: https, or plain http to this machine only (a local fake or proxy)."""
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("https", "http") or not parsed.hostname:
+        raise ValueError("must be a URL such as https://RESOURCE.openai.azure.com")
+    if parsed.scheme == "http" and not _loopback(parsed.hostname):
+        raise ValueError("http:// would send the API key and tokens in clear text; use https:// "
+                         "(http is accepted only for localhost / 127.0.0.1 / ::1)")
+    return value
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def default_suffix(pipeline_name: str) -> str:

@@ -90,7 +90,7 @@ def test_settings_errors_name_the_key_and_line(tmp_path: Path) -> None:
                                      "    suffix: this-suffix-is-much-longer-than-forty-characters\n")
     result = invoke("validate", str(tmp_path / "p.yaml"), "--backend", "azure")
     assert result.exit_code == 2
-    assert "p.yaml:5: backends.azure.suffix: Value error, must be 1-40 characters" in result.stderr
+    assert "p.yaml:5: backends.azure.suffix: must be 1-40 characters" in result.stderr
     assert AzureSettings(deployment={"sku": "developertier"}).deployment.sku == "DeveloperTier"
 
 
