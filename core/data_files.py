@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from ftp.errors import UserError
 from ftp.types import DatasetRef, Split
+
+BOM = b"\xef\xbb\xbf"
 
 
 def dataset_ref(path: Path, split: Split | None = None) -> DatasetRef:
@@ -32,14 +33,39 @@ def dataset_ref(path: Path, split: Split | None = None) -> DatasetRef:
 
 
 def iter_jsonl(path: Path) -> Iterator[tuple[int, Any]]:
-    """(line number, parsed object) for every non-blank line; validation has vouched for the format."""
-    with path.open("r", encoding="utf-8-sig") as fh:
-        for number, line in enumerate(fh, start=1):
-            if line.strip():
-                try:
-                    yield number, json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise UserError(f"{path}:{number}: not valid JSON: {exc.msg}") from None
+    """(line number, parsed object) for every non-blank line.
+
+    Validation has vouched for the format, but a step can run without it (``--steps split``) or on a
+    file that changed since: a line it would have refused is a UserError naming the file and line,
+    parsed by the same strict parser, never a traceback from deep in a trainer.
+    """
+    with _open(path) as fh:
+        for number, raw in enumerate(fh, start=1):
+            if number == 1:
+                raw = raw.removeprefix(BOM)
+            if raw.strip():
+                yield number, parse_line(path, number, raw)
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        return path.open("rb")
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read data file: {exc.strerror or exc}") from None
+
+
+def parse_line(path: Path, number: int, raw: bytes) -> Any:
+    """One line of a data file, decoded and strictly parsed; what validation would refuse is a UserError."""
+    from ftp.json_safe import JsonLineError, loads_line
+
+    try:
+        return loads_line(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}:{number}: not valid UTF-8 (invalid byte at {exc.start}) [not-utf8]") from None
+    except JsonLineError as exc:
+        what = "not valid JSON: " if exc.code == "invalid-json" else ""
+        raise UserError(f"{path}:{number}: {what}{exc.detail} [{exc.code}]; `ftp data check {path}` lists every "
+                        "problem") from None
 
 
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
@@ -48,9 +74,9 @@ def read_jsonl(path: Path) -> list[dict[str, Any]]:
 
 def message_text(content: Any) -> str:
     """A message's content as one string, the list-of-parts form joined."""
-    if isinstance(content, list):
-        return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-    return str(content or "")
+    if isinstance(content, list):  # parts that are not text (images) or malformed have no text to give
+        return "".join(t for part in content if isinstance(part, dict) and isinstance(t := part.get("text"), str))
+    return content if isinstance(content, str) else str(content or "")
 
 
 def reference_answer(example: dict[str, Any]) -> str:

@@ -1,4 +1,5 @@
-"""File hygiene: encoding, line endings, blank lines, truncation, JSON arrays, huge lines and files.
+"""File hygiene: encoding, line endings, blank lines, truncation, JSON arrays, huge lines and files, and
+lines the strict JSON parser refuses (too deep, huge numbers, NaN, repeated keys, lone surrogates).
 
 Each problem gets its own finding, naming the line; nothing is loaded whole (the scanner caps lines).
 """
@@ -13,6 +14,16 @@ from ftp import hookimpl
 from ftp.checks import CheckSettings, DataCheck, Record
 from ftp.data_scan import BOM
 from ftp.types import CheckContext, ConfigSection, DatasetRef, Finding
+
+
+# the strict parser's refusals (ftp.json_safe): each is one error on its line
+PARSE_HINTS = {
+    "too-deep": "no chat example nests this deep; the line is probably generated garbage or an attack: remove it",
+    "number-too-long": "write the value as a string, or remove it",
+    "nan-value": "write null or a finite number; NaN and Infinity are not JSON",
+    "duplicate-key": "keep one copy of the key",
+    "lone-surrogate": "often text cut in the middle of an emoji (a UTF-16 pair split in two): repair or remove it",
+}
 
 
 class HygieneSettings(CheckSettings):
@@ -68,10 +79,12 @@ class HygieneCheck(DataCheck):
         if record.problem == "not-utf8":
             return self.finding("error", "not-utf8", f"not valid UTF-8 ({record.detail})", record,
                                 hint="re-encode the file as UTF-8")
-        if record.newline == b"":
+        if record.problem == "invalid-json" and record.newline == b"":
             return self.finding("error", "truncated-last-line", f"the last line is cut off ({record.detail}) "
                                 "and has no newline", record, hint="the file was probably truncated; re-export it")
-        return self.finding("error", "invalid-json", f"not valid JSON: {record.detail}", record)
+        if record.problem == "invalid-json":
+            return self.finding("error", "invalid-json", f"not valid JSON: {record.detail}", record)
+        return self.finding("error", record.problem, record.detail, record, hint=PARSE_HINTS.get(record.problem))
 
     def end(self, ref: DatasetRef, lines: int) -> list[Finding]:
         out: list[Finding] = []

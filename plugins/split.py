@@ -15,16 +15,18 @@ from pathlib import Path
 from typing import Any
 
 from ftp import hookimpl
-from ftp.data_files import dataset_ref
+from ftp.data_files import dataset_ref, iter_jsonl
 from ftp.run_store import atomic_write
 from ftp.types import DatasetRef, SplitResult
 
 _SPACE = re.compile(r"\s+")
 
 
-def prompt_key(example: dict[str, Any]) -> str:
+def prompt_key(example: Any) -> str:
     """Normalised text of everything before the answer: the unit of duplication."""
-    messages = example.get("messages") or []
+    messages = example.get("messages") if isinstance(example, dict) else None
+    if not isinstance(messages, list):  # only without validation (--steps split): it has no prompt to group by
+        messages = []
     parts = [f"{m.get('role')}:{_SPACE.sub(' ', str(m.get('content'))).strip().lower()}"
              for m in messages[:-1] if isinstance(m, dict)]
     text = "\n".join(parts)
@@ -73,8 +75,7 @@ def group_keys(path: Path) -> list[str]:
 
     near = DuplicatesCheck(DuplicatesSettings())
     keys = []
-    for position, line in enumerate(_lines(path)):
-        example = json.loads(line)
+    for position, (_, example) in enumerate(iter_jsonl(path)):  # the strict parser: a bad line is a UserError
         keys.append(prompt_key(example))
         near.observe(Record(file=str(path), split=None, line=position, raw=b"", example=example))
     for positions in near.near_line_clusters():

@@ -68,7 +68,51 @@ CASES: list[tuple[str, tuple[str, ...], int, list[tuple[str, str, int | None]]]]
     ("duplicates_exact.jsonl", NO_QUANTITY, 0, [("info", "duplicate-inputs", 3), ("warning", "duplicate-share", None)]),
     ("near_duplicates.jsonl", NO_QUANTITY, 0, [("info", "near-duplicate-inputs", 5)]),
     ("format_outlier.jsonl", NO_QUANTITY, 0, [("warning", "format-outlier", 9), ("warning", "format-outlier", 11)]),
+    # hostile lines: refused by the strict parser (ftp.json_safe) before json.loads can crash or accept them
+    ("deep_nesting_100k.jsonl", NO_QUANTITY, 2, [("error", "too-deep", 2)]),
+    ("deep_nesting_5000.jsonl", NO_QUANTITY, 2, [("error", "too-deep", 2)]),
+    ("deep_nesting_objects.jsonl", NO_QUANTITY, 2, [("error", "too-deep", 2)]),
+    ("deep_nesting_in_content.jsonl", NO_QUANTITY, 2, [("error", "too-deep", 2)]),
+    ("deep_nesting_unclosed.jsonl", NO_QUANTITY, 2, [("error", "too-deep", 2)]),
+    ("deep_nesting_over_limit.jsonl", NO_QUANTITY, 2, [("error", "too-deep", 2)]),
+    ("deep_nesting_at_limit.jsonl", NO_QUANTITY, 0, []),
+    ("brackets_in_strings.jsonl", NO_QUANTITY, 0, []),
+    ("number_5000_digits.jsonl", NO_QUANTITY, 2, [("error", "number-too-long", 2)]),
+    ("number_negative_5000_digits.jsonl", NO_QUANTITY, 2, [("error", "number-too-long", 2)]),
+    ("number_float_5000_digits.jsonl", NO_QUANTITY, 2, [("error", "number-too-long", 2)]),
+    ("number_overflow_float.jsonl", NO_QUANTITY, 2, [("error", "nan-value", 2)]),
+    ("number_long_but_fine.jsonl", NO_QUANTITY, 0, []),
+    ("nan_value.jsonl", NO_QUANTITY, 2, [("error", "nan-value", 2)]),
+    ("infinity_value.jsonl", NO_QUANTITY, 2, [("error", "nan-value", 2)]),
+    ("negative_infinity_value.jsonl", NO_QUANTITY, 2, [("error", "nan-value", 2)]),
+    ("lone_surrogate_high.jsonl", NO_QUANTITY, 2, [("error", "lone-surrogate", 2)]),
+    ("lone_surrogate_low.jsonl", NO_QUANTITY, 2, [("error", "lone-surrogate", 2)]),
+    ("surrogates_reversed.jsonl", NO_QUANTITY, 2, [("error", "lone-surrogate", 2)]),
+    ("lone_surrogate_in_key.jsonl", NO_QUANTITY, 2, [("error", "lone-surrogate", 2)]),
+    ("surrogate_pair_valid.jsonl", NO_QUANTITY, 0, []),
+    ("duplicate_messages_key.jsonl", NO_QUANTITY, 2, [("error", "duplicate-key", 2)]),
+    ("duplicate_role_key.jsonl", NO_QUANTITY, 2, [("error", "duplicate-key", 2)]),
+    ("duplicate_key_in_part.jsonl", NO_QUANTITY, 2, [("error", "duplicate-key", 2)]),
+    # message structure the format check used to accept (or, for a list role, crash on)
+    ("role_list.jsonl", NO_QUANTITY, 2, [("error", "bad-role", 2)]),
+    ("role_object.jsonl", NO_QUANTITY, 2, [("error", "bad-role", 2)]),
+    ("content_parts_images_only.jsonl", NO_QUANTITY, 0, [("warning", "no-text-content", 2)]),
+    ("content_parts_answer_images_only.jsonl", NO_QUANTITY, 2, [("error", "no-text-content", 2)]),
+    ("content_parts_empty_list.jsonl", NO_QUANTITY, 2, [("error", "no-text-content", 2)]),
+    ("content_part_not_object.jsonl", NO_QUANTITY, 2, [("error", "bad-content-part", 2)]),
+    ("content_part_no_type.jsonl", NO_QUANTITY, 2, [("error", "bad-content-part", 2)]),
+    ("content_part_unknown_type.jsonl", NO_QUANTITY, 2, [("error", "bad-content-part", 2)]),
+    ("content_part_text_not_string.jsonl", NO_QUANTITY, 2, [("error", "bad-content-part", 2)]),
+    ("content_parts_image_and_text.jsonl", NO_QUANTITY, 0, []),
+    ("tool_calls_not_list.jsonl", NO_QUANTITY, 2, [("error", "bad-tool-calls", 2)]),
+    ("tool_calls_entry_not_object.jsonl", NO_QUANTITY, 2, [("error", "bad-tool-calls", 2)]),
+    ("tool_calls_no_function.jsonl", NO_QUANTITY, 2, [("error", "bad-tool-calls", 2)]),
+    ("tool_calls_arguments_object.jsonl", NO_QUANTITY, 2, [("error", "bad-tool-calls", 2)]),
+    ("tool_calls_on_user.jsonl", NO_QUANTITY, 2, [("error", "bad-tool-calls", 2)]),
 ]
+HOSTILE = [c for c in CASES if c[2] == 2 and c[3] and c[3][0][1] in {
+    "too-deep", "number-too-long", "nan-value", "lone-surrogate", "duplicate-key", "bad-role", "no-text-content",
+    "bad-content-part", "bad-tool-calls"}]
 RAW_SECRETS = ("jane.doe@example.org", "4111 1111 1111 1111", "AKIAIOSFODNN7EXAMPLE", "MIIEabc")
 
 
@@ -93,8 +137,8 @@ def test_corpus_file(name: str, args: tuple[str, ...], exit_code: int, expected:
         assert leak[0]["file"].endswith("leak_test.jsonl") and "line 4" in leak[0]["message"]
 
 
-def test_the_corpus_has_at_least_40_files() -> None:
-    assert len(list(CORPUS.glob("*.jsonl"))) >= 40
+def test_the_corpus_has_at_least_80_files() -> None:
+    assert len(list(CORPUS.glob("*.jsonl"))) >= 80
     assert {c[0] for c in CASES} >= {p.name for p in CORPUS.glob("*.jsonl") if p.name != "leak_test.jsonl"}
 
 
