@@ -75,6 +75,9 @@ def cli() -> None:
     \b
     Start with:  ftp run examples/quickstart/pipeline.yaml --backend local
     """
+    from ftp.run_lock import release_all
+
+    click.get_current_context().call_on_close(release_all)  # a run's lock (run_lock.py) lasts one command
 
 
 # --- run --------------------------------------------------------------------------------------------
@@ -127,7 +130,7 @@ def run(pipeline: str | None, backend: str | None, overrides: tuple[str, ...], s
         describe_plan(loaded, hooks, selected, as_json)
         return
     if resume_id:
-        run_dir = existing
+        run_dir = existing.lock()
     else:
         check_steps(selected, done=set())  # refuse before a run directory exists
         preflight(loaded, hooks.trainer(loaded.backend))
@@ -260,7 +263,7 @@ def runs_cancel(run_id: str, runs_dir: str | None) -> None:
     from ftp.runner import RunContext
     from ftp.types import Cancellable
 
-    found = find_run(_runs_root(runs_dir), run_id)
+    found = find_run(_runs_root(runs_dir), run_id).lock("cancel")
     state = found.state
     hooks = _hooks()
     trainer = hooks.trainer(state.backend)

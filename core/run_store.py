@@ -17,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ftp.errors import UserError
+from ftp.run_lock import STOP_FIRST, WAIT_OR_STOP, RunLock, acquire
 
 STEPS: tuple[str, ...] = ("validate", "split", "train", "review", "evaluate", "gate", "register", "deploy")
 Status = Literal["pending", "running", "done", "failed", "interrupted", "skipped"]
@@ -78,6 +79,15 @@ class RunDir:
     def __init__(self, path: Path, state: RunState) -> None:
         self.path = path
         self.state = state
+        self.held: RunLock | None = None  # this process's lock on the run (run_lock.py), once taken
+
+    def lock(self, purpose: Literal["run", "cancel"] = "run") -> "RunDir":
+        """Take the run's lock, so no other process trains, resumes or cancels it meanwhile (exit 2 naming
+        the holder if one does), and re-read ``state.json``: the last holder may have changed it since it was loaded.
+        """
+        self.held = acquire(self.path, self.run_id, STOP_FIRST if purpose == "cancel" else WAIT_OR_STOP)
+        self.state = RunDir.load(self.path).state
+        return self
 
     @property
     def run_id(self) -> str:
@@ -108,8 +118,10 @@ class RunDir:
         run_id = f"{stamp}-{secrets.token_hex(2)}"
         path = runs_root / pipeline_name / run_id
         path.mkdir(parents=True, exist_ok=False)
+        held = acquire(path, run_id)  # before state.json exists, so no other command can find the run unlocked
         t = now()
         run = cls(path, RunState(run_id=run_id, pipeline_name=pipeline_name, created_at=t, updated_at=t, **fields))
+        run.held = held
         run.save()
         return run
 
