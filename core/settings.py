@@ -42,7 +42,7 @@ class DataSettings(Section):
 
 class ModelSettings(Section):
     base: str | None = None
-    chat_template: Literal["auto", "tokenizer", "gemma", "chatml"] = "auto"
+    chat_template: Literal["auto", "tokenizer", "gemma", "chatml", "llama3", "mistral", "phi3"] = "auto"
     max_seq_length: int = Field(1024, gt=8)
 
 

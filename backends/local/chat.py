@@ -1,8 +1,8 @@
 """Chat templates and answer-only loss masks.
 
-The template is the tokenizer's own when it has one; base models without one get a documented
-default (``gemma`` when the vocabulary has Gemma's turn tokens, else ``chatml``), which is saved
-with the adapter so inference formats prompts exactly as training did.
+The template is the tokenizer's own when it has one; base models without one get the built-in template
+of the family whose turn tokens the vocabulary has (Gemma, Llama 3, ChatML/Qwen, Mistral, Phi-3; else
+ChatML), which is saved with the adapter so inference formats prompts exactly as training did.
 
 Masks come from character spans: for each trained assistant turn, the text rendered up to and
 including that turn minus the text rendered up to the generation prompt before it. The span
@@ -19,18 +19,60 @@ from ftp.errors import UserError
 
 IGNORE = -100
 
+# Each family's published chat format, written so that every prefix of a conversation renders as a prefix
+# of the whole (answer masks need it). Where the official template differs, it is on purpose:
+# - gemma: Gemma has no system role; the system text opens the first user turn, followed by a blank line.
+# - mistral: the system text opens the *first* user turn (Mistral's v0.3 template puts it in the last one
+#   and drops it when the conversation ends with an answer, i.e. in every training example); the same
+#   for one-turn prompts.
+# - phi3: no end-of-text token after the last turn (the official one adds it outside generation, which
+#   would put it in the middle of a multi-turn conversation's prefix); ``<|end|>`` ends every answer.
+# tests/test_chat_templates.py checks each against the family's documented rendering.
 TEMPLATES: dict[str, str] = {
     "gemma": (
-        "{{ bos_token }}{% for m in messages %}"
-        "{% set role = 'model' if m['role'] == 'assistant' else 'user' %}"
-        "<start_of_turn>{{ role }}\n{{ m['content'] | trim }}<end_of_turn>\n"
+        "{{ bos_token }}"
+        "{% if messages and messages[0]['role'] == 'system' %}"
+        "{% set first = messages[0]['content'] + '\n\n' %}{% set turns = messages[1:] %}"
+        "{% else %}{% set first = '' %}{% set turns = messages %}{% endif %}"
+        "{% for m in turns %}"
+        "<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
+        "{{ first if loop.first else '' }}{{ m['content'] | trim }}<end_of_turn>\n"
         "{% endfor %}{% if add_generation_prompt %}<start_of_turn>model\n{% endif %}"
     ),
     "chatml": (
-        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] | trim }}<|im_end|>\n"
+        "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n"
         "{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"
     ),
+    "llama3": (
+        "{{ bos_token }}{% for m in messages %}"
+        "<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n{{ m['content'] | trim }}<|eot_id|>"
+        "{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
+    ),
+    "mistral": (
+        "{{ bos_token }}"
+        "{% if messages and messages[0]['role'] == 'system' %}"
+        "{% set first = messages[0]['content'] + '\n\n' %}{% set turns = messages[1:] %}"
+        "{% else %}{% set first = '' %}{% set turns = messages %}{% endif %}"
+        "{% for m in turns %}"
+        "{% if m['role'] == 'assistant' %} {{ m['content'] | trim }}{{ eos_token }}"
+        "{% else %}[INST] {{ first if loop.first else '' }}{{ m['content'] }}[/INST]{% endif %}"
+        "{% endfor %}"
+    ),
+    "phi3": (
+        "{% for m in messages %}<|{{ m['role'] }}|>\n{{ m['content'] }}<|end|>\n"
+        "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
+    ),
 }
+# The special token that identifies a family's format in a vocabulary, for base models without a template.
+FAMILY_MARKERS: tuple[tuple[str, str], ...] = (("<start_of_turn>", "gemma"), ("<|start_header_id|>", "llama3"),
+                                               ("<|im_start|>", "chatml"), ("[INST]", "mistral"),
+                                               ("<|assistant|>", "phi3"))
+
+
+def family_of(tokenizer: Any) -> str:
+    """The built-in template a vocabulary was made for (chatml when none of the families' tokens is in it)."""
+    vocab = tokenizer.get_vocab()
+    return next((name for marker, name in FAMILY_MARKERS if marker in vocab), "chatml")
 
 
 @dataclass
@@ -61,7 +103,7 @@ def chat_format(tokenizer: Any, choice: str = "auto") -> ChatFormat:
         raise UserError("model.chat_template: tokenizer, but this tokenizer has no chat template; "
                         f"use one of: auto, {', '.join(TEMPLATES)}")
     elif choice == "auto":
-        name = "gemma" if "<start_of_turn>" in tokenizer.get_vocab() else "chatml"
+        name = family_of(tokenizer)
         template = TEMPLATES[name]
     elif choice in TEMPLATES:
         name, template = choice, TEMPLATES[choice]
