@@ -29,9 +29,11 @@ class FtpGroup(click.Group):
         try:
             return super().invoke(ctx)
         except FtpError as exc:
+            from ftp.redact import scrub
+
             if _debug_requested(ctx):
-                traceback.print_exc()
-            click.echo(f"error: {exc}", err=True)
+                click.echo(scrub(traceback.format_exc()), err=True, nl=False)
+            click.echo(f"error: {scrub(str(exc))}", err=True)
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
@@ -99,7 +101,7 @@ def run(pipeline: str | None, backend: str | None, overrides: tuple[str, ...], s
         resume_id: str | None, dry_run: bool, assume_yes: bool, quiet: bool, as_json: bool,
         runs_dir: str | None) -> None:
     """Run a pipeline: validate, split, train, review, evaluate, gate, register, deploy."""
-    from ftp.pipeline_file import load_pipeline
+    from ftp.pipeline_file import load_pipeline, resume_overrides
     from ftp.progress import make_reporter
     from ftp.run_store import RunDir, atomic_write, find_run
     from ftp.runner import Runner, check_steps, parse_steps, preflight
@@ -113,10 +115,9 @@ def run(pipeline: str | None, backend: str | None, overrides: tuple[str, ...], s
         state = existing.state
         if backend and backend != state.backend:
             raise UserError(f"--backend {backend}: run {state.run_id} was started with --backend {state.backend}")
-        if overrides:
-            raise UserError("--set cannot change a run being resumed; start a new run instead")
         path = Path(pipeline or state.pipeline_file)
-        loaded = load_pipeline(path, state.backend, hooks.catalog(), state.overrides)
+        loaded = load_pipeline(path, state.backend, hooks.catalog(),
+                               resume_overrides(state.overrides, overrides, state.run_id))
         if loaded.sha256 != state.pipeline_sha256:
             reporter.event("warning", message=f"{path} changed since run {state.run_id} started; "
                                               "steps still to run use the file as it is now")
@@ -135,7 +136,8 @@ def run(pipeline: str | None, backend: str | None, overrides: tuple[str, ...], s
         check_steps(selected, done=set())  # refuse before a run directory exists
         preflight(loaded, hooks.trainer(loaded.backend))
         run_dir = RunDir.create(root, loaded.settings.name, pipeline_file=str(loaded.path),
-                                pipeline_sha256=loaded.sha256, backend=loaded.backend, overrides=list(overrides))
+                                pipeline_sha256=loaded.sha256, backend=loaded.backend,
+                                overrides=loaded.stored_overrides())
     atomic_write(run_dir.path / "pipeline.resolved.yaml", loaded.resolved_yaml())
     Runner(loaded, hooks, run_dir, reporter, assume_yes=assume_yes).execute(selected)
 
@@ -270,7 +272,8 @@ def runs_cancel(run_id: str, runs_dir: str | None) -> None:
     if not isinstance(trainer, Cancellable):
         raise UserError(f"run {state.run_id} uses backend {state.backend!r}, which runs no cloud job; "
                         "stop a running local run with Ctrl-C")
-    loaded = load_pipeline(Path(state.pipeline_file), state.backend, hooks.catalog(), state.overrides)
+    kept = [a for a in state.overrides if not a.endswith("=***")]  # a masked secret is not needed to cancel
+    loaded = load_pipeline(Path(state.pipeline_file), state.backend, hooks.catalog(), kept)
     message = trainer.cancel(RunContext(found, loaded, make_reporter("quiet"), hooks))
     train = state.steps["train"]
     if train.status != "done":

@@ -98,8 +98,12 @@ class RunDir:
         return self.path / "metrics.jsonl"
 
     def save(self) -> None:
+        """Write the state; error texts in it are scrubbed of secrets (they may quote a library's message)."""
+        from ftp.redact import scrub_tree
+
         self.state.updated_at = now()
-        atomic_write(self.path / "state.json", self.state.model_dump_json(indent=2))
+        data = scrub_tree(self.state.model_dump(mode="json"))
+        atomic_write(self.path / "state.json", json.dumps(data, indent=2))
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         with self.metrics_file.open("a", encoding="utf-8") as fh:
