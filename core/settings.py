@@ -78,6 +78,8 @@ class TrainSettings(Section):
     packing: bool = True
     pack_tokens: int | None = Field(None, gt=0)  # with packing: fill each micro-batch to this many tokens
     checkpoint_steps: int | None = Field(None, gt=0)
+    label_smoothing: float = Field(0.0, ge=0, lt=1)  # of the answer tokens' targets, training loss only
+    neftune_alpha: float | None = Field(None, gt=0)  # NEFTune embedding noise (5 in the paper); off by default
     lora: LoraSettings = LoraSettings()
     early_stopping: EarlyStoppingSettings | None = EarlyStoppingSettings()
 

@@ -27,9 +27,11 @@ class AnswerLoss(nn.Module):
     work done inside the forward of the module it wraps.
     """
 
-    def __init__(self, lm: Any) -> None:
+    def __init__(self, lm: Any, label_smoothing: float = 0.0, neftune_alpha: float = 0.0) -> None:
         super().__init__()
         self.lm = lm
+        self.smoothing = float(label_smoothing)  # training only: validation loss is scored by a plain AnswerLoss
+        self.neftune = float(neftune_alpha)
         causal = causal_lm(lm)
         self.decoder = causal.get_decoder()
         self.head = causal.get_output_embeddings()
@@ -42,7 +44,11 @@ class AnswerLoss(nn.Module):
         extra = {}
         if starts is not None and self.decoder.config._attn_implementation == PACKED:  # see attention.py
             extra = {"cu_seq_lens_q": starts, "cu_seq_lens_k": starts, "max_length_q": longest, "max_length_k": longest}
-        hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+        inputs: dict[str, Any] = {"input_ids": input_ids}
+        if self.neftune and self.training:
+            inputs = {"inputs_embeds": noisy_embeddings(self.decoder.get_input_embeddings()(input_ids), self.neftune,
+                                                        attention_mask, starts)}
+        hidden = self.decoder(**inputs, attention_mask=attention_mask, position_ids=position_ids,
                               use_cache=False, **extra).last_hidden_state
         picked = hidden[:, positions].reshape(-1, hidden.size(-1))
         flat = targets.reshape(-1)
@@ -62,7 +68,30 @@ class AnswerLoss(nn.Module):
             logits = logits / self.scale
         if self.cap:
             logits = torch.tanh(logits / self.cap) * self.cap
-        return nn.functional.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="sum")
+        smoothing = self.smoothing if self.training else 0.0
+        return nn.functional.cross_entropy(logits, targets, ignore_index=IGNORE, reduction="sum",
+                                           label_smoothing=smoothing)
+
+
+def noisy_embeddings(embeds: Any, alpha: float, attention_mask: Any = None, starts: Any = None) -> Any:
+    """NEFTune (Jain et al., 2023): uniform noise of scale alpha / sqrt(L * d) on the input embeddings.
+
+    L is each *example's* length, so a packed row of eight examples gets the noise each of them would
+    get alone (scaling by the row's length, as a per-batch hook does, would shrink it by sqrt(8)).
+    """
+    import torch
+
+    batch, length, dim = embeds.shape
+    if starts is not None:  # one packed row: the length of the example each position belongs to
+        sizes = (starts[1:] - starts[:-1]).to(embeds.device)
+        per_token = torch.repeat_interleave(sizes, sizes)[:length].reshape(1, length)
+    elif attention_mask is not None:
+        per_token = attention_mask.sum(dim=1, keepdim=True).expand(batch, length)
+    else:
+        per_token = torch.full((batch, length), length, device=embeds.device)
+    scale = alpha / torch.sqrt(per_token.clamp(min=1).to(torch.float32) * dim)
+    noise = torch.empty_like(embeds, dtype=torch.float32).uniform_(-1, 1) * scale.unsqueeze(-1)
+    return embeds + noise.to(embeds.dtype)
 
 
 def loss_model(model: Any) -> Any:

@@ -250,7 +250,8 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     core = prepare_model(base_dir, request.method, hp["lora"], where, bool(hp.get("gradient_checkpointing")))
     from .loss import AnswerLoss
 
-    model = dist.wrap(AnswerLoss(core), where.device)  # DDP over all ranks; ``core`` is saved and evaluated
+    model = dist.wrap(AnswerLoss(core, float(hp.get("label_smoothing") or 0.0), float(hp.get("neftune_alpha") or 0.0)),
+                      where.device)  # DDP over all ranks; ``core`` is saved and evaluated
     params = [p for p in core.parameters() if p.requires_grad]
     trainable = (flatten(params) if FLATTEN and dist.world == 1 and request.method != "full" else Trainable(params))
     optimiser = make_optimiser(hp.get("optimizer", "adamw"), trainable.params, hp["learning_rate"], hp["weight_decay"],
