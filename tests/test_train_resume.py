@@ -73,3 +73,21 @@ def test_sigkill_mid_training_then_resume(project: Path, extra: tuple[str, ...])
         assert abs(got["train_loss"] - want["train_loss"]) < 1e-4, (got["step"], got["train_loss"], want["train_loss"])
     assert not (run_dir / "checkpoint").exists()
     assert json.loads((run_dir / "state.json").read_text())["steps"]["train"]["outputs"]["steps"] == 36
+
+
+def test_a_kill_between_the_checkpoint_swap_renames_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
+    """save() renames the old checkpoint away, then the new one in: a SIGKILL between the two leaves only
+    ``.checkpoint.old`` (and the new one half-named); load must take the old one, not start over."""
+    import torch
+
+    from ftp.backends.local import checkpoint
+
+    model = torch.nn.Linear(2, 2)
+    optimiser = torch.optim.AdamW(model.parameters())
+    folder = tmp_path / "checkpoint"
+    checkpoint.save(folder, checkpoint.LoopState(step=3, fingerprint="fp"), checkpoint.trainable_state(model),
+                    optimiser.state_dict())
+    folder.rename(tmp_path / ".checkpoint.old")  # the first rename of the next save, then the kill
+    (tmp_path / ".checkpoint.tmp").mkdir()
+    state = checkpoint.load(folder, "fp", model, optimiser)
+    assert state is not None and state.step == 3

@@ -71,6 +71,9 @@ def save(folder: Path, state: LoopState, weights: dict[str, Any], optimiser_stat
 
 def load(folder: Path, fp: str, model: Any, optimiser: Any, sharded: bool = False) -> LoopState | None:
     """The saved state, restored into ``model`` and ``optimiser``; None when there is none that fits."""
+    old = folder.parent / f".{folder.name}.old"
+    if not (folder / STATE).exists() and (old / STATE).exists():
+        folder = old  # killed between save()'s two renames: the previous checkpoint is whole
     if not (folder / STATE).exists():
         return None
     state = LoopState(**json.loads((folder / STATE).read_text(encoding="utf-8")))
