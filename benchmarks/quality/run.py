@@ -156,6 +156,7 @@ def plan(args: argparse.Namespace, configs: list[Config], model_dir: Path, work:
                     if args.device == "cpu":
                         sets.append("backends.local.devices=cpu")
                     cmd = [py, "-m", "ftp", "run", "pipeline.yaml", "--backend", "local", "--json"]
+                    cmd += ["--steps", args.ftp_steps] if args.ftp_steps else []
                     cmd += [a for s in sets for a in ("--set", s)]
                 else:
                     cmd = [py, str(HERE / "trl_sft.py"), "--model", str(model_dir), "--train", str(data / "train.jsonl"),
@@ -332,6 +333,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seeds", default="1,2", help="training seeds of every trained configuration")
     p.add_argument("--ftp-set", action="append", default=[], metavar="KEY=VALUE", help="--set for every ftp run")
     p.add_argument("--variant", action="append", default=[], metavar="NAME:KEY=VALUE,...", help="another ftp configuration")
+    p.add_argument("--ftp-steps", default="validate,split,train",
+                   help="ftp's steps (default: up to train; its own evaluation would repeat the shared one)")
     p.add_argument("--skip-ftp-default", action="store_true", help="only the --variant configurations of ftp")
     p.add_argument("--skip-trl", action="store_true", help="no TRL reference (when trl is not installed)")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
