@@ -71,3 +71,18 @@ def test_packed_and_padded_noise_agree_in_scale(tiny_model_dir: Path) -> None:
     b = noisy_embeddings(torch.zeros(*padded.input_ids.shape, 8), 5.0, attention_mask=padded.attention_mask)
     first = len(rows[0].input_ids)
     assert float(a[0, :first].abs().max()) == pytest.approx(float(b[0, :first].abs().max()), rel=0.3)
+
+
+def test_float32_weights_under_bfloat16_autocast(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """``backends.local.weights: float32``: the frozen weights stay float32 and matmuls run in bf16 (the
+    mixed precision a TRL script gets from an fp32 checkpoint with ``bf16=True``)."""
+    from ftp.backends.local.modeling import placement
+
+    where = placement("cpu", "bfloat16", "float32")
+    assert (where.dtype_name, str(where.dtype)) == ("bfloat16", "torch.float32")
+    assert placement("cpu", "float32", "float32").weights == ""  # nothing to mix in plain fp32
+    ctx, result, trained = train_directly(tiny_model_dir, tmp_path, {"max_steps": 2, "batch_size": 4},
+                                          {"devices": "cpu", "dtype": "bfloat16", "weights": "float32"})
+    assert result.steps == 2 and math.isfinite(first_loss(ctx))
+    frozen = [p for p in trained.model.parameters() if not p.requires_grad]
+    assert frozen and all(p.dtype == torch.float32 for p in frozen)

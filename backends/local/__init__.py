@@ -28,6 +28,9 @@ class LocalSettings(BaseModel):
         "ddp", description="several processes: ddp (a whole copy per GPU) or fsdp (weights, gradients and "
                            "optimiser state sharded across GPUs, for models one GPU cannot hold)")
     dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
+    weights: Literal["compute", "float32"] = Field(
+        "compute", description="storage of the frozen weights (LoRA, full): compute = the dtype; float32 = "
+                               "float32 weights under autocast (classic mixed precision)")
     compile: Literal["auto"] | bool = Field(
         "auto", description="torch.compile each decoder layer; auto: on CUDA (with triton) for runs of 100+ steps")
     compile_backend: str = Field("inductor", description="torch.compile backend (aot_eager to debug a compile problem)")

@@ -27,13 +27,14 @@ GPU_CHUNK_ELEMENTS = 2**23
 @dataclass(frozen=True)
 class Placement:
     device: str
-    dtype_name: str
+    dtype_name: str  # what matmuls compute in (autocast)
+    weights: str = ""  # what the loaded weights are stored in; empty: the compute dtype
 
     @property
     def dtype(self) -> Any:
         import torch
 
-        return getattr(torch, self.dtype_name)
+        return getattr(torch, self.weights or self.dtype_name)
 
 
 def quiet_libraries() -> None:
@@ -54,7 +55,7 @@ def quiet_libraries() -> None:
     hf_logging.disable_progress_bar()
 
 
-def placement(devices: str | int = "auto", dtype: str = "auto") -> Placement:
+def placement(devices: str | int = "auto", dtype: str = "auto", weights: str = "compute") -> Placement:
     """CUDA with bf16 where it exists, else CPU with float32 (bf16 matmuls are slow on most CPUs)."""
     import torch
 
@@ -70,7 +71,7 @@ def placement(devices: str | int = "auto", dtype: str = "auto") -> Placement:
         device = "cpu"
     if dtype == "auto":
         dtype = "bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else "float32"
-    return Placement(device, dtype)
+    return Placement(device, dtype, "float32" if weights == "float32" and dtype != "float32" else "")
 
 
 def load_tokenizer(path: Path) -> Any:

@@ -232,11 +232,11 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     random.seed(seed)
     torch.manual_seed(seed)
     dist = Dist.from_env(str(settings.get("strategy", "ddp")))
-    where = placement(settings.get("devices", "auto"), settings.get("dtype", "auto"))
+    where = placement(settings.get("devices", "auto"), settings.get("dtype", "auto"), settings.get("weights", "compute"))
     scaler = grad_scaler(where.device, where.dtype_name)
     if dist.world > 1 and where.device == "cuda":
         torch.cuda.set_device(dist.local_rank)
-        where = Placement(f"cuda:{dist.local_rank}", where.dtype_name)
+        where = Placement(f"cuda:{dist.local_rank}", where.dtype_name, where.weights)
     dist.init(where.device)
     base_dir = models.resolve(request.base_model)
     fmt = chat_format(load_tokenizer(base_dir), hp["chat_template"])
