@@ -30,7 +30,7 @@ def packed_row(lengths: list[int], vocab: int) -> Any:
 def loss_and_grads(model: Any, batch: Any) -> tuple[float, dict[str, Any]]:
     import torch
 
-    from ftp.backends.local.modeling import answer_loss
+    from ftp.backends.local.loss import answer_loss
 
     model.zero_grad()
     with torch.autocast("cuda", dtype=torch.bfloat16):

@@ -53,17 +53,6 @@ class CheckSettings(BaseModel):
     severity: Severity | None = None  # replaces the severity of every finding the check makes
 
 
-def expand_shorthand(value: Any) -> Any:
-    """``error``/``warning``/``info`` set the severity; ``off`` (YAML false) turns the check off."""
-    if value is False or value == "off":
-        return {"enabled": False}
-    if value is True or value == "on":
-        return {}
-    if value in ("error", "warning", "info"):
-        return {"severity": value}
-    return value
-
-
 class DataCheck:
     """Base class with no-op hooks; subclasses override what they need."""
 

@@ -17,11 +17,10 @@ import yaml
 from pydantic import BaseModel
 
 from ftp import redact
-from ftp.checks import expand_shorthand
 from ftp.config_check import KeyPath, Located, set_label, suggest
 from ftp.errors import ConfigError, UserError
 from ftp.settings import ATTRIBUTE, COMMON_SECTIONS, CommonSettings, PipelineSettings
-from ftp.types import BackendSpec, ConfigSection, MetricSpec
+from ftp.types import BackendSpec, ConfigSection, MetricSpec, expand_shorthand
 from ftp.yaml_load import MAX_BYTES, load_value, load_yaml
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

@@ -354,6 +354,17 @@ class ReviewRequest(Value):
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
+def expand_shorthand(value: Any) -> Any:
+    """``error``/``warning``/``info`` set the severity; ``off`` (YAML false) turns the check off."""
+    if value is False or value == "off":
+        return {"enabled": False}
+    if value is True or value == "on":
+        return {}
+    if value in ("error", "warning", "info"):
+        return {"severity": value}
+    return value
+
+
 class CheckContext(Value):
     """What a data check is built with: the effective settings and the files it will see."""
 
@@ -366,8 +377,6 @@ class CheckContext(Value):
 
     def section(self, name: str) -> dict[str, Any]:
         """This check's ``validate.<name>`` settings as plain data (empty when the file has none)."""
-        from ftp.checks import expand_shorthand  # (a cycle at import time otherwise)
-
         value = expand_shorthand((self.settings.get("validate") or {}).get(name))
         return dict(value) if isinstance(value, dict) else {}
 

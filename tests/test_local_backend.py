@@ -64,7 +64,8 @@ def test_answer_loss_matches_the_plain_loss(tiny_model_dir: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from ftp.backends.local.modeling import answer_loss, collate
+    from ftp.backends.local.loss import answer_loss
+    from ftp.backends.local.modeling import collate
 
     fmt = chat_format(load_tokenizer(tiny_model_dir))
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
@@ -84,7 +85,8 @@ def test_the_chunked_loss_has_the_plain_loss_and_gradients(tiny_model_dir: Path,
     from transformers import AutoModelForCausalLM
 
     from ftp.backends.local import loss as loss_module
-    from ftp.backends.local.modeling import answer_loss, collate
+    from ftp.backends.local.loss import answer_loss
+    from ftp.backends.local.modeling import collate
 
     fmt = chat_format(load_tokenizer(tiny_model_dir))
     rows = [encode(fmt, CONVO, 256), encode(fmt, CONVO[1:3], 256)]
@@ -156,7 +158,8 @@ def test_a_packed_batch_has_the_loss_of_the_same_examples_unpacked(tiny_model_di
     from transformers import AutoModelForCausalLM
 
     from conftest import make_examples
-    from ftp.backends.local.modeling import answer_loss, collate, collate_packed
+    from ftp.backends.local.loss import answer_loss
+    from ftp.backends.local.modeling import collate, collate_packed
 
     fmt = chat_format(load_tokenizer(tiny_model_dir))
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
@@ -182,7 +185,8 @@ def test_a_packed_row_rounded_up_keeps_its_loss(tiny_model_dir: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     from conftest import make_examples
-    from ftp.backends.local.modeling import answer_loss, collate_packed
+    from ftp.backends.local.loss import answer_loss
+    from ftp.backends.local.modeling import collate_packed
 
     fmt = chat_format(load_tokenizer(tiny_model_dir))
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)

@@ -23,7 +23,7 @@ def rows_and_model(tiny_model_dir: Path, n: int = 5) -> tuple[Any, list[Any], An
 
 
 def loss_and_grads(model: Any, batch: Any) -> tuple[float, list[Any]]:
-    from ftp.backends.local.modeling import answer_loss
+    from ftp.backends.local.loss import answer_loss
 
     model.zero_grad()
     loss, _ = answer_loss(model, batch)
@@ -58,7 +58,8 @@ def test_the_kernel_call_matches_torch_varlen_attn(tiny_model_dir: Path, monkeyp
     import torch.nn.attention.varlen as varlen
 
     from ftp.backends.local import attention
-    from ftp.backends.local.modeling import answer_loss, collate_packed
+    from ftp.backends.local.loss import answer_loss
+    from ftp.backends.local.modeling import collate_packed
 
     calls: list[dict[str, Any]] = []
 
@@ -97,7 +98,8 @@ def test_the_offsets_decide_what_each_token_sees(tiny_model_dir: Path) -> None:
     import torch
 
     from ftp.backends.local.attention import packed
-    from ftp.backends.local.modeling import answer_loss, collate_packed
+    from ftp.backends.local.loss import answer_loss
+    from ftp.backends.local.modeling import collate_packed
 
     fmt, rows, model = rows_and_model(tiny_model_dir)
     batch = collate_packed(rows, "cpu")
@@ -113,7 +115,8 @@ def test_padded_batches_keep_their_mask_while_packed_attention_is_on(tiny_model_
     import torch
 
     from ftp.backends.local.attention import packed
-    from ftp.backends.local.modeling import answer_loss, collate
+    from ftp.backends.local.loss import answer_loss
+    from ftp.backends.local.modeling import collate
 
     fmt, rows, model = rows_and_model(tiny_model_dir)
     batch = collate(rows, fmt.tokenizer.pad_token_id, "cpu")

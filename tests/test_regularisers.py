@@ -30,7 +30,8 @@ def test_smoothing_and_noise_are_off_in_eval_mode(tiny_model_dir: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     from ftp.backends.local.chat import chat_format, encode
-    from ftp.backends.local.modeling import answer_loss, load_tokenizer
+    from ftp.backends.local.loss import answer_loss
+    from ftp.backends.local.modeling import load_tokenizer
 
     fmt = chat_format(load_tokenizer(tiny_model_dir))
     rows = [encode(fmt, ex["messages"], 64) for ex in make_examples(4)]

@@ -127,7 +127,8 @@ def test_adapters_compute_in_bf16_and_stay_fp32(tiny_model_dir: Path) -> None:
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from ftp.backends.local.modeling import answer_loss, collate
+    from ftp.backends.local.loss import answer_loss
+    from ftp.backends.local.modeling import collate
     from ftp.backends.local.precision import adapters_follow_autocast, autocast
 
     fmt = chat_format(load_tokenizer(tiny_model_dir))

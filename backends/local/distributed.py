@@ -1,7 +1,7 @@
 """Training on several GPUs (or, for tests, several CPU processes) with PyTorch DDP or FSDP, launched by torchrun.
 
 The train step writes the request to the run directory and starts ``torchrun --nproc_per_node N`` on
-this module. Every rank trains on its share of each micro-batch; gradients are averaged by DDP and the
+``worker.py``. Every rank trains on its share of each micro-batch; gradients are averaged by DDP and the
 loss is normalised by the answer tokens of all ranks, so the result equals one process training the
 whole batch. Rank 0 alone writes metrics, checkpoints and the model, and prints its events as JSON
 lines, which the parent relays to its own progress display.
@@ -19,7 +19,6 @@ import os
 import subprocess
 import sys
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from ftp.errors import StepFailed, UserError
@@ -158,7 +157,7 @@ def launch(request: TrainRequest, ctx: StepContext, world: int) -> TrainResult:
     (work / RESULT).unlink(missing_ok=True)
     (work / "request.json").write_text(request.model_dump_json(), encoding="utf-8")
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}",
-               "-m", "ftp.backends.local.distributed", str(work), str(ctx.run_dir / "metrics.jsonl")]
+               "-m", "ftp.backends.local.worker", str(work), str(ctx.run_dir / "metrics.jsonl")]
     strategy = str(request.backend_settings.get("strategy", "ddp")).upper()
     ctx.reporter.event("distributed", message=f"training on {world} processes (torchrun, {strategy})")
     log = (work / "torchrun.log").open("w", encoding="utf-8")
@@ -218,44 +217,3 @@ def _event(line: str) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) and "event" in data else None
-
-
-@dataclass
-class WorkerContext:
-    """The StepContext of a worker: rank 0 writes metrics and prints events; the others stay silent."""
-
-    run_dir: Path
-    metrics_file: Path
-    backend_settings: dict[str, Any]
-    reporter: Any
-    main: bool
-    run_id: str = ""
-
-    def log_metrics(self, row: dict[str, Any]) -> None:
-        if self.main:
-            with self.metrics_file.open("a", encoding="utf-8") as fh:
-                fh.write(json.dumps({"phase": "train", **row}, sort_keys=True) + "\n")
-
-    def setting(self, path: str) -> Any:
-        return None
-
-
-def main() -> None:
-    from ftp.progress import JsonReporter, QuietReporter
-
-    from .training import train
-
-    die_with_parent()
-    work, metrics = Path(sys.argv[1]), Path(sys.argv[2])
-    dist = Dist.from_env()
-    request = TrainRequest.model_validate_json((work / "request.json").read_text(encoding="utf-8"))
-    reporter = JsonReporter() if dist.main else QuietReporter()
-    ctx = WorkerContext(metrics.parent, metrics, request.backend_settings, reporter, dist.main)
-    result, _ = train(request, ctx)  # type: ignore[arg-type]
-    if dist.main:
-        (work / RESULT).write_text(result.model_dump_json(), encoding="utf-8")
-    dist.barrier()
-
-
-if __name__ == "__main__":
-    main()

@@ -17,7 +17,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import NAME as PACKED
 from .chat import IGNORE
-from .modeling import CHUNK_ELEMENTS, GPU_CHUNK_ELEMENTS, causal_lm
+from .modeling import CHUNK_ELEMENTS, GPU_CHUNK_ELEMENTS, Batch, causal_lm
 
 
 class AnswerLoss(nn.Module):
@@ -98,3 +98,15 @@ def loss_model(model: Any) -> Any:
     """``model`` itself when it already computes the answer loss (possibly inside DDP), else wrapped."""
     inner = getattr(model, "module", model)
     return model if isinstance(inner, AnswerLoss) else AnswerLoss(model)
+
+
+def answer_loss(model: Any, batch: Batch) -> tuple[Any, int]:
+    """(summed cross-entropy over trained tokens, number of trained tokens).
+
+    ``model`` is a causal LM, its PEFT model, or one already wrapped by ``loss.loss_model`` (and DDP).
+    """
+    if batch.trained == 0:
+        return torch.zeros((), device=batch.labels.device, requires_grad=True), 0
+    loss = loss_model(model)(batch.input_ids, batch.attention_mask, batch.position_ids, batch.positions, batch.targets,
+                             batch.starts, batch.longest)
+    return loss, batch.trained

@@ -168,22 +168,6 @@ def collate_packed(rows: list[Encoded], device: str, pad_id: int = 0, multiple: 
                                starts=torch.tensor(starts, dtype=torch.int32), longest=longest), device)
 
 
-def answer_loss(model: Any, batch: Batch) -> tuple[Any, int]:
-    """(summed cross-entropy over trained tokens, number of trained tokens).
-
-    ``model`` is a causal LM, its PEFT model, or one already wrapped by ``loss.loss_model`` (and DDP).
-    """
-    import torch
-
-    if batch.trained == 0:
-        return torch.zeros((), device=batch.labels.device, requires_grad=True), 0
-    from .loss import loss_model
-
-    loss = loss_model(model)(batch.input_ids, batch.attention_mask, batch.position_ids, batch.positions, batch.targets,
-                             batch.starts, batch.longest)
-    return loss, batch.trained
-
-
 def causal_lm(model: Any) -> Any:
     """The transformers model inside a PEFT model (or the model itself)."""
     return model.get_base_model() if hasattr(model, "get_base_model") else model

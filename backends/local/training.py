@@ -26,8 +26,9 @@ from .distributed import Dist
 from .chat import ChatFormat, Encoded, chat_format, encode, show_mask
 from .attention import packed
 from .flat import Trainable, flatten
-from .modeling import (Placement, answer_loss, collate, collate_packed, compile_layers, load_model, load_tokenizer,
+from .modeling import (Placement, collate, collate_packed, compile_layers, load_model, load_tokenizer,
                        causal_lm, peak_memory_mb, placement, uncompile_layers)
+from .schedule import epoch_order, examples_to_take, lr_at, micro_batches_per_epoch
 
 META_FILE = "ftp_model.json"
 
@@ -83,49 +84,6 @@ def encode_file(fmt: ChatFormat, ref: DatasetRef, tokenizer_dir: Path, max_lengt
     if not rows:
         raise UserError(f"{path}: no example has an answer token to train on within model.max_seq_length={max_length}")
     return rows
-
-
-def examples_to_take(rows: list[Encoded], order: list[int], cursor: int, batch: int, budget: int | None) -> int:
-    """How many examples from ``cursor`` make the next micro-batch: ``batch``, or as many as fit in
-    ``budget`` tokens (``train.pack_tokens``; never fewer than one, never past the epoch)."""
-    if not budget:
-        return batch
-    used, take = 0, 0
-    while cursor + take < len(order):
-        n = len(rows[order[cursor + take]].input_ids)
-        if take and used + n > budget:
-            break
-        used, take = used + n, take + 1
-    return max(1, take)
-
-
-def micro_batches_per_epoch(rows: list[Encoded], seed: int, batch: int, budget: int | None) -> int:
-    """Micro-batches in one pass over the data; with a token budget, counted on the first epoch's order."""
-    if not budget:
-        return math.ceil(len(rows) / batch)
-    order, cursor, count = epoch_order(len(rows), seed, 0), 0, 0
-    while cursor < len(order):
-        cursor += examples_to_take(rows, order, cursor, batch, budget)
-        count += 1
-    return count
-
-
-def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
-    """The shuffled order of the examples in one epoch: the same on a resume as in the first attempt."""
-    order = list(range(n))
-    random.Random(seed + epoch).shuffle(order)
-    return order
-
-
-def lr_at(step: int, total: int, warmup: int, peak: float, kind: str) -> float:
-    if step < warmup:
-        return peak * (step + 1) / warmup
-    if kind == "constant":
-        return peak
-    progress = (step - warmup) / max(1, total - warmup)
-    if kind == "linear":
-        return peak * max(0.0, 1 - progress)
-    return peak * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
 def prepare_model(base_dir: Path, method: str, lora: dict[str, Any], where: Placement, checkpointing: bool) -> Any:
@@ -193,7 +151,7 @@ def _load_4bit(base_dir: Path, where: Placement) -> Any:
 def evaluate_loss(model: Any, rows: list[Encoded], pad_id: int, device: str, batch_size: int) -> float:
     import torch
 
-    from .loss import loss_model
+    from .loss import answer_loss, loss_model
 
     scorer = loss_model(model)
     was_training = model.training
@@ -248,7 +206,7 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     ctx.reporter.event("example", message=f"example 1 as trained (trained tokens in ⟦ ⟧): "
                                           f"{show_mask(fmt, train_rows[0])!r}")
     core = prepare_model(base_dir, request.method, hp["lora"], where, bool(hp.get("gradient_checkpointing")))
-    from .loss import AnswerLoss
+    from .loss import AnswerLoss, answer_loss
 
     model = dist.wrap(AnswerLoss(core, float(hp.get("label_smoothing") or 0.0), float(hp.get("neftune_alpha") or 0.0)),
                       where.device)  # DDP over all ranks; ``core`` is saved and evaluated
