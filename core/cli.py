@@ -262,7 +262,7 @@ def runs_cancel(run_id: str, runs_dir: str | None) -> None:
     from ftp.pipeline_file import load_pipeline
     from ftp.progress import make_reporter
     from ftp.run_store import find_run
-    from ftp.runner import RunContext
+    from ftp.run_context import RunContext
     from ftp.types import Cancellable
 
     found = find_run(_runs_root(runs_dir), run_id).lock("cancel")

@@ -7,20 +7,19 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftp import __version__
 from ftp.config_check import suggest
 from ftp.data_check import check_data
 from ftp.data_files import dataset_ref, read_jsonl, reference_answer
 from ftp.errors import FtpError, Interrupted, NotEvaluable, StepFailed, UserError
+from ftp.evaluation import auto_max_new_tokens, eval_report, format_report, generate_batched, write_eval
 from ftp.hooks import Hooks
 from ftp.pipeline_file import Pipeline
 from ftp.redact import ScrubbingFormatter
+from ftp.run_context import RunContext, code_version
 from ftp.run_store import STEPS, RunDir, atomic_write, now
 from ftp.settings import PipelineSettings
 from ftp.types import (
@@ -85,79 +84,6 @@ def check_steps(steps: list[str], done: set[str]) -> None:
             if need not in steps and need not in done:
                 raise UserError(f"--steps: {step!r} needs the output of {need!r}; add {need} to --steps, "
                                 "or resume a run where it is done (--resume RUN_ID)")
-
-
-@dataclass
-class RunContext:
-    """What plugins see of the run (the ``StepContext`` protocol)."""
-
-    run: RunDir
-    pipeline: Pipeline
-    reporter: Any
-    hooks: Hooks
-    _predictors: dict[str, Predictor] = field(default_factory=dict)
-    _trainer: Trainer | None = None
-    phase: str = ""
-    assume_yes: bool = False
-
-    @property
-    def run_id(self) -> str:
-        return self.run.run_id
-
-    @property
-    def run_dir(self) -> Path:
-        return self.run.path
-
-    @property
-    def backend_settings(self) -> dict[str, Any]:
-        return self.pipeline.backend_settings
-
-    def trainer(self) -> Trainer:
-        """One trainer per run, so what it keeps in memory (the trained model) serves later steps."""
-        if self._trainer is None:
-            self._trainer = self.hooks.trainer(self.pipeline.backend)
-        return self._trainer
-
-    def log_metrics(self, row: dict[str, Any]) -> None:
-        self.run.append_metrics({"phase": self.phase, **row})
-
-    def setting(self, path: str) -> Any:
-        return self.pipeline.setting(path)
-
-    def confirm(self, question: str) -> bool:
-        """``--yes`` answers yes; otherwise ask on the terminal, and no input (a script, EOF) means no."""
-        if self.assume_yes:
-            return True
-        import click
-
-        try:
-            return bool(click.confirm(question, default=False, err=True))
-        except click.Abort:
-            return False
-
-    def resource(self, key: str) -> Any:
-        return self.run.state.resources.get(key)
-
-    def record_resource(self, key: str, value: Any) -> None:
-        self.run.state.resources[key] = value
-        self.run.save()
-
-    def predictor(self, model: ModelRef) -> Predictor:
-        """Load each model once per run; review and evaluate share it."""
-        key = model.model_dump_json()
-        if key not in self._predictors:
-            self._predictors[key] = self.trainer().predictor(model, self)
-        return self._predictors[key]
-
-
-def code_version(where: Path) -> str:
-    """ftp's version plus the git commit of the pipeline's folder, when it is in a repository."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True,
-                             timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = ""
-    return f"ftp {__version__}" + (f" git {sha}" if sha else "")
 
 
 class Runner:
@@ -430,51 +356,3 @@ def report_findings(findings: list[Finding], reporter: Any, limit: int = 20) -> 
         reporter.event("finding", severity=f.severity, text=f.format())
     if len(findings) > limit:
         reporter.event("finding", severity="info", text=f"... and {len(findings) - limit} more")
-
-
-def auto_max_new_tokens(predictor: Predictor, references: list[str]) -> int:
-    """Enough room for the longest reference answer plus a margin, so rambling models stop early."""
-    longest = max((predictor.count_tokens(r) for r in references), default=32)
-    return min(1024, int(longest * 1.25) + 8)
-
-
-def generate_batched(predictor: Predictor, conversations: list[Any], max_new_tokens: int, batch_size: int,
-                     reporter: Any, label: str) -> list[str]:
-    task = reporter.progress(f"generate ({label})", len(conversations))
-    out: list[str] = []
-    try:
-        for i in range(0, len(conversations), batch_size):
-            out += predictor.generate(conversations[i:i + batch_size], max_new_tokens)
-            task.update(len(out))
-    finally:
-        task.close()
-    return out
-
-
-def eval_report(metrics: list[Metric], n: int) -> EvalReport:
-    table: dict[str, dict[str, float]] = {}
-    for m in metrics:
-        table.setdefault(m.candidate, {})[m.name] = m.value
-    return EvalReport(metrics=table, higher_is_better={m.name: m.higher_is_better for m in metrics}, n=n)
-
-
-def format_report(report: EvalReport) -> str:
-    ft, base = report.metrics.get("fine-tuned", {}), report.metrics.get("base", {})
-    parts = []
-    for name, value in ft.items():
-        parts.append(f"{name} {value:.4f}" + (f" (base {base[name]:.4f})" if name in base else ""))
-    return f"n={report.n}: " + ", ".join(parts)
-
-
-def write_eval(run_dir: Path, report: EvalReport, metrics: list[Metric], examples: list[dict[str, Any]],
-               references: list[str], predictions: dict[str, list[str]], skipped: dict[str, str] | None = None) -> None:
-    rows = [{"index": i, "prompt": ex["messages"][:-1], "reference": ref,
-             **{label: preds[i] for label, preds in predictions.items()}}
-            for i, (ex, ref) in enumerate(zip(examples, references))]
-    payload = {"n": report.n, "metrics": report.metrics, "higher_is_better": report.higher_is_better,
-               "details": [m.model_dump(mode="json") for m in metrics], "examples": rows,
-               **({"not_evaluated": skipped} if skipped else {})}
-    atomic_write(run_dir / "eval.json", json.dumps(payload, indent=2, ensure_ascii=False))
-
-
-

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from ftp.checks import Record
 from ftp.data_files import dataset_ref
-from ftp.plugins.pii import PiiCheck, PiiSettings, detect, iban_valid, luhn, mask
+from ftp.plugins.pii import PiiCheck, PiiSettings
+from ftp.plugins.pii_detect import detect, iban_valid, luhn, mask
 
 
 def kinds(text: str) -> list[str]:
@@ -263,6 +264,6 @@ def test_plain_lines_skip_every_detector() -> None:
                     "see https://example.com/a_b-c for JSON. Then XY12 ok"):
         example = {"messages": [{"role": "user", "content": content}]}
         raw = json.dumps(example).encode()
-        assert not (check._line_kinds(raw, example["messages"]) & {"phone", "ssn", "credit_card", "ipv4", "email"})
+        assert not (check.gate.line_kinds(raw, example["messages"]) & {"phone", "ssn", "credit_card", "ipv4", "email"})
     example = {"messages": [{"role": "user", "content": "Ticket 123456: thermostat login crash."}]}
-    assert check._line_kinds(json.dumps(example).encode(), example["messages"]) == frozenset()
+    assert check.gate.line_kinds(json.dumps(example).encode(), example["messages"]) == frozenset()

@@ -24,7 +24,8 @@ from ftp.hooks import default_hooks
 from ftp.pipeline_file import load_pipeline
 from ftp.progress import make_reporter
 from ftp.run_store import RunDir
-from ftp.runner import RunContext, train_request
+from ftp.run_context import RunContext
+from ftp.runner import train_request
 from ftp.types import DatasetRef, DeployRequest, ModelVersion
 
 PHI = "azureml://registries/azureml/models/Phi-4-mini-instruct/versions/7"
