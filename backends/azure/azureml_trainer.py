@@ -83,7 +83,7 @@ class AzureMLFineTuning:
                "validation_asset": assets.get(request.validation.sha256 if request.validation else "", "")}
         self.ctx.record_resource(JOB, job)
         hp = {k: request.hyperparameters.get(k) for k in ("epochs", "batch_size", "learning_rate")}
-        from .azureml import hyperparameters_from_train
+        from .azureml_vocab import hyperparameters_from_train
 
         self.adapter.submit(model_id, job["training_asset"], job["validation_asset"], hyperparameters_from_train(hp),
                             self.settings.suffix or default_suffix(str(self.ctx.setting("name") or "ftp")), job["name"])
@@ -106,7 +106,7 @@ class AzureMLFineTuning:
         return {**job, "state": "submitted"}
 
     def train(self, request: TrainRequest) -> TrainResult:
-        from .azureml import normalise
+        from .azureml_vocab import normalise
 
         started = time.time()
         job = self._known_job()
@@ -138,7 +138,7 @@ class AzureMLFineTuning:
         job = self._known_job()
         if job is None:
             raise UserError(f"run {self.ctx.run_id} has no Azure ML job to cancel (none was submitted)")
-        from .azureml import is_terminal
+        from .azureml_vocab import is_terminal
 
         current = self.adapter.status(job["name"])
         if is_terminal(current):

@@ -45,6 +45,7 @@ def _load() -> ModuleType:
 
 
 azureml = _load()
+from ftp.backends.azure import azureml_vocab as vocab  # noqa: E402
 
 ARM = "https://management.azure.com"
 WS_PATH = "/subscriptions/SUB/resourceGroups/rg/providers/Microsoft.MachineLearningServices/workspaces/ws"
@@ -166,10 +167,10 @@ def add_workspace(api: Any) -> None:
 
 
 def test_train_section_maps_to_azureml_names_as_strings() -> None:
-    got = azureml.hyperparameters_from_train({"epochs": 3, "batch_size": 8, "learning_rate": 2e-5,
+    got = vocab.hyperparameters_from_train({"epochs": 3, "batch_size": 8, "learning_rate": 2e-5,
                                               "method": "lora", "lora": {"r": 16}})
     assert got == {"num_train_epochs": "3", "per_device_train_batch_size": "8", "learning_rate": "0.00002"}
-    assert azureml.string_hyperparameters({"a": 1.0, "b": True, "c": None, "d": "auto", "e": 1e-4}) == {
+    assert vocab.string_hyperparameters({"a": 1.0, "b": True, "c": None, "d": "auto", "e": 1e-4}) == {
         "a": "1", "b": "true", "d": "auto", "e": "0.0001"}
 
 
@@ -181,21 +182,21 @@ def test_train_section_maps_to_azureml_names_as_strings() -> None:
     ("completed", "succeeded"), ("SomethingNew", "unknown"), (None, "unknown"),
 ])
 def test_every_documented_status_is_normalised(raw: str | None, normalised: str) -> None:
-    assert azureml.normalise(raw) == normalised
+    assert vocab.normalise(raw) == normalised
 
 
 def test_only_completed_failed_and_canceled_are_terminal() -> None:
     statuses = ["NotStarted", "Starting", "Provisioning", "Preparing", "Queued", "Running", "Finalizing",
                 "CancelRequested", "Completed", "Failed", "Canceled", "NotResponding", "Paused", "Unknown"]
-    assert {s for s in statuses if azureml.is_terminal(s)} == {"Completed", "Failed", "Canceled"}
+    assert {s for s in statuses if vocab.is_terminal(s)} == {"Completed", "Failed", "Canceled"}
 
 
 def test_only_third_party_registry_models_need_a_marketplace_subscription() -> None:
-    assert azureml.needs_marketplace_subscription(LLAMA)
-    assert not azureml.needs_marketplace_subscription(PHI)
-    assert not azureml.needs_marketplace_subscription(
+    assert vocab.needs_marketplace_subscription(LLAMA)
+    assert not vocab.needs_marketplace_subscription(PHI)
+    assert not vocab.needs_marketplace_subscription(
         f"azureml://locations/eastus/workspaces/{WORKSPACE_GUID}/models/phi-ft/versions/1")
-    assert azureml.unversioned(LLAMA) == "azureml://registries/azureml-meta/models/Meta-Llama-3.1-8B-Instruct"
+    assert vocab.unversioned(LLAMA) == "azureml://registries/azureml-meta/models/Meta-Llama-3.1-8B-Instruct"
 
 
 def test_importing_the_module_imports_no_azure_package() -> None:
@@ -292,7 +293,7 @@ def test_submit_puts_a_chat_completion_finetuning_job_with_string_hyperparameter
         return 201, {}, json.dumps(echo)
 
     api.add_callback(responses.PUT, JOB, callback=created)
-    hyper = azureml.hyperparameters_from_train({"epochs": 3, "batch_size": 8, "learning_rate": 2e-4})
+    hyper = vocab.hyperparameters_from_train({"epochs": 3, "batch_size": 8, "learning_rate": 2e-4})
     name = adapter.submit(PHI, "azureml:train:1", "azureml:val:1", hyper, output_prefix="phi-ft",
                           job_name="ft-job-1")
 
@@ -336,7 +337,7 @@ def test_wait_follows_the_job_to_completed_reporting_each_change(api: Any, adapt
 def test_wait_stops_on_failed(api: Any, adapter: Any, clock: Clock) -> None:
     follow(api, clock, ["Starting", "Running", "Failed"])
     final = adapter.wait("ft-job-1")
-    assert (final, azureml.normalise(final)) == ("Failed", "failed")
+    assert (final, vocab.normalise(final)) == ("Failed", "failed")
     assert len(clock.sleeps) == 2
 
 
@@ -391,13 +392,13 @@ def test_marketplace_subscription_for_llama_names_the_unversioned_model(api: Any
 
     def resource(state: str) -> dict[str, Any]:
         return {"id": WS_PATH + "/marketplaceSubscriptions/llama-sub", "name": "llama-sub",
-                "properties": {"modelId": azureml.unversioned(LLAMA), "provisioningState": state,
+                "properties": {"modelId": vocab.unversioned(LLAMA), "provisioningState": state,
                                "marketplacePlan": {"offerId": "meta-llama-3-1-8b", "planId": "p", "publisherId": "m"}}}
 
     api.put(url, status=201, json=resource("Creating"))
     api.get(url, json=resource("Succeeded"))
     assert adapter.marketplace_subscription(LLAMA, "llama-sub") == "llama-sub"
-    assert body_of(api.calls[0]) == {"properties": {"modelId": azureml.unversioned(LLAMA)}}
+    assert body_of(api.calls[0]) == {"properties": {"modelId": vocab.unversioned(LLAMA)}}
 
 
 def test_phi_needs_no_marketplace_subscription(api: Any, adapter: Any) -> None:
