@@ -146,9 +146,7 @@ class Located:
 
     def hide(self, text: str) -> str:
         """``text`` without any secret this file expanded or holds."""
-        for value in sorted(self.secrets, key=len, reverse=True):
-            text = text.replace(value, redact.MASK)
-        return redact.scrub(text)
+        return redact.scrub(text, self.secrets)
 
     def env_vars(self, path: KeyPath) -> list[str]:
         """The variables the value at ``path`` came from (a backend block's copy included)."""

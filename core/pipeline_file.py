@@ -83,31 +83,18 @@ class Pipeline:
 
     def resolved_yaml(self) -> str:
         """The effective pipeline with secrets replaced, for the run directory and ``--dry-run``."""
-        return yaml.safe_dump(redact_settings(self.as_dict(), self.secrets), sort_keys=False)
+        return yaml.safe_dump(redact.redact_tree(self.as_dict(), self.secrets), sort_keys=False)
 
     def stored_overrides(self) -> list[str]:
         """The ``--set`` assignments as ``state.json`` may keep them: a secret value is not stored."""
-        return [redact.redact_assignment(a) if not any(s in a for s in self.secrets) else
-                f"{a.partition('=')[0]}={redact.MASK}" for a in self.overrides]
-
-
-def redact_settings(node: Any, secrets: set[str], key: str = "") -> Any:
-    """Settings with secret-named values masked, and this file's secret values and secret shapes scrubbed."""
-    if isinstance(node, dict):
-        return {k: redact_settings(v, secrets, str(k)) for k, v in node.items()}
-    if isinstance(node, list):
-        return [redact_settings(v, secrets, key) for v in node]
-    if isinstance(node, str) and node:
-        if redact.is_secret_name(key) or any(s in node for s in secrets):
-            return redact.MASK
-        return redact.scrub(node)
-    return node
+        return [redact.redact_assignment(a, self.secrets) for a in self.overrides]
 
 
 def _parse(path: Path) -> tuple[dict[str, Any], dict[KeyPath, int]]:
     try:
-        if path.stat().st_size > MAX_BYTES:
-            raise UserError(f"{path}: {path.stat().st_size / 2**20:.1f} MiB is too large for a pipeline file "
+        size = path.stat().st_size
+        if size > MAX_BYTES:
+            raise UserError(f"{path}: {size / 2**20:.1f} MiB is too large for a pipeline file "
                             f"(at most {MAX_BYTES // 2**20} MiB; they are a few KB): is this the right file?")
         text = path.read_text(encoding="utf-8-sig")
     except FileNotFoundError:

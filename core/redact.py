@@ -14,6 +14,7 @@ import math
 import os
 import re
 from collections import Counter
+from collections.abc import Collection, Iterable
 from typing import Any
 
 MASK = "***"
@@ -107,9 +108,9 @@ def known_secrets() -> set[str]:
     return found | _known
 
 
-def scrub(text: str) -> str:
-    """Known secret values and secret shapes masked in free text (an error, a log line, a file)."""
-    for value in sorted(known_secrets(), key=len, reverse=True):
+def scrub(text: str, also: Iterable[str] = ()) -> str:
+    """Known secret values (and ``also``, a file's own) and secret shapes masked in free text."""
+    for value in sorted(known_secrets().union(also), key=len, reverse=True):
         if value in text:
             text = text.replace(value, MASK)
     return mask_shapes(text)
@@ -124,24 +125,29 @@ def scrub_tree(node: Any) -> Any:
     return scrub(node) if isinstance(node, str) else node
 
 
-def redact_tree(node: Any, key: str = "") -> Any:
-    """Settings for a file or a screen: values under secret names masked whole, the rest scrubbed."""
+def redact_tree(node: Any, also: Collection[str] = (), key: str = "") -> Any:
+    """Settings for a file or a screen: values under secret names, or holding one of ``also`` (a file's
+    own secrets), masked whole; the rest scrubbed."""
     if isinstance(node, dict):
-        return {k: redact_tree(v, str(k)) for k, v in node.items()}
+        return {k: redact_tree(v, also, str(k)) for k, v in node.items()}
     if isinstance(node, (list, tuple)):
-        return [redact_tree(v, key) for v in node]
-    if isinstance(node, str) and node and is_secret_name(key):
-        return MASK
-    return scrub(node) if isinstance(node, str) else node
+        return [redact_tree(v, also, key) for v in node]
+    if isinstance(node, str) and node:
+        if is_secret_name(key) or any(s in node for s in also):
+            return MASK
+        return scrub(node)
+    return node
 
 
-def redact_assignment(assignment: str) -> str:
-    """A ``--set KEY=VALUE`` as it may be stored: the value masked when the key or the value is secret."""
+def redact_assignment(assignment: str, also: Iterable[str] = ()) -> str:
+    """A ``--set KEY=VALUE`` as it may be stored or shown: the value masked when the key or the value is
+    secret, or the assignment holds a known secret (or one of ``also``)."""
     key, sep, value = assignment.partition("=")
     if not sep:
-        return scrub(assignment)
+        return scrub(assignment, also)
     last = key.strip().rsplit(".", 1)[-1]
-    if value and (is_secret_name(last) or looks_secret(value) or any(s in value for s in known_secrets())):
+    if value and (is_secret_name(last) or looks_secret(value)
+                  or any(s in assignment for s in known_secrets().union(also))):
         return f"{key}={MASK}"
     return assignment
 
