@@ -259,7 +259,7 @@ def runs_show(run_id: str, runs_dir: str | None, as_json: bool) -> None:
 @debug_option
 def runs_cancel(run_id: str, runs_dir: str | None) -> None:
     """Cancel the cloud job a run started (Azure); a local run is stopped with Ctrl-C instead."""
-    from ftp.pipeline_file import load_pipeline
+    from ftp.pipeline_file import load_pipeline, unmasked_overrides
     from ftp.progress import make_reporter
     from ftp.run_store import find_run
     from ftp.run_context import RunContext
@@ -272,8 +272,8 @@ def runs_cancel(run_id: str, runs_dir: str | None) -> None:
     if not isinstance(trainer, Cancellable):
         raise UserError(f"run {state.run_id} uses backend {state.backend!r}, which runs no cloud job; "
                         "stop a running local run with Ctrl-C")
-    kept = [a for a in state.overrides if not a.endswith("=***")]  # a masked secret is not needed to cancel
-    loaded = load_pipeline(Path(state.pipeline_file), state.backend, hooks.catalog(), kept)
+    loaded = load_pipeline(Path(state.pipeline_file), state.backend, hooks.catalog(),
+                           unmasked_overrides(state.overrides))  # a secret given with --set is not needed to cancel
     message = trainer.cancel(RunContext(found, loaded, make_reporter("quiet"), hooks))
     train = state.steps["train"]
     if train.status != "done":

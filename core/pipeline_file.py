@@ -174,13 +174,22 @@ def _apply_set(data: dict[str, Any], assignment: str, ctx: Located) -> None:
         node[parts[-1]] = value  # not YAML: the text as written
 
 
+def _masked(assignment: str) -> bool:
+    return assignment.partition("=")[2] == redact.MASK
+
+
+def unmasked_overrides(stored: Sequence[str]) -> list[str]:
+    """The stored ``--set`` assignments whose value was kept (what needs no secret, e.g. to cancel a run)."""
+    return [a for a in stored if not _masked(a)]
+
+
 def resume_overrides(stored: Sequence[str], given: Sequence[str], run_id: str) -> list[str]:
     """The overrides of a run being resumed: as stored, with the secret ones given again on the command line.
 
     ``state.json`` keeps ``--set KEY=***`` for a secret, so resuming needs the value once more; any
     other ``--set`` would change a run half done, which is refused.
     """
-    masked = {a.partition("=")[0] for a in stored if a.partition("=")[2] == redact.MASK}
+    masked = {a.partition("=")[0] for a in stored if _masked(a)}
     again = {a.partition("=")[0]: a for a in given}
     for key in again:
         if key not in masked:
