@@ -161,18 +161,18 @@ def plan(args: argparse.Namespace, configs: list[Config], model_dir: Path, work:
                 else:
                     cmd = [py, str(HERE / "trl_sft.py"), "--model", str(model_dir), "--train", str(data / "train.jsonl"),
                            "--validation", str(data / "validation.jsonl"), "--out", str(folder / "adapter"),
-                           "--seed", str(seed), "--device", args.device]
+                           "--seed", str(seed), "--device", args.device, *c.sets]
                 key = f"{task}/{c.name}/s{seed}"
                 trainings[key] = Job(key, cmd, folder, folder / "done.json")
-                evals.append((key, task, folder))
-    base_evals = [(f"{t}/base/s0", t, work / "jobs" / t / "base" / "s0") for t in args.task_list]
-    for key, task, folder in base_evals + evals:
+                evals.append((key, task, folder, "adapter" if c.kind == "trl" else "model"))
+    base_evals = [(f"{t}/base/s0", t, work / "jobs" / t / "base" / "s0", "") for t in args.task_list]
+    for key, task, folder, adapter in base_evals + evals:
         cmd = [py, str(HERE / "evaluate.py"), "--base", str(model_dir), "--test", str(work / "data" / task / "test.jsonl"),
                "--out", str(folder / "eval.json"), "--device", args.device, "--dtype", args.eval_dtype,
                "--batch-size", str(args.eval_batch)]
         after = None if key.endswith("/base/s0") else key
         if after:
-            cmd += ["--adapter", str(folder / ("adapter" if "/trl/" in key else "model"))]
+            cmd += ["--adapter", str(folder / adapter)]
         jobs.append(Job(f"eval:{key}", cmd, folder, folder / "eval.json", after=after))
     train_jobs = list(trainings.values())
     first_wave = len(args.task_list) * (len(configs) - 1)
@@ -184,7 +184,7 @@ def finish_training(job: Job, rc: int, wall: float) -> dict[str, Any]:
     log = (job.folder / "log.txt").read_text(errors="replace")
     if rc != 0:
         return {"error": f"exit {rc}", "log_tail": log[-2000:]}
-    if "/trl/" in job.key:
+    if job.cmd[1].endswith("trl_sft.py"):
         result = json.loads((job.folder / "adapter" / "train_result.json").read_text())
         done = {"train_wall_s": result["wall_seconds"], "steps": result["steps"], "process_wall_s": round(wall, 1),
                 "train_loss": result["metrics"].get("train_loss")}
@@ -337,6 +337,8 @@ def main(argv: list[str] | None = None) -> None:
                    help="ftp's steps (default: up to train; its own evaluation would repeat the shared one)")
     p.add_argument("--skip-ftp-default", action="store_true", help="only the --variant configurations of ftp")
     p.add_argument("--skip-trl", action="store_true", help="no TRL reference (when trl is not installed)")
+    p.add_argument("--trl-ftp-start", action="store_true",
+                   help="also TRL from ftp's LoRA start and example order for each seed (trl_ftpstart; ftp_start.py)")
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     p.add_argument("--parallel", type=int, default=6, help="processes at once on the one machine")
     p.add_argument("--deadline", type=float, default=0, help="seconds after which no new job starts (0: none)")
@@ -355,6 +357,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"--tasks: unknown {unknown}; known {list(task_data.TASKS)}" if unknown else "--sizes: give 3 numbers")
     configs = [Config("base", "base")] + ([] if args.skip_ftp_default else [Config("ftp", "ftp")])
     configs += [parse_variant(v) for v in args.variant] + ([] if args.skip_trl else [Config("trl", "trl")])
+    configs += [Config("trl_ftpstart", "trl", ["--ftp-start"])] if args.trl_ftp_start else []
     if not args.skip_trl and subprocess.run([sys.executable, "-c", "import trl, datasets"], capture_output=True).returncode:
         raise SystemExit("trl (and datasets) are not importable here: install them or pass --skip-trl")
     import torch

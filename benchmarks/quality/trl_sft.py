@@ -11,6 +11,8 @@ completion only, bf16 mixed precision on a GPU; everything else is TRL's default
 warm-up, AdamW, gradient clipping at 1.0, no packing). The data is turned into TRL's conversational
 prompt/completion form: the prompt is every message but the last, the completion the last
 (assistant) message. The tokenizer gets Gemma 3's published chat format, written out below.
+With ``--ftp-start`` the run starts from ftp's LoRA weights and takes the examples in ftp's order for
+``--seed`` (ftp_start.py), leaving dropout as the only random stream that differs from ftp's run.
 Writes the adapter and the tokenizer to ADAPTER_DIR, and train_result.json (wall time, losses,
 versions) beside them. Needs trl (tested with 1.16.0), peft, datasets, transformers, torch.
 """
@@ -79,6 +81,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     parser.add_argument("--epochs", type=float, default=3.0)
     parser.add_argument("--max-steps", type=int, default=-1, help="for smoke tests")
+    parser.add_argument("--ftp-start", action="store_true",
+                        help="start from ftp's LoRA weights and take the examples in ftp's order for --seed (ftp_start.py)")
+    parser.add_argument("--lora-dropout", type=float, default=0.05)
+    parser.add_argument("--lr-scheduler", default="linear", help="TRL's default; constant for parity checks")
     args = parser.parse_args(argv)
 
     import torch
@@ -94,14 +100,21 @@ def main(argv: list[str] | None = None) -> None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(str(args.model), dtype=torch.float32)
 
-    train = Dataset.from_list(prompt_completion(args.train))
+    rows, epochs, start = prompt_completion(args.train), args.epochs, None
+    if args.ftp_start:
+        from ftp_start import ftp_start
+
+        start, order = ftp_start(args.model, len(rows), args.seed, args.epochs, 8, "cuda" if on_gpu else "cpu")
+        rows, epochs = [rows[i] for i in order], 1.0  # every epoch laid out in ftp's order, read in sequence
+    train = Dataset.from_list(rows)
     validation = Dataset.from_list(prompt_completion(args.validation)) if args.validation else None
-    peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, target_modules="all-linear", task_type="CAUSAL_LM")
+    peft_config = LoraConfig(r=16, lora_alpha=32, lora_dropout=args.lora_dropout, target_modules="all-linear", task_type="CAUSAL_LM")
     config = SFTConfig(
         output_dir=str(args.out / "trainer"),
         learning_rate=2e-4,
         per_device_train_batch_size=8,
-        num_train_epochs=args.epochs,
+        num_train_epochs=epochs,
+        lr_scheduler_type=args.lr_scheduler,
         max_steps=args.max_steps,
         completion_only_loss=True,
         max_length=1024,
@@ -115,15 +128,28 @@ def main(argv: list[str] | None = None) -> None:
         save_strategy="no",
         report_to="none",
     )
-    trainer = SFTTrainer(model=model, args=config, train_dataset=train, eval_dataset=validation,
-                         processing_class=tokenizer, peft_config=peft_config)
+    class InOrder(SFTTrainer):  # type: ignore[misc]
+        """Batches in the dataset's order (ftp's, laid out by ftp_start) instead of a shuffled one."""
+
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            return torch.utils.data.SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
+
+    trainer = (InOrder if start is not None else SFTTrainer)(
+        model=model, args=config, train_dataset=train, eval_dataset=validation, processing_class=tokenizer,
+        peft_config=peft_config)
+    if start is not None:
+        from peft import set_peft_model_state_dict
+
+        loaded = set_peft_model_state_dict(trainer.model, start)
+        if getattr(loaded, "unexpected_keys", None):
+            raise SystemExit(f"ftp's start does not fit this model: {loaded.unexpected_keys[:3]}")
     start = time.perf_counter()
     result = trainer.train()
     wall = time.perf_counter() - start
     trainer.save_model(str(args.out))  # the LoRA adapter (adapter_config.json, adapter_model.safetensors)
     tokenizer.save_pretrained(str(args.out))
     summary = {"wall_seconds": round(wall, 2), "metrics": result.metrics, "steps": result.global_step,
-               "log_history": trainer.state.log_history, "seed": args.seed, "device": "cuda" if on_gpu else "cpu",
+               "log_history": trainer.state.log_history, "seed": args.seed, "ftp_start": args.ftp_start, "device": "cuda" if on_gpu else "cpu",
                "versions": versions()}
     (args.out / "train_result.json").write_text(json.dumps(summary, indent=1, default=str), encoding="utf-8")
     print(json.dumps({k: summary[k] for k in ("wall_seconds", "steps", "metrics")}, default=str))
