@@ -215,7 +215,7 @@ def runs_list(runs_dir: str | None, as_json: bool) -> None:
     from ftp.run_store import list_runs
 
     found = list_runs(_runs_root(runs_dir))
-    rows = [{"run_id": r.run_id, "pipeline": r.state.pipeline_name, "backend": r.state.backend,
+    rows: list[dict[str, Any]] = [{"run_id": r.run_id, "pipeline": r.state.pipeline_name, "backend": r.state.backend,
              "status": r.state.status, "created_at": r.state.created_at,
              "steps_done": [s for s, st in r.state.steps.items() if st.status == "done"], "path": str(r.path)}
             for r in found]

@@ -119,7 +119,7 @@ def data_split(source: str, out_dir: str, ratios: str, seed: int, as_json: bool)
     from pydantic import ValidationError
 
     try:
-        settings = SplitSettings(ratios=tuple(float(x) for x in ratios.split(",")), seed=seed)  # type: ignore[arg-type]
+        settings = SplitSettings(ratios=tuple(float(x) for x in ratios.split(",")), seed=seed)
     except ValidationError as exc:
         raise UserError(f"--ratios {ratios}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     except ValueError:

@@ -10,7 +10,7 @@ from ftp.data_scan import DEFAULT_MAX_LINE_BYTES, configure, scan
 from ftp.hooks import Hooks
 from ftp.types import CheckContext, DataBundle, Finding
 
-ORDER = {"error": 0, "warning": 1, "info": 2}
+ORDER: dict[str, int] = {"error": 0, "warning": 1, "info": 2}
 
 
 @dataclass
@@ -23,7 +23,7 @@ class DataReport:
     summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def counts(self) -> dict[str, int]:
-        c = Counter(f.severity for f in self.findings)
+        c: Counter[str] = Counter(f.severity for f in self.findings)
         return {s: c.get(s, 0) for s in ORDER}
 
     def sorted_findings(self) -> list[Finding]:

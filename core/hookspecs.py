@@ -1,3 +1,4 @@
+# mypy: disable-error-code="empty-body"
 """Every hook ftp calls. Built-in plugins and third-party packages implement them the same way.
 
 Collect-all hooks (validators, evaluators, reviewers, gate checks, declarations) call every

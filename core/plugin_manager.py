@@ -14,6 +14,7 @@ import os
 import time
 from dataclasses import dataclass, field
 from importlib import import_module, metadata
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pluggy
@@ -80,10 +81,10 @@ def _attach_tracer(pm: pluggy.PluginManager) -> None:
         trace_log.addHandler(handler)
     starts: list[float] = []
 
-    def before(hook_name: str, impls: list[Any], kwargs: dict[str, Any]) -> None:
+    def before(hook_name: str, impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         starts.append(time.perf_counter())
 
-    def after(outcome: Any, hook_name: str, impls: list[Any], kwargs: dict[str, Any]) -> None:
+    def after(outcome: Any, hook_name: str, impls: Sequence[Any], kwargs: Mapping[str, Any]) -> None:
         ms = (time.perf_counter() - starts.pop()) * 1000
         plugins = ",".join(i.plugin_name for i in impls)
         failed = " (raised)" if outcome.exception is not None else ""

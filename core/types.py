@@ -223,12 +223,19 @@ class ProgressTask(Protocol):
 
 
 class StepContext(Protocol):
-    """The runner's services a plugin may use during a step."""
+    """The runner's services a plugin may use during a step (read-only: the runner owns the run)."""
 
-    run_id: str
-    run_dir: Path
-    reporter: Reporter
-    backend_settings: dict[str, Any]
+    @property
+    def run_id(self) -> str: ...
+
+    @property
+    def run_dir(self) -> Path: ...
+
+    @property
+    def reporter(self) -> Reporter: ...
+
+    @property
+    def backend_settings(self) -> dict[str, Any]: ...
 
     def log_metrics(self, row: dict[str, Any]) -> None: ...
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from ftp import hookimpl
 from ftp.checks import CheckSettings, DataCheck, Record
-from ftp.types import CheckContext, ConfigSection, DatasetRef, Finding
+from ftp.types import CheckContext, ConfigSection, DatasetRef, Finding, Severity
 from pydantic import Field
 
 from .minhash import BATCH, NUM_PERM, UnionFind, input_text, near_pairs, segments, sketch
@@ -179,7 +179,7 @@ class DuplicatesCheck(DataCheck):
         out += self._report("near-duplicate-inputs", near, "nearly the same",
                             "near duplicates add little new; consider removing or varying them")
         if duplicates:
-            severity = "warning" if share > self.settings.max_share else "info"
+            severity: Severity = "warning" if share > self.settings.max_share else "info"
             out += self.finding(severity, "duplicate-share",
                                 f"{share:.1%} of examples ({duplicates:,} of {n:,}) repeat another example's input "
                                 f"({len(exact):,} exact and {len(near):,} near-duplicate clusters)",

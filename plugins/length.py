@@ -154,7 +154,7 @@ class LengthCheck(DataCheck):
 def histogram(values: list[int], bins: int = 20) -> dict[str, list[float]]:
     lo, hi = values[0], values[-1]
     width = max(1.0, (hi - lo) / bins)
-    counts = [0] * bins
+    counts: list[float] = [0] * bins
     for v in values:
         counts[min(bins - 1, int((v - lo) / width))] += 1
     return {"edges": [lo + i * width for i in range(bins + 1)], "counts": counts}

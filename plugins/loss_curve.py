@@ -33,8 +33,7 @@ def plot(curves: dict[str, list[tuple[int, float]]], out: Path, title: str) -> N
     fig, ax = plt.subplots(figsize=(7, 4), dpi=110)
     for key, label, style in (("train_loss", "training", "-"), ("eval_loss", "validation", "o-")):
         if curves[key]:
-            steps, values = zip(*curves[key])
-            ax.plot(steps, values, style, label=label, markersize=4)
+            ax.plot([s for s, _ in curves[key]], [v for _, v in curves[key]], style, label=label, markersize=4)
     ax.set_xlabel("optimiser step")
     ax.set_ylabel("loss (answer tokens, log scale)")
     values = [v for pts in curves.values() for _, v in pts]

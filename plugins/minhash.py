@@ -194,9 +194,9 @@ def _oph(rows: np.ndarray, sh: np.ndarray, n: int) -> np.ndarray:
             miss = ~ok
             r, b = r[miss], b[miss]
         mins = out
-    mins = mins.reshape(n, NUM_PERM)
-    mins[~has] = 0
-    return mins
+    rows = mins.reshape(n, NUM_PERM)
+    rows[~has] = 0
+    return rows
 
 
 def sketch(texts: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -227,10 +227,10 @@ def detect(text: str, kinds: frozenset[str] = frozenset(KINDS)) -> list[tuple[st
         return hits
     if digits >= 6 and ("iban" in kinds or "uk_nino" in kinds):
         for c in _ALPHA.finditer(text):
-            if "iban" in kinds and (m := _IBAN.match(text, c.start())):
-                _iban(m, text, spans, hits)
-            if "uk_nino" in kinds and (m := _NINO.match(text, c.start())) and not _overlaps(spans, *m.span()):
-                add("uk_nino", m)
+            if "iban" in kinds and (iban := _IBAN.match(text, c.start())):
+                _iban(iban, text, spans, hits)
+            if "uk_nino" in kinds and (nino := _NINO.match(text, c.start())) and not _overlaps(spans, *nino.span()):
+                add("uk_nino", nino)
     if digits < 9 and text.count(".") < 3:
         return hits
     for c in _NUM_RUN.finditer(text):

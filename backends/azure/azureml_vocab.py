@@ -95,7 +95,7 @@ def hyperparameters_from_train(train: Mapping[str, object]) -> dict[str, str]:
 def needs_marketplace_subscription(model_id: str) -> bool:
     """Third-party registry models (Llama, Mistral) are sold through the marketplace; Phi is not."""
     match = _REGISTRY_MODEL.match(model_id)
-    return bool(match) and match.group("registry") != FIRST_PARTY_REGISTRY
+    return match is not None and match.group("registry") != FIRST_PARTY_REGISTRY
 
 
 def unversioned(model_id: str) -> str:

@@ -171,7 +171,8 @@ def encode(fmt: ChatFormat, messages: list[dict[str, Any]], max_length: int, los
 
 def show_mask(fmt: ChatFormat, enc: Encoded) -> str:
     """One example as text with the trained tokens between ⟦ and ⟧, so a user can see the mask."""
-    out, trained, run = [], False, []
+    out: list[str] = []
+    trained, run = False, list[int]()
     for tok, label in zip(enc.input_ids, enc.labels):
         if (label != IGNORE) != trained:
             out.append(fmt.tokenizer.decode(run))

@@ -112,6 +112,7 @@ class Dist:
         from torch.distributed.checkpoint.state_dict import StateDictOptions, get_optimizer_state_dict
 
         weights = self.full_trainable(model)
+        assert weights is not None  # sharded: always gathered
         state = get_optimizer_state_dict(model, optimiser, options=StateDictOptions(full_state_dict=True,
                                                                                     cpu_offload=True))
         return (weights, state) if self.main else None

@@ -293,11 +293,11 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
             scaler.step(optimiser)  # skipped (float16 only) when a gradient overflowed; the scale then shrinks
             scaler.update()
             trainable.zero_grad(optimiser)
-            step_loss, step_tokens = dist.total(float(step_loss), step_tokens)  # all ranks, one reduction per step
+            loss_sum, tokens_sum = dist.total(float(step_loss), step_tokens)  # all ranks, one reduction per step
             st.step = step + 1
             st.trained_tokens += n_trained
-            st.tokens_seen += int(step_tokens)
-            train_loss = step_loss / max(1, n_trained)
+            st.tokens_seen += int(tokens_sum)
+            train_loss = loss_sum / max(1, n_trained)
             elapsed = time.perf_counter() - start
             log({"step": st.step, "epoch": round(st.epoch - 1 + st.cursor / len(train_rows), 3),
                  "train_loss": train_loss, "lr": optimiser.param_groups[0]["lr"], "tokens": st.tokens_seen,
