@@ -94,7 +94,7 @@ def test_ftp_plugins_json_lists_hooks() -> None:
 def test_help_is_instant_and_imports_nothing_heavy() -> None:
     code = ("import sys, time; t = time.perf_counter(); from ftp.cli import main\n"
             "try:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
-            "heavy = [m for m in ('torch', 'transformers', 'peft', 'azure', 'pydantic', 'rich') if m in sys.modules]\n"
+            "heavy = [m for m in ('torch', 'transformers', 'peft', 'azure', 'pydantic', 'rich', 'numpy') if m in sys.modules]\n"
             "print('HEAVY', heavy, time.perf_counter() - t)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     line = out.strip().splitlines()[-1]
@@ -105,9 +105,9 @@ def test_help_is_instant_and_imports_nothing_heavy() -> None:
 @pytest.mark.parametrize("command", [["plugins"], ["validate", "--help"], ["runs", "list"]])
 def test_light_commands_do_not_import_torch(command: list[str], tmp_path: Any) -> None:
     code = (f"import sys\nfrom ftp.cli import main\ntry:\n    main({command!r})\nexcept SystemExit:\n    pass\n"
-            "print('TORCH', 'torch' in sys.modules, 'transformers' in sys.modules)")
+            "print('HEAVY', 'torch' in sys.modules, 'transformers' in sys.modules, 'numpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path).stdout
-    assert out.strip().splitlines()[-1] == "TORCH False False"
+    assert out.strip().splitlines()[-1] == "HEAVY False False False"  # numpy: only once a data check runs
 
 
 def test_python_dash_m_ftp() -> None:
