@@ -20,7 +20,8 @@ from ftp import redact
 from ftp.config_check import KeyPath, Located, set_label, suggest
 from ftp.errors import ConfigError, UserError
 from ftp.settings import ATTRIBUTE, COMMON_SECTIONS, CommonSettings, PipelineSettings
-from ftp.types import BackendSpec, ConfigSection, MetricSpec, expand_shorthand
+from ftp.shorthand import expand_shorthand
+from ftp.types import BackendSpec, ConfigSection, MetricSpec
 from ftp.yaml_load import MAX_BYTES, load_value, load_yaml
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")

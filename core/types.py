@@ -14,6 +14,8 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ftp.shorthand import expand_shorthand
+
 Severity = Literal["error", "warning", "info"]
 Split = Literal["train", "validation", "test"]
 Message = dict[str, Any]
@@ -359,17 +361,6 @@ class ReviewRequest(Value):
     samples: list[Example]
     predictor: Callable[[], Any] | None = None
     settings: dict[str, Any] = Field(default_factory=dict)
-
-
-def expand_shorthand(value: Any) -> Any:
-    """``error``/``warning``/``info`` set the severity; ``off`` (YAML false) turns the check off."""
-    if value is False or value == "off":
-        return {"enabled": False}
-    if value is True or value == "on":
-        return {}
-    if value in ("error", "warning", "info"):
-        return {"severity": value}
-    return value
 
 
 class CheckContext(Value):

@@ -145,6 +145,11 @@ def bootstrap_diff(a: list[list[int]], b: list[list[int]], resamples: int = 10_0
             "share_not_above_zero": float((means <= 0).mean()), "resamples": resamples, "examples": int(len(d))}
 
 
+def interval(d: dict[str, float]) -> str:
+    """A comparison as the tables show it: difference [low, high], in points."""
+    return f"{100 * d['diff']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
+
+
 def seeds_and_examples_diff(a: list[list[int]], b: list[list[int]], resamples: int = 10_000,
                             seed: int = 0) -> dict[str, float]:
     """Two-stage bootstrap of mean(a) - mean(b): each resample draws each side's training seeds with

@@ -31,10 +31,6 @@ def vectors(config: dict[str, Any]) -> list[list[int]]:
     return [run["correct"] for _, run in sorted(config["runs"].items(), key=lambda kv: int(kv[0]))]
 
 
-def interval(d: dict[str, float]) -> str:
-    return f"{100 * d['diff']:+.1f} [{100 * d['low']:+.1f}, {100 * d['high']:+.1f}]"
-
-
 def checked(results: list[dict[str, Any]], files: list[Path]) -> None:
     first = results[0]
     for path, result in zip(files, results):
@@ -54,7 +50,7 @@ def side_by_side(results: list[dict[str, Any]], files: list[Path]) -> None:
                     continue
                 per_seed = ", ".join(f"{100 * sum(v) / len(v):.1f}" for v in vectors(config))
                 cells = ["" if ref not in refs or (ref == name and path == files[0])
-                         else interval(ev.bootstrap_diff(vectors(config), refs[ref])) for ref in ("trl", "ftp")]
+                         else ev.interval(ev.bootstrap_diff(vectors(config), refs[ref])) for ref in ("trl", "ftp")]
                 print(f"| {task} | {name} | {path.name} | {per_seed} | {100 * config['mean']:.1f} | {cells[0]} | {cells[1]} |")
 
 
@@ -86,7 +82,7 @@ def print_pooled(table: dict[str, dict[str, dict[str, Any]]]) -> None:
             seeds = sorted(config["runs"], key=int)
             scores = [100 * config["runs"][s]["exact_match"] for s in seeds]
             sd = statistics.stdev(scores) if len(scores) > 1 else 0.0
-            vs = "" if ref is None or name == "trl" else interval(ev.seeds_and_examples_diff(vectors(config), ref))
+            vs = "" if ref is None or name == "trl" else ev.interval(ev.seeds_and_examples_diff(vectors(config), ref))
             print(f"| {task} | {name} | {','.join(seeds)} | {', '.join(f'{x:.1f}' for x in scores)} | "
                   f"{statistics.mean(scores):.1f} | {sd:.1f} | {min(scores):.1f} | {vs} |")
 

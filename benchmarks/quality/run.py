@@ -303,10 +303,7 @@ def table(results: dict[str, Any]) -> str:
     for task, entry in results["tasks"].items():
         for name, c in entry["configs"].items():
             per = ", ".join(pct(r["exact_match"]) for r in c["runs"].values())
-            cmp = []
-            for other in ("base", "trl"):
-                b = entry["comparisons"].get(f"{name} - {other}")
-                cmp.append(f"{100 * b['diff']:+.1f} [{100 * b['low']:+.1f}, {100 * b['high']:+.1f}]" if b else "")
+            cmp = [ev.interval(b) if (b := entry["comparisons"].get(f"{name} - {o}")) else "" for o in ("base", "trl")]
             walls = ", ".join("-" if w is None else f"{w:.0f}" for w in c["train_wall_s"]) if c["kind"] != "base" else ""
             label = name + (f" ({', '.join(c['sets'])})" if c["sets"] else "")
             rows.append(f"| {task} | {label} | {per} | {pct(c['mean'])} | {cmp[0]} | {cmp[1]} | {walls} |")
