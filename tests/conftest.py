@@ -36,32 +36,40 @@ def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer Llama with random weights and a byte-level BPE tokenizer trained on the task's text."""
+def build_tiny_llama(out: Path, corpus: list[str], specials: list[str], vocab_size: int, max_positions: int,
+                     chat_template: str | None = None, **tokens: Any) -> Path:
+    """A 2-layer Llama with random weights (seed 0) and a byte-level BPE tokenizer trained on ``corpus``;
+    ``tokens`` names its pad/bos/eos (unk, additional special) tokens, as PreTrainedTokenizerFast takes them."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
-    out = tmp_path_factory.mktemp("tiny-llama")
-    specials = ["<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"]
-    tok = Tokenizer(models.BPE())
+    tok = Tokenizer(models.BPE(unk_token=tokens.get("unk_token")))
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    corpus = [json.dumps(r) for r in make_examples(300)] + ["user assistant system " + " ".join(COLOURS + THINGS)]
-    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=400, special_tokens=specials,
+    tok.train_from_iterator(corpus, trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=specials,
                                                         initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<s>", eos_token="</s>")
-    fast.chat_template = CHATML
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, **tokens)
+    if chat_template:
+        fast.chat_template = chat_template
     fast.save_pretrained(out)
     import torch
 
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=max_positions,
                          pad_token_id=fast.pad_token_id, bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
                          tie_word_embeddings=True)
     LlamaForCausalLM(config).save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer Llama with random weights and a byte-level BPE tokenizer trained on the task's text."""
+    corpus = [json.dumps(r) for r in make_examples(300)] + ["user assistant system " + " ".join(COLOURS + THINGS)]
+    return build_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), corpus,
+                            ["<pad>", "<s>", "</s>", "<|im_start|>", "<|im_end|>"], 400, 256, CHATML,
+                            pad_token="<pad>", bos_token="<s>", eos_token="</s>")
 
 
 PIPELINE = """\

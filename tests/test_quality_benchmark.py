@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from conftest import invoke
+from conftest import build_tiny_llama, invoke
 
 ROOT = Path(__file__).resolve().parents[1]
 QUALITY = ROOT / "benchmarks" / "quality"
@@ -202,28 +202,11 @@ def test_variants_parse() -> None:
 def build_tiny_gemma(out: Path) -> Path:
     """A 2-layer Llama with a BPE tokenizer that has Gemma's special tokens (no chat template of its own,
     so ftp picks its Gemma format, the one the evaluation uses)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"]
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
     corpus = [json.dumps(e.messages) for n in tasks.TASKS for e in tasks.generate(n, 0, SMALL)["train"]]
-    tok.train_from_iterator(corpus + ["user model"], trainers.BpeTrainer(
-        vocab_size=700, special_tokens=specials, initial_alphabet=pre_tokenizers.ByteLevel.alphabet()))
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", bos_token="<bos>", eos_token="<eos>",
-                                   unk_token="<unk>", additional_special_tokens=["<start_of_turn>", "<end_of_turn>"])
-    fast.save_pretrained(out)
-    import torch
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(fast), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                         pad_token_id=fast.pad_token_id, bos_token_id=fast.bos_token_id, eos_token_id=fast.eos_token_id,
-                         tie_word_embeddings=True)
-    LlamaForCausalLM(config).save_pretrained(out)
-    return out
+    return build_tiny_llama(out, corpus + ["user model"],
+                            ["<pad>", "<eos>", "<bos>", "<unk>", "<start_of_turn>", "<end_of_turn>"], 700, 1024,
+                            pad_token="<pad>", bos_token="<bos>", eos_token="<eos>", unk_token="<unk>",
+                            additional_special_tokens=["<start_of_turn>", "<end_of_turn>"])
 
 
 @pytest.fixture(scope="module")

@@ -105,12 +105,18 @@ def test_a_second_resume_while_a_run_trains_exits_2_naming_it(project: Path, pro
     assert_one_step_per_row(run_dir, 36)
 
 
-def test_a_run_killed_with_sigkill_does_not_block_its_resume(project: Path, procs: list[Any]) -> None:
-    first = ftp("run", "pipeline.yaml", *ARGS, "--set", "train.epochs=6", cwd=project)
+def killed_after_a_checkpoint(project: Path, procs: list[Any], epochs: int) -> tuple[subprocess.Popen[str], Path]:
+    """A run SIGKILLed (its whole process group) once it has written a checkpoint: (its process, its run dir)."""
+    first = ftp("run", "pipeline.yaml", *ARGS, "--set", f"train.epochs={epochs}", cwd=project)
     procs.append(first)
     run_dir = wait_for(lambda: checkpointed(project), first, "a checkpoint")
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=30)
+    return first, run_dir
+
+
+def test_a_run_killed_with_sigkill_does_not_block_its_resume(project: Path, procs: list[Any]) -> None:
+    first, run_dir = killed_after_a_checkpoint(project, procs, epochs=6)
     assert json.loads((run_dir / ".lock").read_text())["pid"] == first.pid  # its text is left behind
 
     resumed = subprocess.run([sys.executable, "-m", "ftp", "run", "--resume", run_dir.name, "--quiet"],
@@ -122,11 +128,7 @@ def test_a_run_killed_with_sigkill_does_not_block_its_resume(project: Path, proc
 
 
 def test_two_resumes_racing_after_a_kill_train_once(project: Path, procs: list[Any]) -> None:
-    first = ftp("run", "pipeline.yaml", *ARGS, "--set", "train.epochs=20", cwd=project)
-    procs.append(first)
-    run_dir = wait_for(lambda: checkpointed(project), first, "a checkpoint")
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait(timeout=30)
+    _, run_dir = killed_after_a_checkpoint(project, procs, epochs=20)
 
     racers = [ftp("run", "--resume", run_dir.name, "--quiet", cwd=project) for _ in range(2)]
     procs.extend(racers)

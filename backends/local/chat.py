@@ -19,6 +19,14 @@ from ftp.errors import UserError
 
 IGNORE = -100
 
+# Families without a system role: ``first`` is the system text and a blank line, to open the first user
+# turn; ``turns`` the messages after it.
+_SYSTEM_OPENS_FIRST_TURN = (
+    "{% if messages and messages[0]['role'] == 'system' %}"
+    "{% set first = messages[0]['content'] + '\n\n' %}{% set turns = messages[1:] %}"
+    "{% else %}{% set first = '' %}{% set turns = messages %}{% endif %}"
+)
+
 # Each family's published chat format, written so that every prefix of a conversation renders as a prefix
 # of the whole (answer masks need it). Where the official template differs, it is on purpose:
 # - gemma: Gemma has no system role; the system text opens the first user turn, followed by a blank line.
@@ -30,10 +38,7 @@ IGNORE = -100
 # tests/test_chat_templates.py checks each against the family's documented rendering.
 TEMPLATES: dict[str, str] = {
     "gemma": (
-        "{{ bos_token }}"
-        "{% if messages and messages[0]['role'] == 'system' %}"
-        "{% set first = messages[0]['content'] + '\n\n' %}{% set turns = messages[1:] %}"
-        "{% else %}{% set first = '' %}{% set turns = messages %}{% endif %}"
+        "{{ bos_token }}" + _SYSTEM_OPENS_FIRST_TURN +
         "{% for m in turns %}"
         "<start_of_turn>{{ 'model' if m['role'] == 'assistant' else m['role'] }}\n"
         "{{ first if loop.first else '' }}{{ m['content'] | trim }}<end_of_turn>\n"
@@ -49,10 +54,7 @@ TEMPLATES: dict[str, str] = {
         "{% endfor %}{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}"
     ),
     "mistral": (
-        "{{ bos_token }}"
-        "{% if messages and messages[0]['role'] == 'system' %}"
-        "{% set first = messages[0]['content'] + '\n\n' %}{% set turns = messages[1:] %}"
-        "{% else %}{% set first = '' %}{% set turns = messages %}{% endif %}"
+        "{{ bos_token }}" + _SYSTEM_OPENS_FIRST_TURN +
         "{% for m in turns %}"
         "{% if m['role'] == 'assistant' %} {{ m['content'] | trim }}{{ eos_token }}"
         "{% else %}[INST] {{ first if loop.first else '' }}{{ m['content'] }}[/INST]{% endif %}"

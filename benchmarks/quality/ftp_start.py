@@ -38,11 +38,6 @@ def ftp_start(model_dir: Path, examples: int, seed: int, epochs: float, batch: i
     lora = LoraSettings().model_dump()
     model = prepare_model(model_dir, "lora", lora, placement("cuda" if device == "cuda" else "cpu"), False)
     state = {k: v.detach().float().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
-    steps = math.ceil(math.ceil(examples / batch) * epochs)
-    order: list[int] = []
-    epoch = 0
-    while len(order) < steps * batch:
-        take = epoch_order(examples, seed, epoch)
-        order += take[:steps * batch - len(order)]
-        epoch += 1
-    return state, order
+    taken = math.ceil(examples // batch * epochs) * batch  # the examples ftp's steps take, epoch after epoch
+    order = [i for epoch in range(math.ceil(taken / examples)) for i in epoch_order(examples, seed, epoch)]
+    return state, order[:taken]

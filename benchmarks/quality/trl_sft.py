@@ -51,6 +51,9 @@ GEMMA3_TEMPLATE = (
 )
 
 
+BATCH = 8  # examples per step, as ftp's default
+
+
 def prompt_completion(path: Path) -> list[dict[str, Any]]:
     """A chat JSONL file as TRL's conversational prompt/completion records."""
     rows = []
@@ -83,8 +86,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--max-steps", type=int, default=-1, help="for smoke tests")
     parser.add_argument("--ftp-start", action="store_true",
                         help="start from ftp's LoRA weights and take the examples in ftp's order for --seed (ftp_start.py)")
-    parser.add_argument("--lora-dropout", type=float, default=0.05)
-    parser.add_argument("--lr-scheduler", default="linear", help="TRL's default; constant for parity checks")
+    parser.add_argument("--lora-dropout", type=float, default=0.05, help="0 for parity checks with ftp")
     args = parser.parse_args(argv)
 
     import torch
@@ -100,11 +102,11 @@ def main(argv: list[str] | None = None) -> None:
         tokenizer.pad_token = tokenizer.eos_token
     model = AutoModelForCausalLM.from_pretrained(str(args.model), dtype=torch.float32)
 
-    rows, epochs, start = prompt_completion(args.train), args.epochs, None
+    rows, epochs, ftp_weights = prompt_completion(args.train), args.epochs, None
     if args.ftp_start:
         from ftp_start import ftp_start
 
-        start, order = ftp_start(args.model, len(rows), args.seed, args.epochs, 8, "cuda" if on_gpu else "cpu")
+        ftp_weights, order = ftp_start(args.model, len(rows), args.seed, args.epochs, BATCH, "cuda" if on_gpu else "cpu")
         rows, epochs = [rows[i] for i in order], 1.0  # every epoch laid out in ftp's order, read in sequence
     train = Dataset.from_list(rows)
     validation = Dataset.from_list(prompt_completion(args.validation)) if args.validation else None
@@ -112,9 +114,8 @@ def main(argv: list[str] | None = None) -> None:
     config = SFTConfig(
         output_dir=str(args.out / "trainer"),
         learning_rate=2e-4,
-        per_device_train_batch_size=8,
+        per_device_train_batch_size=BATCH,
         num_train_epochs=epochs,
-        lr_scheduler_type=args.lr_scheduler,
         max_steps=args.max_steps,
         completion_only_loss=True,
         max_length=1024,
@@ -134,13 +135,13 @@ def main(argv: list[str] | None = None) -> None:
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             return torch.utils.data.SequentialSampler(train_dataset if train_dataset is not None else self.train_dataset)
 
-    trainer = (InOrder if start is not None else SFTTrainer)(
+    trainer = (InOrder if ftp_weights is not None else SFTTrainer)(
         model=model, args=config, train_dataset=train, eval_dataset=validation, processing_class=tokenizer,
         peft_config=peft_config)
-    if start is not None:
+    if ftp_weights is not None:
         from peft import set_peft_model_state_dict
 
-        loaded = set_peft_model_state_dict(trainer.model, start)
+        loaded = set_peft_model_state_dict(trainer.model, ftp_weights)
         if getattr(loaded, "unexpected_keys", None):
             raise SystemExit(f"ftp's start does not fit this model: {loaded.unexpected_keys[:3]}")
     start = time.perf_counter()
