@@ -23,8 +23,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=None, help="use only the first N lines (copied to a temp file)")
     args = parser.parse_args()
 
-    from ftp.data_check import check_data
-    from ftp.data_files import dataset_ref
+    from ftp.data.check import check_data
+    from ftp.data.files import dataset_ref
     from ftp.hooks import default_hooks
     from ftp.types import DataBundle
 
@@ -54,7 +54,7 @@ def main() -> None:
 
 
 def _probe_context(path: Path):  # noqa: ANN202 - a throwaway context to list the checks' names
-    from ftp.data_files import dataset_ref
+    from ftp.data.files import dataset_ref
     from ftp.types import CheckContext, DataBundle
 
     return CheckContext(backend="local", settings={}, data=DataBundle(train=dataset_ref(path, "train")))

@@ -131,7 +131,7 @@ class Ctx:
     """A minimal StepContext for calling ftp's trainer directly."""
 
     def __init__(self, folder: Path) -> None:
-        from ftp.progress import QuietReporter
+        from ftp.run.progress import QuietReporter
 
         self.run_id, self.run_dir, self.reporter = "bench", folder, QuietReporter()
         self.backend_settings: dict[str, Any] = {"devices": DEVICE}
@@ -154,8 +154,8 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, co
 
     from ftp.backends.local import training
     from ftp.backends.local.memory import plan_memory
-    from ftp.data_files import dataset_ref
-    from ftp.settings import PipelineSettings
+    from ftp.data.files import dataset_ref
+    from ftp.config.settings import PipelineSettings
     from ftp.types import TrainRequest
 
     training.FLATTEN = flat

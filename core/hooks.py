@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import pluggy
 
 from ftp.errors import FtpError, UserError
-from ftp.pipeline_file import Catalog
+from ftp.config.pipeline_file import Catalog
 from ftp.types import (
     Artifact,
     BackendSpec,
@@ -34,7 +34,7 @@ from ftp.types import (
     TokenCounter,
     Trainer,
 )
-from ftp.checks import DataCheck
+from ftp.data.checks import DataCheck
 
 T = TypeVar("T")
 

@@ -34,7 +34,7 @@ from ftp.types import (
     TokenCounter,
     Trainer,
 )
-from ftp.checks import DataCheck
+from ftp.data.checks import DataCheck
 
 hookspec = pluggy.HookspecMarker("ftp")
 

@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ftp.shorthand import expand_shorthand
+from ftp.config.shorthand import expand_shorthand
 
 Severity = Literal["error", "warning", "info"]
 Split = Literal["train", "validation", "test"]

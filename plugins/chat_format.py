@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 from ftp import hookimpl
-from ftp.checks import DataCheck, Record
+from ftp.data.checks import DataCheck, Record
 from ftp.types import CheckContext, ConfigSection, Finding, Severity
 
 ROLES = {"system", "user", "assistant", "tool", "function"}

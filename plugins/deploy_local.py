@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 from ftp import hookimpl
-from ftp.run_store import now
+from ftp.run.store import now
 from ftp.sqlite_store import connect
 from ftp.types import Deployment, DeployRequest, StepContext
 

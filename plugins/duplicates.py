@@ -20,7 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 from ftp import hookimpl
-from ftp.checks import CheckSettings, DataCheck, Record
+from ftp.data.checks import CheckSettings, DataCheck, Record
 from ftp.types import CheckContext, ConfigSection, DatasetRef, Finding, Severity
 from pydantic import Field
 

@@ -11,8 +11,8 @@ from typing import Any
 from pydantic import Field
 
 from ftp import hookimpl
-from ftp.checks import CheckSettings, DataCheck, Record
-from ftp.data_scan import BOM
+from ftp.data.checks import CheckSettings, DataCheck, Record
+from ftp.data.scan import BOM
 from ftp.types import CheckContext, ConfigSection, DatasetRef, Finding
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from ftp import hookimpl
-from ftp.checks import DataCheck, Record
+from ftp.data.checks import DataCheck, Record
 from ftp.plugins.split import prompt_key
 from ftp.types import CheckContext, ConfigSection, Finding
 

@@ -12,8 +12,8 @@ from statistics import median
 from typing import Any
 
 from ftp import hookimpl
-from ftp.checks import CheckSettings, DataCheck, Record
-from ftp.data_files import message_text
+from ftp.data.checks import CheckSettings, DataCheck, Record
+from ftp.data.files import message_text
 from ftp.types import CheckContext, ConfigSection, Example, Finding
 from pydantic import Field
 

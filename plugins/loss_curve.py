@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ftp import hookimpl
-from ftp.run_store import atomic_write
+from ftp.run.store import atomic_write
 from ftp.types import Artifact, ReviewRequest
 
 

@@ -26,7 +26,7 @@ from typing import Any
 from pydantic import Field
 
 from ftp import hookimpl
-from ftp.checks import MAX_FINDINGS_PER_CODE, CheckSettings, DataCheck, Record
+from ftp.data.checks import MAX_FINDINGS_PER_CODE, CheckSettings, DataCheck, Record
 from ftp.types import CheckContext, ConfigSection, DatasetRef, Finding
 
 Shape = tuple[Any, ...]

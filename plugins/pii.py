@@ -16,7 +16,7 @@ from collections import Counter
 from typing import Any
 
 from ftp import hookimpl
-from ftp.checks import CheckSettings, DataCheck, Record
+from ftp.data.checks import CheckSettings, DataCheck, Record
 from ftp.types import CheckContext, ConfigSection, Finding
 from pydantic import Field, field_validator
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ftp import hookimpl
-from ftp.checks import DataCheck
+from ftp.data.checks import DataCheck
 from ftp.types import CheckContext, ConfigSection, Finding
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import Field
 
 from ftp import hookimpl
-from ftp.checks import CheckSettings, DataCheck, Record
+from ftp.data.checks import CheckSettings, DataCheck, Record
 from ftp.types import CheckContext, ConfigSection, DatasetRef, Finding
 
 

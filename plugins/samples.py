@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from ftp import hookimpl
-from ftp.data_files import reference_answer
-from ftp.run_store import atomic_write
+from ftp.data.files import reference_answer
+from ftp.run.store import atomic_write
 from ftp.types import Artifact, ReviewRequest
 
 

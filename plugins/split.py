@@ -15,8 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ftp import hookimpl
-from ftp.data_files import dataset_ref, iter_jsonl
-from ftp.run_store import atomic_write
+from ftp.data.files import dataset_ref, iter_jsonl
+from ftp.run.store import atomic_write
 from ftp.types import DatasetRef, SplitResult
 
 _SPACE = re.compile(r"\s+")
@@ -70,7 +70,7 @@ def _lines(path: Path) -> Iterator[bytes]:
 
 def group_keys(path: Path) -> list[str]:
     """One key per example; exact and near-duplicate inputs (MinHash, as the duplicates check) share one."""
-    from ftp.checks import Record
+    from ftp.data.checks import Record
     from ftp.plugins.duplicates import DuplicatesCheck, DuplicatesSettings
 
     near = DuplicatesCheck(DuplicatesSettings())

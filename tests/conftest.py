@@ -163,7 +163,7 @@ class TrainCtx:
     """A minimal StepContext for calling the local trainer directly: records events and metric rows."""
 
     def __init__(self, folder: Path, backend: dict[str, Any]) -> None:
-        from ftp.progress import QuietReporter
+        from ftp.run.progress import QuietReporter
 
         self.run_id, self.run_dir, self.backend_settings = "t", folder, backend
         self.events: list[str] = []
@@ -179,8 +179,8 @@ def train_directly(model_dir: Path, folder: Path, train: dict[str, Any], backend
                    examples: int = 12) -> tuple[TrainCtx, Any, Any]:
     """The local trainer on ``examples`` chat examples without a pipeline run: (context, result, trained)."""
     from ftp.backends.local.training import train as local_train
-    from ftp.data_files import dataset_ref
-    from ftp.settings import PipelineSettings
+    from ftp.data.files import dataset_ref
+    from ftp.config.settings import PipelineSettings
     from ftp.types import TrainRequest
 
     backend = backend or {"devices": "cpu"}

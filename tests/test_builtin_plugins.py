@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import make_examples, write_jsonl
 
-from ftp.data_files import dataset_ref
+from ftp.data.files import dataset_ref
 from ftp.plugins import deploy_local, gate, metrics, split
 from ftp.plugins.registry_sqlite import SqliteRegistry
 from ftp.types import EvalReport, ModelVersion
@@ -16,7 +16,7 @@ from ftp.types import EvalReport, ModelVersion
 
 def codes(path: Path) -> list[tuple[int | None, str]]:
     """Error codes and lines from every data check, through the real plugin manager."""
-    from ftp.data_check import check_data
+    from ftp.data.check import check_data
     from ftp.hooks import Hooks
     from ftp.plugin_manager import get_plugin_manager
     from ftp.types import DataBundle

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import invoke, make_examples, write_jsonl
 
-from ftp.advice import Situation, advise
+from ftp.data.advice import Situation, advise
 
 CORPUS = Path(__file__).parent / "data" / "corpus"
 

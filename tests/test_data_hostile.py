@@ -15,7 +15,7 @@ import pytest
 from conftest import invoke
 from test_data_corpus import CORPUS, HOSTILE
 
-from ftp.data_files import iter_jsonl, message_text
+from ftp.data.files import iter_jsonl, message_text
 from ftp.errors import UserError
 from ftp.json_safe import MAX_DEPTH, JsonLineError, loads_line, nesting_depth
 
@@ -96,7 +96,7 @@ def test_iter_jsonl_names_file_and_line(name: str) -> None:
 @pytest.mark.parametrize("name", PARSER_REFUSED)
 def test_the_split_hook_without_validation_is_a_user_error(name: str, tmp_path: Path) -> None:
     """``ftp run --steps split`` skips validation: the split still refuses the line, naming it."""
-    from ftp.data_files import dataset_ref
+    from ftp.data.files import dataset_ref
     from ftp.hooks import default_hooks
 
     with pytest.raises(UserError, match=f"{name}:2: "):

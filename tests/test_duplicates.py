@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from conftest import write_jsonl
-from ftp.data_files import dataset_ref
+from ftp.data.files import dataset_ref
 from ftp.plugins.duplicates import DuplicatesCheck, DuplicatesSettings
 from ftp.types import DataBundle
 
@@ -25,7 +25,7 @@ def sentence(rng: random.Random, n: int = 20) -> str:
 
 
 def report(tmp_path: Path, rows: list[dict[str, Any]], settings: dict[str, Any] | None = None, **splits: Any) -> Any:
-    from ftp.data_check import check_data
+    from ftp.data.check import check_data
     from ftp.hooks import Hooks
     from ftp.plugin_manager import get_plugin_manager
 
@@ -135,7 +135,7 @@ def test_input_is_everything_before_the_answer(tmp_path: Path) -> None:
 
 
 def run_check(rows: list[dict[str, Any]], **settings: Any) -> DuplicatesCheck:
-    from ftp.checks import Record
+    from ftp.data.checks import Record
 
     check = DuplicatesCheck(DuplicatesSettings(**settings), len(rows))
     check.files, check.splits = ["mem.jsonl"], ["train"]

@@ -149,10 +149,10 @@ def test_quickstart_plan_needs_no_conversion(tmp_path: Path) -> None:
     code = (
         "import sys, json\n"
         "from pathlib import Path\n"
-        "from ftp.cli_model import train_request\n"
+        "from ftp.cli.model import train_request\n"
         "from ftp.hooks import Hooks\n"
         "from ftp.plugin_manager import get_plugin_manager\n"
-        "from ftp.pipeline_file import load_pipeline\n"
+        "from ftp.config.pipeline_file import load_pipeline\n"
         "from ftp.backends.local.memory import plan_memory\n"
         "hooks = Hooks(get_plugin_manager())\n"
         f"loaded = load_pipeline(Path({str(ROOT / 'examples/quickstart/pipeline.yaml')!r}), 'local', hooks.catalog(), ())\n"

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from conftest import write_jsonl
 
-from ftp.checks import Record
-from ftp.data_files import dataset_ref
+from ftp.data.checks import Record
+from ftp.data.files import dataset_ref
 from ftp.plugins.output_format import OutputFormatCheck, OutputFormatSettings, classify, final_answer
 from ftp.types import Finding
 
@@ -21,7 +21,7 @@ def chat(answer: Any, prompt: str = "q") -> dict[str, Any]:
 
 def run_check(path: Path, **settings: Any) -> tuple[list[Finding], dict[str, Any]]:
     """The check on its own, fed the way the scanner feeds it."""
-    from ftp.data_scan import read_records
+    from ftp.data.scan import read_records
 
     check = OutputFormatCheck(OutputFormatSettings(**settings))
     ref = dataset_ref(path, "train")
@@ -34,7 +34,7 @@ def run_check(path: Path, **settings: Any) -> tuple[list[Finding], dict[str, Any
 
 def report(path: Path, settings: dict[str, Any] | None = None):
     """Every data check, through the real plugin manager."""
-    from ftp.data_check import check_data
+    from ftp.data.check import check_data
     from ftp.hooks import Hooks
     from ftp.plugin_manager import get_plugin_manager
     from ftp.types import DataBundle

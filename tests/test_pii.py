@@ -6,8 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from ftp.checks import Record
-from ftp.data_files import dataset_ref
+from ftp.data.checks import Record
+from ftp.data.files import dataset_ref
 from ftp.plugins.pii import PiiCheck, PiiSettings
 from ftp.plugins.pii_detect import detect, iban_valid, luhn, mask
 
@@ -166,7 +166,7 @@ def test_the_raw_value_never_reaches_the_report() -> None:
 # --- through check_data and the real plugin manager -----------------------------------------------
 
 def run(path: Path, settings: dict) -> object:
-    from ftp.data_check import check_data
+    from ftp.data.check import check_data
     from ftp.hooks import Hooks
     from ftp.plugin_manager import get_plugin_manager
     from ftp.types import DataBundle

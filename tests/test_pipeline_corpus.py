@@ -149,7 +149,7 @@ def test_set_values_get_the_same_bounds(corpus_dir: Path, assignment: str, messa
 def test_merge_keys_are_not_duplicates(corpus_dir: Path) -> None:
     """``<<: *base`` then a key of its own is YAML's way to override, not a repeated key."""
     from ftp.hooks import default_hooks
-    from ftp.pipeline_file import load_pipeline
+    from ftp.config.pipeline_file import load_pipeline
 
     (corpus_dir / "merge.yaml").write_text(
         "name: merged\ndata: {train: data/train.jsonl}\nmodel: {base: builtin:gemma-3-270m}\n"

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict
 from ftp import hookimpl
 from ftp.errors import ConfigError, UserError
 from ftp.hooks import Hooks
-from ftp.pipeline_file import load_pipeline
+from ftp.config.pipeline_file import load_pipeline
 from ftp.types import ConfigSection
 
 BASE = """\

@@ -145,7 +145,7 @@ def test_two_resumes_racing_after_a_kill_train_once(project: Path, procs: list[A
 HOLDER = """
 import subprocess, sys, time
 from pathlib import Path
-from ftp.run_lock import acquire
+from ftp.run.lock import acquire
 acquire(Path(sys.argv[1]), sys.argv[2])
 child = subprocess.Popen(["sleep", "120"], close_fds=False) if len(sys.argv) > 3 else None
 print(child.pid if child else "held", flush=True)
@@ -189,7 +189,7 @@ def test_cancel_refuses_a_run_another_process_holds(quickstart: Path, fake_azure
 def test_a_child_started_by_the_holder_does_not_keep_the_lock(tmp_path: Path, procs: list[Any]) -> None:
     """The lock's descriptor is close-on-exec: a program the holder starts (torchrun, even with
     close_fds=False) cannot keep the run locked after the holder dies."""
-    from ftp.run_lock import RunInUse, acquire
+    from ftp.run.lock import RunInUse, acquire
 
     holder, child_pid = hold_lock(tmp_path, "r1", "with-child")
     procs.append(holder)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ftp.data_files import read_jsonl
+from ftp.data.files import read_jsonl
 from ftp.errors import StepFailed, UserError
 from ftp.types import StepContext
 

@@ -12,7 +12,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from ftp.data_files import message_text
+from ftp.data.files import message_text
 from ftp.types import Example, Message
 
 from .dataplane import DataPlane

@@ -14,7 +14,7 @@ import io
 import math
 from typing import Any
 
-from ftp.overfitting import verdict
+from ftp.eval.overfitting import verdict
 
 SOURCES: dict[str, tuple[str, ...]] = {
     "train_loss": ("train_loss",),

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from ftp.errors import StepFailed, UserError
-from ftp.run_store import atomic_write
+from ftp.run.store import atomic_write
 from ftp.types import ModelRef, StepContext, TrainRequest, TrainResult
 
 from . import cost, files, http, jobs, results

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ftp.data_files import message_text
+from ftp.data.files import message_text
 from ftp.errors import UserError
 
 IGNORE = -100

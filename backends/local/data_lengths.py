@@ -12,7 +12,7 @@ import random
 from itertools import islice
 from pathlib import Path
 
-from ftp.data_files import iter_jsonl, message_text
+from ftp.data.files import iter_jsonl, message_text
 
 SAMPLE = 2000  # examples read: enough for a stable percentile, fast on any file
 DRAWS = 200

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from ftp.data_files import message_text
+from ftp.data.files import message_text
 from ftp.types import Example
 
 from . import models

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftp.data_files import iter_jsonl
-from ftp.overfitting import verdict
+from ftp.data.files import iter_jsonl
+from ftp.eval.overfitting import verdict
 from ftp.errors import FtpError, UserError
 from ftp.types import DatasetRef, ModelRef, StepContext, TrainRequest, TrainResult
 

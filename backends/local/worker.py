@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ftp.progress import JsonReporter, QuietReporter
+from ftp.run.progress import JsonReporter, QuietReporter
 from ftp.types import TrainRequest
 
 from .distributed import RESULT, Dist, die_with_parent

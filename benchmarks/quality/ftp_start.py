@@ -28,7 +28,7 @@ def ftp_start(model_dir: Path, examples: int, seed: int, epochs: float, batch: i
     from ftp.backends.local.modeling import placement
     from ftp.backends.local.schedule import epoch_order
     from ftp.backends.local.training import prepare_model
-    from ftp.settings import LoraSettings
+    from ftp.config.settings import LoraSettings
 
     if examples % batch:
         raise ValueError(f"{examples} examples do not make whole batches of {batch}: TRL's batches would straddle "

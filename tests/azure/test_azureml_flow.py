@@ -21,11 +21,11 @@ from ftp.backends.azure.azureml_trainer import AzureMLFineTuning
 from ftp.backends.azure.settings import AzureSettings
 from ftp.errors import StepFailed
 from ftp.hooks import default_hooks
-from ftp.pipeline_file import load_pipeline
-from ftp.progress import make_reporter
-from ftp.run_store import RunDir
-from ftp.run_context import RunContext
-from ftp.runner import train_request
+from ftp.config.pipeline_file import load_pipeline
+from ftp.run.progress import make_reporter
+from ftp.run.store import RunDir
+from ftp.run.context import RunContext
+from ftp.run.runner import train_request
 from ftp.types import DatasetRef, DeployRequest, ModelVersion
 
 PHI = "azureml://registries/azureml/models/Phi-4-mini-instruct/versions/7"

@@ -11,8 +11,8 @@ from typing import Any
 
 from ftp import __version__
 from ftp.hooks import Hooks
-from ftp.pipeline_file import Pipeline
-from ftp.run_store import RunDir
+from ftp.config.pipeline_file import Pipeline
+from ftp.run.store import RunDir
 from ftp.types import ModelRef, Predictor, Trainer
 
 

@@ -19,8 +19,8 @@ def _hooks() -> Any:
 
 def train_request(loaded: Any, output_dir: Path) -> Any:
     """The request training would get, before any split (the whole training file stands in)."""
-    from ftp.data_files import dataset_ref
-    from ftp.runner import train_request as request_for
+    from ftp.data.files import dataset_ref
+    from ftp.run.runner import train_request as request_for
 
     return request_for(loaded, dataset_ref(loaded.settings.data.train, "train"), None, output_dir)
 
@@ -45,8 +45,8 @@ def print_plan(plan: Any) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def plan(pipeline: str, backend: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Predict peak memory for the pipeline's training, and whether it fits this machine."""
-    from ftp.pipeline_file import load_pipeline
-    from ftp.runner import preflight
+    from ftp.config.pipeline_file import load_pipeline
+    from ftp.run.runner import preflight
 
     hooks = _hooks()
     loaded = load_pipeline(Path(pipeline), backend, hooks.catalog(), overrides)
@@ -64,7 +64,7 @@ def plan(pipeline: str, backend: str, overrides: tuple[str, ...], as_json: bool)
 
 def resolve_model(ref: str, runs_dir: Path, registry: str | None) -> Any:
     """A run id (or prefix) or NAME:VERSION from the registry, as a ModelRef."""
-    from ftp.run_store import find_run
+    from ftp.run.store import find_run
     from ftp.types import ModelRef, TrainResult
 
     name, _, number = ref.partition(":")

@@ -7,7 +7,7 @@ import html
 import io
 from typing import Any
 
-from ftp.data_check import DataReport
+from ftp.data.check import DataReport
 
 BILLED_TOKENS_PER_EXAMPLE = 16_385  # OpenAI's cookbook caps what one example is billed for
 

@@ -77,7 +77,7 @@ def cli() -> None:
     \b
     Start with:  ftp run examples/quickstart/pipeline.yaml --backend local
     """
-    from ftp.run_lock import release_all
+    from ftp.run.lock import release_all
 
     click.get_current_context().call_on_close(release_all)  # a run's lock (run_lock.py) lasts one command
 
@@ -101,10 +101,10 @@ def run(pipeline: str | None, backend: str | None, overrides: tuple[str, ...], s
         resume_id: str | None, dry_run: bool, assume_yes: bool, quiet: bool, as_json: bool,
         runs_dir: str | None) -> None:
     """Run a pipeline: validate, split, train, review, evaluate, gate, register, deploy."""
-    from ftp.pipeline_file import load_pipeline, resume_overrides
-    from ftp.progress import make_reporter
-    from ftp.run_store import RunDir, atomic_write, find_run
-    from ftp.runner import Runner, check_steps, parse_steps, preflight
+    from ftp.config.pipeline_file import load_pipeline, resume_overrides
+    from ftp.run.progress import make_reporter
+    from ftp.run.store import RunDir, atomic_write, find_run
+    from ftp.run.runner import Runner, check_steps, parse_steps, preflight
 
     reporter = make_reporter("json" if as_json else "quiet" if quiet else "rich")
     selected = parse_steps(steps)
@@ -126,7 +126,7 @@ def run(pipeline: str | None, backend: str | None, overrides: tuple[str, ...], s
             raise UserError("give a pipeline file (ftp run pipeline.yaml) or --resume RUN_ID")
         loaded = load_pipeline(Path(pipeline), backend or "local", hooks.catalog(), overrides)
     if dry_run:
-        from ftp.plan import describe_plan
+        from ftp.run.plan import describe_plan
 
         describe_plan(loaded, hooks, selected, as_json)
         return
@@ -153,10 +153,10 @@ def run(pipeline: str | None, backend: str | None, overrides: tuple[str, ...], s
 @debug_option
 def validate(pipeline: str, backend: str, overrides: tuple[str, ...], as_json: bool) -> None:
     """Check a pipeline file and its data without training. Exit 2 on errors."""
-    from ftp.pipeline_file import load_pipeline
-    from ftp.progress import make_reporter
-    from ftp.data_check import check_data
-    from ftp.runner import data_bundle, preflight, report_findings
+    from ftp.config.pipeline_file import load_pipeline
+    from ftp.run.progress import make_reporter
+    from ftp.data.check import check_data
+    from ftp.run.runner import data_bundle, preflight, report_findings
 
     hooks = _hooks()
     loaded = load_pipeline(Path(pipeline), backend, hooks.catalog(), overrides)
@@ -212,7 +212,7 @@ def runs() -> None:
 @debug_option
 def runs_list(runs_dir: str | None, as_json: bool) -> None:
     """List runs, newest first."""
-    from ftp.run_store import list_runs
+    from ftp.run.store import list_runs
 
     found = list_runs(_runs_root(runs_dir))
     rows: list[dict[str, Any]] = [{"run_id": r.run_id, "pipeline": r.state.pipeline_name, "backend": r.state.backend,
@@ -237,7 +237,7 @@ def runs_list(runs_dir: str | None, as_json: bool) -> None:
 @debug_option
 def runs_show(run_id: str, runs_dir: str | None, as_json: bool) -> None:
     """Show one run: its steps, their status and outputs."""
-    from ftp.run_store import find_run
+    from ftp.run.store import find_run
 
     found = find_run(_runs_root(runs_dir), run_id)
     if as_json:
@@ -259,10 +259,10 @@ def runs_show(run_id: str, runs_dir: str | None, as_json: bool) -> None:
 @debug_option
 def runs_cancel(run_id: str, runs_dir: str | None) -> None:
     """Cancel the cloud job a run started (Azure); a local run is stopped with Ctrl-C instead."""
-    from ftp.pipeline_file import load_pipeline, unmasked_overrides
-    from ftp.progress import make_reporter
-    from ftp.run_store import find_run
-    from ftp.run_context import RunContext
+    from ftp.config.pipeline_file import load_pipeline, unmasked_overrides
+    from ftp.run.progress import make_reporter
+    from ftp.run.store import find_run
+    from ftp.run.context import RunContext
     from ftp.types import Cancellable
 
     found = find_run(_runs_root(runs_dir), run_id).lock("cancel")
@@ -309,7 +309,7 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
 def _registry(registry: str | None, pipeline: str | None, kind: str) -> Any:
     location = Path(registry) if registry else None
     if location is None and pipeline:
-        from ftp.pipeline_file import load_pipeline
+        from ftp.config.pipeline_file import load_pipeline
 
         hooks = _hooks()
         loaded = load_pipeline(Path(pipeline), "local", hooks.catalog())
@@ -377,8 +377,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _register_data_commands() -> None:
-    from ftp.cli_data import advise, data
-    from ftp.cli_model import export, plan
+    from ftp.cli.data import advise, data
+    from ftp.cli.model import export, plan
 
     for command in (data, advise, plan, export):
         cli.add_command(command)

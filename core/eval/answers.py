@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from ftp.run_store import atomic_write
+from ftp.run.store import atomic_write
 from ftp.types import EvalReport, Metric, Predictor
 
 

@@ -8,8 +8,8 @@ from typing import Any
 import click
 
 from ftp.hooks import Hooks
-from ftp.pipeline_file import Pipeline
-from ftp.runner import preflight
+from ftp.config.pipeline_file import Pipeline
+from ftp.run.runner import preflight
 
 
 def plan(pipeline: Pipeline, hooks: Hooks, steps: list[str]) -> dict[str, Any]:

@@ -11,17 +11,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ftp.config_check import suggest
-from ftp.data_check import check_data
-from ftp.data_files import dataset_ref, read_jsonl, reference_answer
+from ftp.config.check import suggest
+from ftp.data.check import check_data
+from ftp.data.files import dataset_ref, read_jsonl, reference_answer
 from ftp.errors import FtpError, Interrupted, NotEvaluable, StepFailed, UserError
-from ftp.evaluation import auto_max_new_tokens, eval_report, format_report, generate_batched, write_eval
+from ftp.eval.answers import auto_max_new_tokens, eval_report, format_report, generate_batched, write_eval
 from ftp.hooks import Hooks
-from ftp.pipeline_file import Pipeline
+from ftp.config.pipeline_file import Pipeline
 from ftp.redact import ScrubbingFormatter
-from ftp.run_context import RunContext, code_version
-from ftp.run_store import STEPS, RunDir, atomic_write, now
-from ftp.settings import PipelineSettings
+from ftp.run.context import RunContext, code_version
+from ftp.run.store import STEPS, RunDir, atomic_write, now
+from ftp.config.settings import PipelineSettings
 from ftp.types import (
     DataBundle,
     DatasetRef,
@@ -203,7 +203,7 @@ class Runner:
 
     def _advise(self, report: Any) -> None:
         """Say so when the data itself says fine-tuning is premature (the user already chose to fine-tune)."""
-        from ftp.advice import advise, situation_from
+        from ftp.data.advice import advise, situation_from
 
         situation = situation_from(report)
         situation.prompting_tried = True

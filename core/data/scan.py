@@ -12,8 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ftp.checks import CheckSettings, DataCheck, Record
-from ftp.data_files import BOM
+from ftp.data.checks import CheckSettings, DataCheck, Record
+from ftp.data.files import BOM
 from ftp.json_safe import JsonLineError, loads_line
 from ftp.types import CheckContext, DataBundle, DatasetRef, Finding
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field
 
 from ftp.errors import UserError
-from ftp.run_lock import STOP_FIRST, WAIT_OR_STOP, RunLock, acquire
+from ftp.run.lock import STOP_FIRST, WAIT_OR_STOP, RunLock, acquire
 
 STEPS: tuple[str, ...] = ("validate", "split", "train", "review", "evaluate", "gate", "register", "deploy")
 Status = Literal["pending", "running", "done", "failed", "interrupted", "skipped"]

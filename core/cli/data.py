@@ -35,8 +35,8 @@ def _existing(path: str | None, option: str) -> Path | None:
 
 def run_check(train: Path, validation: Path | None, test: Path | None, model: str | None, backend: str,
               provenance: str | None, disabled: tuple[str, ...] = ()) -> Any:
-    from ftp.data_check import check_data
-    from ftp.data_files import dataset_ref
+    from ftp.data.check import check_data
+    from ftp.data.files import dataset_ref
     from ftp.types import DataBundle
 
     hooks = _hooks()
@@ -77,7 +77,7 @@ def data_check(train: str, validation: str | None, test_file: str | None, model:
 
     Exit 0 when clean, 1 with --strict and warnings, 2 on errors.
     """
-    from ftp.data_report import render_html, render_terminal, training_estimate
+    from ftp.data.report import render_html, render_terminal, training_estimate
 
     report = run_check(_existing(train, "TRAIN") or Path(train), _existing(validation, "--validation"),
                        _existing(test_file, "--test"), model, backend, provenance, disable)
@@ -85,7 +85,7 @@ def data_check(train: str, validation: str | None, test_file: str | None, model:
         price = DEFAULT_AZURE_PRICE
     estimate = training_estimate(report, epochs, price)
     if report_file:
-        from ftp.run_store import atomic_write
+        from ftp.run.store import atomic_write
 
         atomic_write(Path(report_file), render_html(report, estimate))
     if as_json:
@@ -111,8 +111,8 @@ def data_check(train: str, validation: str | None, test_file: str | None, model:
 @click.option("--json", "as_json", is_flag=True)
 def data_split(source: str, out_dir: str, ratios: str, seed: int, as_json: bool) -> None:
     """Split one file 80/10/10, deterministically; duplicates of an input stay in one split."""
-    from ftp.data_files import dataset_ref
-    from ftp.settings import SplitSettings
+    from ftp.data.files import dataset_ref
+    from ftp.config.settings import SplitSettings
 
     path = _existing(source, "SOURCE")
     assert path is not None
@@ -152,8 +152,8 @@ def data_split(source: str, out_dir: str, ratios: str, seed: int, as_json: bool)
 def advise(source: str, needs_fresh_knowledge: bool, needs_citations: bool, prompting_tried: bool, rag_tried: bool,
            needs_format: bool, latency_critical: bool, broad_task: bool, domain_corpus: bool, as_json: bool) -> None:
     """Should you fine-tune? The recommended technique for this data and situation, with reasons."""
-    from ftp.advice import advise as decide
-    from ftp.advice import situation_from
+    from ftp.data.advice import advise as decide
+    from ftp.data.advice import situation_from
 
     path = _existing(source, "SOURCE")
     assert path is not None

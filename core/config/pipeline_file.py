@@ -17,12 +17,12 @@ import yaml
 from pydantic import BaseModel
 
 from ftp import redact
-from ftp.config_check import KeyPath, Located, set_label, suggest
+from ftp.config.check import KeyPath, Located, set_label, suggest
 from ftp.errors import ConfigError, UserError
-from ftp.settings import ATTRIBUTE, COMMON_SECTIONS, CommonSettings, PipelineSettings
-from ftp.shorthand import expand_shorthand
+from ftp.config.settings import ATTRIBUTE, COMMON_SECTIONS, CommonSettings, PipelineSettings
+from ftp.config.shorthand import expand_shorthand
 from ftp.types import BackendSpec, ConfigSection, MetricSpec
-from ftp.yaml_load import MAX_BYTES, load_value, load_yaml
+from ftp.config.yaml_load import MAX_BYTES, load_value, load_yaml
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 PATH_KEYS: tuple[tuple[str, str], ...] = (("data", "train"), ("data", "validation"), ("data", "test"),

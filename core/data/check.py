@@ -6,7 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from ftp.data_scan import DEFAULT_MAX_LINE_BYTES, configure, scan
+from ftp.data.scan import DEFAULT_MAX_LINE_BYTES, configure, scan
 from ftp.hooks import Hooks
 from ftp.types import CheckContext, DataBundle, Finding
 

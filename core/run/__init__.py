@@ -1,0 +1,1 @@
+"""A run: the runner that orders steps, the run directory and its state.json, the run lock, progress, the dry-run plan."""
