@@ -187,6 +187,15 @@ class Deployment(Value):
     created_at: str
 
 
+class Provisioned(Value):
+    """What a deployer made for a version (an Azure deployment, a serverless endpoint, or nothing but a
+    record); the core then assigns its slot and traffic (``ftp.deploy.slots.record``)."""
+
+    backend: str
+    endpoint: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
 class BackendSpec(Value):
     """A backend a plugin provides; ``settings`` validates its ``backends.<name>`` keys."""
 
@@ -318,11 +327,12 @@ class ModelRegistry(Protocol):
 
 
 class Deployer(Protocol):
-    """Puts a registered version behind an endpoint or a record of one, with traffic weights."""
+    """Provisions a registered version (an endpoint, or nothing beyond the record); the core owns the
+    slots and traffic weights and records them after ``deploy`` returns."""
 
     name: str
 
-    def deploy(self, request: "DeployRequest", ctx: StepContext) -> Deployment: ...
+    def deploy(self, request: "DeployRequest", ctx: StepContext) -> Provisioned: ...
 
 
 class DeployRequest(Value):

@@ -9,7 +9,8 @@ import pytest
 from conftest import make_examples, write_jsonl
 
 from ftp.data.files import dataset_ref
-from ftp.plugins import deploy_local, gate, metrics, split
+from ftp.deploy import slots as deploy_slots
+from ftp.plugins import gate, metrics, split
 from ftp.plugins.registry_sqlite import SqliteRegistry
 from ftp.types import EvalReport, ModelVersion
 
@@ -113,13 +114,13 @@ def test_registry_numbers_versions_and_is_idempotent_per_run(tmp_path: Path) -> 
 
 
 def test_blue_green_plan() -> None:
-    assert deploy_local.plan({}, 1, "blue-green", 10) == ("blue", {"blue": (1, 100)})
-    slot, slots = deploy_local.plan({"blue": (1, 100)}, 2, "blue-green", 10)
+    assert deploy_slots.plan({}, 1, "blue-green", 10) == ("blue", {"blue": (1, 100)})
+    slot, slots = deploy_slots.plan({"blue": (1, 100)}, 2, "blue-green", 10)
     assert slot == "green" and slots == {"blue": (1, 90), "green": (2, 10)}
-    slot, slots = deploy_local.plan({"blue": (1, 10), "green": (2, 90)}, 3, "blue-green", 25)
+    slot, slots = deploy_slots.plan({"blue": (1, 10), "green": (2, 90)}, 3, "blue-green", 25)
     assert slot == "blue" and slots == {"green": (2, 75), "blue": (3, 25)}
-    assert deploy_local.plan({"blue": (1, 90), "green": (2, 10)}, 2, "blue-green", 10)[0] == "green"
-    assert deploy_local.plan({"blue": (1, 100)}, 2, "replace", 10) == ("blue", {"blue": (2, 100)})
+    assert deploy_slots.plan({"blue": (1, 90), "green": (2, 10)}, 2, "blue-green", 10)[0] == "green"
+    assert deploy_slots.plan({"blue": (1, 100)}, 2, "replace", 10) == ("blue", {"blue": (2, 100)})
 
 
 def test_near_duplicate_inputs_land_in_one_split(tmp_path: Path) -> None:

@@ -15,10 +15,10 @@ from ftp import hookimpl
 from ftp.errors import NotEvaluable, UserError
 from ftp.types import (
     BackendSpec,
-    Deployment,
     DeployRequest,
     ModelRef,
     Predictor,
+    Provisioned,
     StepContext,
     TrainRequest,
     TrainResult,
@@ -155,24 +155,23 @@ def eval_deployment(s: AzureSettings, model: ModelRef, ctx: StepContext) -> str:
 
 
 class AzureDeployer:
-    """An Azure deployment of the registered model, recorded in the run and the local deployment records."""
+    """An Azure deployment of the registered model, recorded in the run (its resources) before and after."""
 
     name = "azure"
 
-    def deploy(self, request: DeployRequest, ctx: StepContext) -> Deployment:
+    def deploy(self, request: DeployRequest, ctx: StepContext) -> Provisioned:
         s = settings_of(request.backend_settings)
         if s.kind == "azureml":
             return AzureTrainer._azureml(s, ctx).deploy(request)
         require_extra()
         from .deploy import create_or_update, name_for
-        from .records import record
 
         version = request.version
         name = name_for(s, version)
         ctx.record_resource(DEPLOYMENT, {"name": name, "model": version.artifact, "state": "Creating"})
         made = create_or_update(s, name, version.artifact, s.deployment.sku, s.deployment.capacity)
         ctx.record_resource(DEPLOYMENT, made.as_dict())
-        return record(request, ctx, made)
+        return Provisioned(backend=NAME, endpoint=made.endpoint, details=made.as_dict())
 
 
 @hookimpl

@@ -14,9 +14,9 @@ from typing import Any
 
 from ftp.errors import FtpError, StepFailed, UserError
 from ftp.types import (
-    Deployment,
     DeployRequest,
     ModelRef,
+    Provisioned,
     StepContext,
     TrainRequest,
     TrainResult,
@@ -146,10 +146,8 @@ class AzureMLFineTuning:
         self.adapter.cancel(job["name"])
         return f"cancel requested for Azure ML job {job['name']}"
 
-    def deploy(self, request: DeployRequest) -> Deployment:
+    def deploy(self, request: DeployRequest) -> Provisioned:
         """A serverless endpoint of the registered model (after the marketplace subscription it may need)."""
-        from .records import record
-
         version = request.version
         name = name_for(self.settings, version)
         base_model_id = str(version.backend_details.get("base_model_id") or "")
@@ -160,7 +158,7 @@ class AzureMLFineTuning:
         self.ctx.record_resource(ENDPOINT, made)
         deployment = AzureDeployment(name=made["name"], model=version.artifact, sku="Consumption", capacity=0,
                                      endpoint=made["scoring_uri"], state=made["provisioning_state"])
-        return record(request, self.ctx, deployment)
+        return Provisioned(backend="azure", endpoint=deployment.endpoint, details=deployment.as_dict())
 
 
 def not_evaluable(model: ModelRef) -> FtpError:

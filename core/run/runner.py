@@ -13,6 +13,7 @@ from typing import Any
 
 from ftp.config.check import suggest
 from ftp.data.check import check_data
+from ftp.deploy import slots
 from ftp.data.files import dataset_ref, read_jsonl, reference_answer
 from ftp.errors import FtpError, Interrupted, NotEvaluable, StepFailed, UserError
 from ftp.eval.answers import auto_max_new_tokens, eval_report, format_report, generate_batched, write_eval
@@ -328,10 +329,10 @@ class Runner:
     def step_deploy(self) -> tuple[dict[str, Any], str]:
         version = ModelVersion.model_validate(self._outputs("register"))
         d = self.settings.deploy
-        deployer = self.hooks.deployer(self.pipeline.backend)
-        deployment = deployer.deploy(DeployRequest(version=version, strategy=d.strategy, traffic_new=d.traffic.new,
-                                                   store=d.store, backend_settings=self.pipeline.backend_settings),
-                                     self.ctx)
+        request = DeployRequest(version=version, strategy=d.strategy, traffic_new=d.traffic.new, store=d.store,
+                                backend_settings=self.pipeline.backend_settings)
+        provisioned = self.hooks.deployer(self.pipeline.backend).deploy(request, self.ctx)
+        deployment = slots.record(request, provisioned, self.run.run_id)
         traffic = ", ".join(f"{slot} {w}%" for slot, w in deployment.traffic.items())
         where = f" at {deployment.endpoint}" if deployment.endpoint else ""
         return (deployment.model_dump(mode="json"),

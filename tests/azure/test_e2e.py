@@ -78,8 +78,9 @@ def test_quickstart_runs_end_to_end_on_azure(quickstart: Path, fake_azure: Any) 
     assert arm["sku"] == {"name": "DeveloperTier", "capacity": 50}
     assert arm["properties"]["model"]["name"] == job["fine_tuned_model"]
     with sqlite3.connect(quickstart / ".ftp" / "deployments.db") as db:
-        row = db.execute("SELECT deployment, model, endpoint FROM azure_deployments").fetchone()
-    assert row == ("ticket-triage-v1", job["fine_tuned_model"], deployment["endpoint"])
+        row = db.execute("SELECT backend, json_extract(details, '$.name'), json_extract(details, '$.model'), endpoint "
+                         "FROM endpoints").fetchone()
+    assert row == ("azure", "ticket-triage-v1", job["fine_tuned_model"], deployment["endpoint"])
 
     shown = invoke("runs", "show", st["run_id"])
     assert shown.exit_code == 0 and f'azure_job: {{"id": "{job["id"]}", "status": "succeeded"' in shown.output
