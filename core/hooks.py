@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pluggy
 
@@ -35,6 +35,9 @@ from ftp.types import (
     Trainer,
 )
 from ftp.data.checks import DataCheck
+
+if TYPE_CHECKING:
+    import click
 
 T = TypeVar("T")
 
@@ -114,6 +117,29 @@ class Hooks:
     def deployer(self, backend: str) -> Deployer:
         return _required(self.pm.hook.ftp_deployer(backend=backend),
                          f"no plugin provides a deployer for backend {backend!r}", UserError)
+
+    # command line
+    def commands(self, cli: click.Group) -> None:
+        """Let each plugin add its commands, one plugin at a time, so a failure or a name clash names it."""
+        from ftp.plugin_manager import PluginLoadError
+
+        impls = self.pm.hook.ftp_commands.get_hookimpls()
+        for impl in reversed(impls):
+            before = dict(cli.commands)
+            only = self.pm.subset_hook_caller("ftp_commands", [i.plugin for i in impls if i.plugin is not impl.plugin])
+            try:
+                only(cli=cli)
+            except Exception as exc:  # a plugin's bug must not become ftp's traceback
+                first = (str(exc).strip().splitlines() or [""])[0]
+                raise PluginLoadError(f"plugin {impl.plugin_name!r}: ftp_commands failed: "
+                                      f"{type(exc).__name__}: {first}" + "; run with --debug for the traceback"
+                                      ) from exc
+            taken = sorted(name for name, command in before.items() if cli.commands.get(name) is not command)
+            if taken:
+                cli.commands.clear()
+                cli.commands.update(before)  # the command stays ftp's, for this process too
+                raise PluginLoadError(f"plugin {impl.plugin_name!r}: ftp_commands replaces the command "
+                                      f"{taken[0]!r}, which ftp or another plugin already has; give it another name")
 
 
 def default_hooks() -> Hooks:

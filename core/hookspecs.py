@@ -10,7 +10,7 @@ otherwise. Call them with keyword arguments; ``docs/plugin-hooks.md`` has an exa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
@@ -36,7 +36,12 @@ from ftp.types import (
 )
 from ftp.data.checks import DataCheck
 
+if TYPE_CHECKING:
+    import click  # the CLI's own import; ``import ftp`` stays light
+
 hookspec = pluggy.HookspecMarker("ftp")
+
+# --- declarations ---
 
 
 @hookspec
@@ -52,6 +57,9 @@ def ftp_config_sections() -> list[ConfigSection]:
 @hookspec
 def ftp_metrics() -> list[MetricSpec]:
     """Declare the metrics this plugin's evaluators produce, so files can name them in the gate."""
+
+
+# --- data ---
 
 
 @hookspec
@@ -74,6 +82,9 @@ def ftp_split(dataset: DatasetRef, ratios: tuple[float, float, float], seed: int
     """Split one file into train/validation/test in ``out_dir``, deterministically for ``seed``."""
 
 
+# --- training ---
+
+
 @hookspec(firstresult=True)
 def ftp_trainer(backend: str) -> Trainer | None:
     """Return the trainer for ``backend`` (and only for it); cheap, heavy imports come later."""
@@ -82,6 +93,9 @@ def ftp_trainer(backend: str) -> Trainer | None:
 @hookspec
 def ftp_review(request: ReviewRequest) -> list[Artifact]:
     """Write review material (curves, sample generations) into the run directory after training."""
+
+
+# --- evaluation ---
 
 
 @hookspec
@@ -94,6 +108,9 @@ def ftp_gate(report: EvalReport, thresholds: dict[str, dict[str, float]]) -> lis
     """Judge the evaluation report against the file's thresholds; one failed check stops the run."""
 
 
+# --- registry and deployment ---
+
+
 @hookspec(firstresult=True)
 def ftp_model_registry(kind: str, location: Path) -> ModelRegistry | None:
     """Return the model registry of ``kind`` stored at ``location`` (and only that kind)."""
@@ -102,3 +119,11 @@ def ftp_model_registry(kind: str, location: Path) -> ModelRegistry | None:
 @hookspec(firstresult=True)
 def ftp_deployer(backend: str) -> Deployer | None:
     """Return the deployer for ``backend`` (and only for it)."""
+
+
+# --- command line ---
+
+
+@hookspec
+def ftp_commands(cli: click.Group) -> None:
+    """Add commands to ``cli`` (``@cli.command()``); called once per process, when the CLI first needs them."""

@@ -19,7 +19,7 @@ from typing import Any
 
 import pluggy
 
-from ftp import __version__, hookspecs
+from ftp import __version__
 from ftp.errors import FtpError
 
 ENTRY_POINT_GROUP = "ftp"
@@ -93,21 +93,28 @@ def _attach_tracer(pm: pluggy.PluginManager) -> None:
     pm.add_hookcall_monitoring(before, after)
 
 
+def selected_entry_points() -> list[metadata.EntryPoint]:
+    """The third-party plugins the switches let in, not yet imported (a cheap scan of installed metadata)."""
+    disabled = _names("FTP_DISABLE_PLUGINS") or set()
+    only = _names("FTP_LOAD_PLUGINS")
+    return [ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)
+            if not _matches(ep.name, disabled) and (only is None or _matches(ep.name, only))]
+
+
 def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]:
     """Make a fresh manager; tests call this directly, everything else uses ``get_plugin_manager``."""
+    from ftp import hookspecs  # with ftp.types (pydantic): not for the CLI's cheap look at what is installed
+
     pm = pluggy.PluginManager("ftp")
     pm.add_hookspecs(hookspecs)
     infos: dict[str, PluginInfo] = {}
     disabled = _names("FTP_DISABLE_PLUGINS") or set()
-    only = _names("FTP_LOAD_PLUGINS")
     for modname in BUILTIN_PLUGINS:
         if _matches(modname, disabled):
             continue
         pm.register(import_module(modname), name=modname)
         infos[modname] = PluginInfo(modname, __version__, builtin=True)
-    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-        if _matches(ep.name, disabled) or (only is not None and not _matches(ep.name, only)):
-            continue
+    for ep in selected_entry_points():
         if pm.has_plugin(ep.name):
             continue
         try:
@@ -131,6 +138,8 @@ def build_plugin_manager() -> tuple[pluggy.PluginManager, dict[str, PluginInfo]]
 def check(pm: pluggy.PluginManager) -> None:
     """Refuse hook implementations whose names match no hookspec (a typo would be silently ignored)."""
     import difflib
+
+    from ftp import hookspecs
 
     known = [name for name in dir(hookspecs) if name.startswith("ftp_")]
     for hook_name, caller in vars(pm.hook).items():
@@ -169,6 +178,11 @@ def get_plugin_manager() -> pluggy.PluginManager:
     if _cached is None:
         _cached = build_plugin_manager()
     return _cached[0]
+
+
+def cached_plugin_manager() -> pluggy.PluginManager | None:
+    """The process-wide manager if it has been built, without building it."""
+    return _cached[0] if _cached is not None else None
 
 
 def get_plugin_infos() -> dict[str, PluginInfo]:

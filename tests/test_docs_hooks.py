@@ -1,9 +1,11 @@
 """Every hook is documented (datasette's pattern): adding a hookspec without a ``## ftp_<name>`` section
-in docs/plugin-hooks.md fails here, and so does a section for a hook that does not exist.
+in docs/plugin-hooks.md fails here, and so does a section for a hook that does not exist, or one whose
+signature line differs from the hookspec's (names, order and types of the arguments, and the return type).
 """
 
 from __future__ import annotations
 
+import inspect
 import re
 import types
 from pathlib import Path
@@ -61,6 +63,24 @@ def test_each_section_says_how_the_hook_is_called(name: str) -> None:
     assert f"`{name}(" in body  # the signature
 
 
+def declared_signature(name: str) -> str:
+    """The hookspec's signature as the doc writes it; the annotations are strings (``from __future__``)."""
+    sig = inspect.signature(getattr(hookspecs, name))
+    params = ", ".join(f"{p.name}: {p.annotation}" for p in sig.parameters.values())
+    return f"{name}({params}) -> {sig.return_annotation}"
+
+
+@pytest.mark.parametrize("name", sorted(specs()))
+def test_each_section_shows_the_hooks_exact_signature(name: str) -> None:
+    """The doc's convention: a section opens with ``**kind.** `signature` `` exactly as core/hookspecs.py has it."""
+    first = section(name).strip().splitlines()[0]
+    shown = re.fullmatch(r"\*\*(?:Collect-all|firstresult)\.\*\* `([^`]*)`", first)
+    assert shown, f"{DOC.name} ## {name}: the first line must be **Collect-all.** or **firstresult.** and the " \
+                  f"signature in backticks, got {first!r}"
+    assert shown.group(1) == declared_signature(name), \
+        f"{DOC.name} ## {name} documents `{shown.group(1)}`; core/hookspecs.py declares `{declared_signature(name)}`"
+
+
 @pytest.mark.parametrize("name", sorted(specs()))
 def test_each_example_registers_cleanly(name: str) -> None:
     """The section's example is real code: it runs, and pluggy accepts it as an implementation."""
@@ -74,3 +94,19 @@ def test_each_example_registers_cleanly(name: str) -> None:
     pm.register(module, name="example")  # raises on argument names the hook does not have
     check(pm)
     assert [i.plugin_name for i in getattr(pm.hook, name).get_hookimpls()] == ["example"]
+
+
+def test_the_commands_example_adds_a_working_command(tmp_path: Path) -> None:
+    """ftp_commands' example is run for real: it adds its command to a group, which then counts a file."""
+    import click
+    from click.testing import CliRunner
+
+    module = types.ModuleType("example_commands")
+    block = re.findall(r"```python\n(.*?)```", section("ftp_commands"), flags=re.DOTALL)[-1]
+    exec(compile(block, f"{DOC.name}#ftp_commands", "exec"), module.__dict__)  # noqa: S102 - our own docs
+    group = click.Group("ftp")
+    module.ftp_commands(cli=group)
+    data = tmp_path / "train.jsonl"
+    data.write_text('{"messages": []}\n{"messages": []}\n', encoding="utf-8")
+    result = CliRunner().invoke(group, ["count-examples", str(data)])
+    assert (result.exit_code, result.output) == (0, "2 examples\n")

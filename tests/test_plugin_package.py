@@ -1,5 +1,6 @@
 """A real third-party package: installed with pip, discovered through the ``ftp`` entry point, listed by
-``ftp plugins``, hidden by the environment switches, and called by ``ftp run`` (validator and evaluator).
+``ftp plugins``, hidden by the environment switches, called by ``ftp run`` (validator and evaluator), and
+adding a command (``ftp answer-words``).
 
 The CLI runs in a subprocess with ``PYTHONPATH`` pointing at the install target, so discovery goes
 through ``importlib.metadata`` exactly as it does for a user's ``pip install``.
@@ -78,7 +79,19 @@ def test_ftp_plugins_lists_the_installed_package(site: Path) -> None:
     assert plugin["version"] == "0.1.0"
     assert plugin["distribution"] == "ftp-plugin-example"
     assert plugin["builtin"] is False
-    assert plugin["hooks"] == ["ftp_config_sections", "ftp_evaluate", "ftp_metrics", "ftp_validate_data"]
+    assert plugin["hooks"] == ["ftp_commands", "ftp_config_sections", "ftp_evaluate", "ftp_metrics",
+                               "ftp_validate_data"]
+
+
+def test_its_command_is_listed_and_runs(site: Path, project: Path) -> None:
+    """``ftp_commands``: ``ftp --help`` lists the plugin's command and ``ftp answer-words`` runs it."""
+    lengthen_answers(project)
+    helped = ftp(site, "--help")
+    assert helped.returncode == 0 and "answer-words" in helped.stdout, helped.stderr
+    proc = ftp(site, "answer-words", "data/train.jsonl", cwd=project)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "60 answers; words: min 2, median 2, max 8"
+    assert "answer-words" not in ftp(site, "--help", FTP_DISABLE_PLUGINS="example").stdout
 
 
 def test_env_switches_hide_it(site: Path) -> None:

@@ -10,11 +10,12 @@ import sys
 import traceback
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 from ftp import __version__
+from ftp.cli.plugin_commands import PluginCommandsGroup
 from ftp.errors import FtpError, UserError
 
 
@@ -22,22 +23,25 @@ def _debug_requested(ctx: click.Context) -> bool:
     return bool(ctx.find_root().meta.get("ftp.debug")) or os.environ.get("FTP_DEBUG", "") not in ("", "0")
 
 
-class FtpGroup(click.Group):
+class FtpGroup(PluginCommandsGroup):
     """Turns expected errors into one line and an exit code; ``--debug`` adds the traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
         except FtpError as exc:
-            from ftp.redact import scrub
-
-            if _debug_requested(ctx):
-                click.echo(scrub(traceback.format_exc()), err=True, nl=False)
-            click.echo(f"error: {scrub(str(exc))}", err=True)
-            ctx.exit(exc.exit_code)
+            self.fail(ctx, exc)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             ctx.exit(130)
+
+    def fail(self, ctx: click.Context, exc: FtpError) -> NoReturn:
+        from ftp.redact import scrub
+
+        if _debug_requested(ctx):
+            click.echo(scrub(traceback.format_exc()), err=True, nl=False)  # called while handling ``exc``
+        click.echo(f"error: {scrub(str(exc))}", err=True)
+        ctx.exit(exc.exit_code)
 
 
 def _set_debug(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

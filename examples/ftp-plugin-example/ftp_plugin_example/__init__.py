@@ -1,4 +1,4 @@
-"""ftp-plugin-example: an answer-length validator and an answer-length evaluator.
+"""ftp-plugin-example: an answer-length validator, an answer-length evaluator and an ``ftp answer-words`` command.
 
 ftp finds this module through the ``ftp`` entry point in pyproject.toml and registers it exactly as it
 registers its own built-in plugins; every function below marked ``@hookimpl`` is a hook implementation.
@@ -9,11 +9,14 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from ftp import hookimpl
 from ftp.types import ConfigSection, DataBundle, EvalRequest, Finding, Metric, MetricSpec
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    import click
 
 SECTION = "answer_length"  # the pipeline file's ``validate.answer_length``
 METRIC = "answer_words"
@@ -44,8 +47,8 @@ def section_settings(settings: dict[str, Any]) -> AnswerLength:
     return AnswerLength.model_validate(raw)
 
 
-def long_answers(path: Path, max_words: int) -> Iterator[tuple[int, int, int]]:
-    """(line number, message index, words) of each assistant answer over ``max_words``.
+def answers(path: Path) -> Iterator[tuple[int, int, int]]:
+    """(line number, message index, words) of each assistant answer.
 
     Streams the file line by line, because training data can be gigabytes.
     """
@@ -57,9 +60,12 @@ def long_answers(path: Path, max_words: int) -> Iterator[tuple[int, int, int]]:
                 continue  # malformed lines are the built-in chat_format validator's to report
             for index, message in enumerate(messages):
                 if isinstance(message, dict) and message.get("role") == "assistant":
-                    count = words(message.get("content"))
-                    if count > max_words:
-                        yield number, index, count
+                    yield number, index, words(message.get("content"))
+
+
+def long_answers(path: Path, max_words: int) -> Iterator[tuple[int, int, int]]:
+    """(line number, message index, words) of each assistant answer over ``max_words``."""
+    return ((number, index, count) for number, index, count in answers(path) if count > max_words)
 
 
 @hookimpl
@@ -97,3 +103,19 @@ def ftp_evaluate(request: EvalRequest) -> list[Metric]:
     mean = sum(words(p) for p in request.predictions) / len(request.predictions)
     return [Metric(name=METRIC, value=mean, candidate=request.candidate, n=len(request.predictions),
                    higher_is_better=False)]
+
+
+@hookimpl
+def ftp_commands(cli: click.Group) -> None:
+    """``ftp answer-words FILE``: answer lengths before a run, to choose ``validate.answer_length.max_words``."""
+    import click
+
+    @cli.command("answer-words")
+    @click.argument("path", type=click.Path(exists=True, dir_okay=False))
+    def answer_words(path: str) -> None:
+        """How many words the assistant answers of a chat JSONL file have (example plugin)."""
+        counts = sorted(count for _, _, count in answers(Path(path)))
+        if not counts:
+            raise click.ClickException(f"{path}: no assistant answers")
+        click.echo(f"{len(counts)} answers; words: min {counts[0]}, median {counts[len(counts) // 2]}, "
+                   f"max {counts[-1]}")
