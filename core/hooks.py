@@ -39,6 +39,8 @@ from ftp.data.checks import DataCheck
 if TYPE_CHECKING:
     import click
 
+    from ftp.config.local_plugins import LocalEntry
+
 T = TypeVar("T")
 
 
@@ -79,7 +81,15 @@ class Hooks:
         return {m.name: m for m in self._collect("ftp_metrics")}
 
     def catalog(self) -> Catalog:
-        return Catalog(backends=self.backends(), sections=self.config_sections(), metrics=self.metrics())
+        return Catalog(backends=self.backends(), sections=self.config_sections(), metrics=self.metrics(),
+                       local_plugins=self._with_local_plugins)
+
+    def _with_local_plugins(self, entries: list[LocalEntry]) -> Catalog:
+        """Register a pipeline file's own plugin modules; the catalog then includes what they declare."""
+        from ftp.config.local_plugins import register_all
+
+        register_all(self.pm, entries)
+        return self.catalog()
 
     # data
     def data_checks(self, context: CheckContext) -> list[tuple[str, DataCheck]]:

@@ -74,8 +74,10 @@ def _hooks() -> Any:
 
 @click.group(cls=FtpGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="ftp")
+@click.option("--plugin", "plugin_files", multiple=True, metavar="FILE.py",
+              help="Load a project-local plugin module, as a pipeline file's plugins: key does (for ftp data check).")
 @debug_option
-def cli() -> None:
+def cli(plugin_files: tuple[str, ...]) -> None:
     """ftp: one fine-tuning pipeline file, run locally (LoRA/QLoRA) or on Azure AI Foundry.
 
     \b
@@ -84,6 +86,11 @@ def cli() -> None:
     from ftp.run.lock import release_all
 
     click.get_current_context().call_on_close(release_all)  # a run's lock (run_lock.py) lasts one command
+    if plugin_files:
+        from ftp.config.local_plugins import register_from_option
+        from ftp.plugin_manager import get_plugin_manager
+
+        register_from_option(get_plugin_manager(), plugin_files)
 
 
 # --- run --------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import copy
 import hashlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from ftp import redact
 from ftp.config.check import KeyPath, Located, set_label, suggest
+from ftp.config.local_plugins import LocalEntry, with_local_plugins
 from ftp.errors import ConfigError, UserError
 from ftp.config.settings import ATTRIBUTE, COMMON_SECTIONS, CommonSettings, PipelineSettings
 from ftp.config.shorthand import expand_shorthand
@@ -36,6 +37,7 @@ class Catalog:
     backends: dict[str, BackendSpec] = field(default_factory=dict)
     sections: list[ConfigSection] = field(default_factory=list)
     metrics: dict[str, MetricSpec] = field(default_factory=dict)
+    local_plugins: Callable[[list[LocalEntry]], Catalog] | None = None  # registers a file's plugins: and re-reads
 
 
 @dataclass
@@ -309,6 +311,7 @@ def load_pipeline(path: str | Path, backend: str, catalog: Catalog, overrides: S
     """Read, expand, override, merge and validate a pipeline file for ``backend``."""
     path = Path(path)
     raw, lines = _parse(path)
+    catalog = with_local_plugins(catalog, path, raw.get("plugins"), lines, overrides)
     ctx = Located(str(path), lines, backend=backend)
     if backend not in catalog.backends:
         raise UserError(f"unknown backend {backend!r}; available: {', '.join(sorted(catalog.backends)) or 'none'}"

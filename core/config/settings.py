@@ -152,6 +152,7 @@ class PipelineSettings(CommonSettings):
     """A whole pipeline file after overrides for the chosen backend have been applied."""
 
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    plugins: list[str] = []  # project-local plugin modules, registered before the rest is read (local_plugins.py)
     backends: dict[str, dict[str, Any]] = {}
 
     def hyperparameters(self) -> dict[str, Any]:
