@@ -28,6 +28,12 @@ class Value(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+def _is_table(file: str) -> bool:
+    """Whether findings in ``file`` point at table rows (Parquet, CSV, a save_to_disk folder)."""
+    path = Path(file)
+    return path.suffix.lower() in (".parquet", ".csv") or path.is_dir()
+
+
 class Finding(Value):
     """One observation a data validator makes; errors stop the run before compute is spent."""
 
@@ -40,18 +46,24 @@ class Finding(Value):
     plugin: str | None = None
 
     def format(self) -> str:
-        where = f"{self.file}:{self.line}: " if self.file and self.line else (f"{self.file}: " if self.file else "")
+        row = "row " if self.file and _is_table(self.file) else ""  # a table's rows, not its (binary) lines
+        where = f"{self.file}:{row}{self.line}: " if self.file and self.line else (f"{self.file}: " if self.file else "")
         hint = f" ({self.hint})" if self.hint else ""
         return f"{where}{self.severity}: {self.message}{hint} [{self.code}]"
 
 
 class DatasetRef(Value):
-    """A JSONL file pinned by content, so lineage and caches key on bytes, not on paths."""
+    """A data file pinned by content, so lineage and caches key on bytes, not on paths.
+
+    Chat JSONL, or a table (Parquet, CSV, a save_to_disk folder) read through ``columns``, the mapping
+    from table columns to a chat example; for a table ``sha256`` covers the bytes and the mapping.
+    """
 
     path: Path
     sha256: str
     examples: int
     split: Split | None = None
+    columns: dict[str, str] | None = None
 
 
 class DataBundle(Value):

@@ -6,6 +6,7 @@ Each problem gets its own finding, naming the line; nothing is loaded whole (the
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from pydantic import Field
@@ -13,6 +14,7 @@ from pydantic import Field
 from ftp import hookimpl
 from ftp.data.checks import CheckSettings, DataCheck, Record
 from ftp.data.scan import BOM
+from ftp.data.sources import is_table
 from ftp.types import CheckContext, ConfigSection, DatasetRef, Finding
 
 
@@ -23,7 +25,18 @@ PARSE_HINTS = {
     "nan-value": "write null or a finite number; NaN and Infinity are not JSON",
     "duplicate-key": "keep one copy of the key",
     "lone-surrogate": "often text cut in the middle of an emoji (a UTF-16 pair split in two): repair or remove it",
+    "null-cell": "fill the cell, or drop the row",
 }
+
+
+def _head(path: Path) -> bytes:
+    with path.open("rb") as fh:
+        return fh.read(4096)
+
+
+def _size(path: Path) -> int:
+    """Bytes on disk: a save_to_disk folder's files together."""
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else path.stat().st_size
 
 
 class HygieneSettings(CheckSettings):
@@ -45,11 +58,10 @@ class HygieneCheck(DataCheck):
         self.blank: list[int] = []
         self.crlf = 0
         self.nonblank = 0
-        with ref.path.open("rb") as fh:
-            head = fh.read(4096)
+        head = b"" if is_table(ref.path) else _head(ref.path)  # a table has no BOM, and is no JSON array
         self.bom = head.startswith(BOM)
         self.array = head.removeprefix(BOM).lstrip().startswith(b"[")
-        size = ref.path.stat().st_size
+        size = _size(ref.path)
         size_mb = size / 2**20
         self.stats[self.file] = {"bytes": size, "bom": self.bom}
         out: list[Finding] = []

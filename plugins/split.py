@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from ftp import hookimpl
-from ftp.data.files import dataset_ref, iter_jsonl
+from ftp.data.files import dataset_ref
+from ftp.data.sources import is_table, iter_examples, table_lines
 from ftp.run.store import atomic_write
 from ftp.types import DatasetRef, SplitResult
 
@@ -58,9 +59,12 @@ def plan(keys: list[str], ratios: tuple[float, float, float], seed: int) -> list
     return names
 
 
-def _lines(path: Path) -> Iterator[bytes]:
-    """Non-blank lines, streamed (the data may not fit in memory)."""
-    with path.open("rb") as fh:
+def _lines(dataset: DatasetRef) -> Iterator[bytes]:
+    """Non-blank lines (a table's rows as JSON lines), streamed (the data may not fit in memory)."""
+    if is_table(dataset.path):
+        yield from (line + b"\n" for _, line, _ in table_lines(dataset))
+        return
+    with dataset.path.open("rb") as fh:
         for number, line in enumerate(fh):
             if number == 0:
                 line = line.removeprefix(b"\xef\xbb\xbf")
@@ -68,16 +72,16 @@ def _lines(path: Path) -> Iterator[bytes]:
                 yield line.rstrip(b"\r\n") + b"\n"
 
 
-def group_keys(path: Path) -> list[str]:
+def group_keys(dataset: DatasetRef) -> list[str]:
     """One key per example; exact and near-duplicate inputs (MinHash, as the duplicates check) share one."""
     from ftp.data.checks import Record
     from ftp.plugins.duplicates import DuplicatesCheck, DuplicatesSettings
 
     near = DuplicatesCheck(DuplicatesSettings())
     keys = []
-    for position, (_, example) in enumerate(iter_jsonl(path)):  # the strict parser: a bad line is a UserError
+    for position, (_, example) in enumerate(iter_examples(dataset)):  # strict: a bad line is a UserError
         keys.append(prompt_key(example))
-        near.observe(Record(file=str(path), split=None, line=position, raw=b"", example=example))
+        near.observe(Record(file=str(dataset.path), split=None, line=position, raw=b"", example=example))
     for positions in near.near_line_clusters():
         for position in positions[1:]:
             keys[position] = keys[positions[0]]
@@ -86,13 +90,13 @@ def group_keys(path: Path) -> list[str]:
 
 @hookimpl
 def ftp_split(dataset: DatasetRef, ratios: tuple[float, float, float], seed: int, out_dir: Path) -> SplitResult:
-    names = plan(group_keys(dataset.path), ratios, seed)
+    names = plan(group_keys(dataset), ratios, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
     parts = ("train", "validation", "test")
     temps = {p: out_dir / f".{p}.jsonl.tmp" for p in parts}
     handles = {p: temps[p].open("wb") for p in parts}
     try:
-        for line, name in zip(_lines(dataset.path), names):
+        for line, name in zip(_lines(dataset), names):
             handles[name].write(line)
     finally:
         for fh in handles.values():

@@ -75,7 +75,7 @@ def test_the_second_run_skips_tokenisation(project: Path, tmp_path: Path, monkey
     second = invoke("run", "pipeline.yaml", "--json", "--steps", "validate,split,train", "--set", "train.epochs=1")
     cached = lambda r: [e for e in map(json.loads, r.output.splitlines()) if e["event"] == "token_cache"]  # noqa: E731
     assert cached(first) == [] and len(cached(second)) == 2  # train and validation
-    assert len(list((tmp_path / "cache" / "tokenized").glob("*.json"))) == 2
+    assert len(list((tmp_path / "cache" / "tokenized").glob("*.arrow"))) == 2
     other = invoke("run", "pipeline.yaml", "--json", "--steps", "validate,split,train", "--set", "train.epochs=1",
                    "--set", "model.max_seq_length=48")
     assert cached(other) == []  # a setting that changes the tokens is a new key

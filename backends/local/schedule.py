@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import math
 import random
+from collections.abc import Sequence
 
 from .chat import Encoded
 
 
-def examples_to_take(rows: list[Encoded], order: list[int], cursor: int, batch: int, budget: int | None) -> int:
+def examples_to_take(rows: Sequence[Encoded], order: list[int], cursor: int, batch: int, budget: int | None) -> int:
     """How many examples from ``cursor`` make the next micro-batch: ``batch``, or as many as fit in
     ``budget`` tokens (``train.pack_tokens``; never fewer than one, never past the epoch)."""
     if not budget:
@@ -26,7 +27,7 @@ def examples_to_take(rows: list[Encoded], order: list[int], cursor: int, batch: 
     return max(1, take)
 
 
-def micro_batches_per_epoch(rows: list[Encoded], seed: int, batch: int, budget: int | None) -> int:
+def micro_batches_per_epoch(rows: Sequence[Encoded], seed: int, batch: int, budget: int | None) -> int:
     """Micro-batches in one pass over the data; with a token budget, counted on the first epoch's order."""
     if not budget:
         return math.ceil(len(rows) / batch)

@@ -9,12 +9,13 @@ import math
 import random
 import shutil
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftp.data.files import iter_jsonl
+from ftp.data.sources import iter_examples
 from ftp.eval.overfitting import verdict
 from ftp.errors import FtpError, UserError
 from ftp.types import DatasetRef, ModelRef, StepContext, TrainRequest, TrainResult
@@ -53,28 +54,35 @@ class Curve:
 
 
 def tokenise(fmt: ChatFormat, ref: DatasetRef, tokenizer_dir: Path, max_length: int, loss_on: str,
-             ctx: StepContext, label: str) -> list[tuple[int, Encoded]]:
-    """Every example with its line number, from the cache when this exact tokenisation was done before."""
+             ctx: StepContext, label: str) -> token_cache.Rows:
+    """Every example with its line number, memory-mapped from the cache (written first when this exact
+    tokenisation was not done before: streamed, so the examples never sit in memory as Python lists)."""
     key = token_cache.cache_key(ref.sha256, tokenizer_dir, fmt, max_length, loss_on)
     cached = token_cache.load(key)
     if cached is not None:
         ctx.reporter.event("token_cache", message=f"{label}: tokenised data from the cache ({len(cached)} examples)")
         return cached
-    entries = [(n, encode(fmt, ex["messages"], max_length, loss_on)) for n, ex in iter_jsonl(ref.path)]
-    token_cache.save(key, entries)
-    return entries
+    token_cache.save(key, ((n, encode(fmt, ex["messages"], max_length, loss_on)) for n, ex in iter_examples(ref)))
+    written = token_cache.load(key)
+    if written is None:
+        raise FtpError(f"{label}: the tokenisation cache entry {key} could not be read back")
+    return written
 
 
 def encode_file(fmt: ChatFormat, ref: DatasetRef, tokenizer_dir: Path, max_length: int, ctx: StepContext, label: str,
-                loss_on: str, invalid: str) -> list[Encoded]:
-    """Tokenise with masks, and refuse (or, if the file says so, drop) examples that cannot train well."""
-    rows, bad = [], []
+                loss_on: str, invalid: str) -> Sequence[Encoded]:
+    """Tokenise with masks, and refuse (or, if the file says so, drop) examples that cannot train well.
+
+    The rows are a view of the memory-mapped cache; each becomes an ``Encoded`` when a batch takes it."""
+    import numpy as np
+
     path = ref.path
-    for number, enc in tokenise(fmt, ref, tokenizer_dir, max_length, loss_on, ctx, label):
-        if enc.trained_tokens == 0 or enc.truncated:
-            bad.append((number, f"longer than {max_length} tokens" if enc.truncated else "no token to train on"))
-        else:
-            rows.append(enc)
+    entries = tokenise(fmt, ref, tokenizer_dir, max_length, loss_on, ctx, label)
+    keep = entries.trainable()
+    lines = entries.lines()
+    bad = [(int(lines[i]), f"longer than {max_length} tokens" if entries[int(i)].truncated else "no token to train on")
+           for i in np.flatnonzero(~keep)]
+    rows = entries.select(np.flatnonzero(keep))
     if bad:
         shown = "; ".join(f"line {n}: {why}" for n, why in bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
         if invalid == "error":
@@ -148,7 +156,7 @@ def _load_4bit(base_dir: Path, where: Placement) -> Any:
                                                 device_map={"": where.device}, local_files_only=True)
 
 
-def evaluate_loss(model: Any, rows: list[Encoded], pad_id: int, device: str, batch_size: int) -> float:
+def evaluate_loss(model: Any, rows: Sequence[Encoded], pad_id: int, device: str, batch_size: int) -> float:
     import torch
 
     from .loss import answer_loss, loss_model
@@ -159,7 +167,7 @@ def evaluate_loss(model: Any, rows: list[Encoded], pad_id: int, device: str, bat
     total, count = 0.0, 0
     with torch.no_grad():
         for i in range(0, len(rows), batch_size):
-            loss, n = answer_loss(scorer, collate(rows[i:i + batch_size], pad_id, device))
+            loss, n = answer_loss(scorer, collate(list(rows[i:i + batch_size]), pad_id, device))
             total += float(loss)
             count += n
     if was_training:

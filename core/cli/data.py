@@ -28,24 +28,37 @@ def _existing(path: str | None, option: str) -> Path | None:
     if path is None:
         return None
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():  # a file, or a folder written by datasets' save_to_disk
         raise UserError(f"{option} {path}: file not found")
     return p
 
 
+def parse_columns(text: str | None) -> dict[str, str] | None:
+    """``--columns prompt=question,completion=answer[,system=COL]``: the pipeline file's data.columns."""
+    if not text:
+        return None
+    from pydantic import ValidationError
+
+    from ftp.config.settings import ColumnMapping
+
+    try:
+        pairs = dict(part.split("=", 1) for part in text.split(",") if part.strip())
+        return ColumnMapping.model_validate({k.strip(): v.strip() for k, v in pairs.items()}).as_dict()
+    except (ValueError, ValidationError):
+        raise UserError(f"--columns {text}: give prompt=COLUMN,completion=COLUMN and optionally system=COLUMN"
+                        ) from None
+
+
 def run_check(train: Path, validation: Path | None, test: Path | None, model: str | None, backend: str,
-              provenance: str | None, disabled: tuple[str, ...] = ()) -> Any:
+              provenance: str | None, disabled: tuple[str, ...] = (), columns: dict[str, str] | None = None) -> Any:
     from ftp.data.check import check_data
-    from ftp.data.files import dataset_ref
-    from ftp.types import DataBundle
+    from ftp.data.sources import bundle as make_bundle
 
     hooks = _hooks()
     known = set(hooks.backends()) | set(DATA_TARGETS_WITHOUT_PLUGIN)
     if backend not in known:
         raise UserError(f"--backend {backend}: unknown; use one of {', '.join(sorted(known))}")
-    bundle = DataBundle(train=dataset_ref(train, "train"),
-                        validation=dataset_ref(validation, "validation") if validation else None,
-                        test=dataset_ref(test, "test") if test else None)
+    bundle = make_bundle(train, validation, test, columns)
     settings = {"model": {"base": model} if model else {}, "data": {"provenance": provenance},
                 "validate": {name: {"enabled": False} for name in disabled}}
     return check_data(hooks, bundle, settings, backend)
@@ -56,8 +69,11 @@ def data() -> None:
     """Check and split data files without a pipeline file."""
 
 
+COLUMNS_HELP = "For a Parquet, CSV or save_to_disk table: prompt=COL,completion=COL[,system=COL]."
+
+
 @data.command("check")
-@click.argument("train", type=click.Path(dir_okay=False))
+@click.argument("train", type=click.Path())
 @click.option("--validation", default=None, help="A validation file (checked, and for leakage from train).")
 @click.option("--test", "test_file", default=None, help="A test file (checked, and for leakage from train).")
 @click.option("--model", default=None, metavar="PATH_OR_NAME", help="Count tokens with this model's tokenizer.")
@@ -70,9 +86,10 @@ def data() -> None:
 @click.option("--report", "report_file", default=None, metavar="FILE.html", help="Write a self-contained HTML report.")
 @click.option("--strict", is_flag=True, help="Exit 1 when there are warnings.")
 @click.option("--disable", multiple=True, metavar="CHECK", help="Turn a check off (e.g. --disable pii).")
+@click.option("--columns", default=None, metavar="MAPPING", help=COLUMNS_HELP)
 def data_check(train: str, validation: str | None, test_file: str | None, model: str | None, backend: str,
                provenance: str | None, epochs: float, price: float | None, as_json: bool, report_file: str | None,
-               strict: bool, disable: tuple[str, ...]) -> None:
+               strict: bool, disable: tuple[str, ...], columns: str | None) -> None:
     """Check a chat JSONL file: format, hygiene, quantity, duplicates, output format, PII, length, leakage.
 
     Exit 0 when clean, 1 with --strict and warnings, 2 on errors.
@@ -80,7 +97,7 @@ def data_check(train: str, validation: str | None, test_file: str | None, model:
     from ftp.data.report import render_html, render_terminal, training_estimate
 
     report = run_check(_existing(train, "TRAIN") or Path(train), _existing(validation, "--validation"),
-                       _existing(test_file, "--test"), model, backend, provenance, disable)
+                       _existing(test_file, "--test"), model, backend, provenance, disable, parse_columns(columns))
     if price is None and backend == "azure":
         price = DEFAULT_AZURE_PRICE
     estimate = training_estimate(report, epochs, price)
@@ -104,12 +121,13 @@ def data_check(train: str, validation: str | None, test_file: str | None, model:
 
 
 @data.command("split")
-@click.argument("source", type=click.Path(dir_okay=False))
+@click.argument("source", type=click.Path())
 @click.option("--out", "out_dir", required=True, metavar="DIR", help="Where train/validation/test.jsonl go.")
 @click.option("--ratios", default="0.8,0.1,0.1", show_default=True, help="train,validation,test shares.")
 @click.option("--seed", default=42, show_default=True, type=int)
 @click.option("--json", "as_json", is_flag=True)
-def data_split(source: str, out_dir: str, ratios: str, seed: int, as_json: bool) -> None:
+@click.option("--columns", default=None, metavar="MAPPING", help=COLUMNS_HELP)
+def data_split(source: str, out_dir: str, ratios: str, seed: int, as_json: bool, columns: str | None) -> None:
     """Split one file 80/10/10, deterministically; duplicates of an input stay in one split."""
     from ftp.data.files import dataset_ref
     from ftp.config.settings import SplitSettings
@@ -124,11 +142,12 @@ def data_split(source: str, out_dir: str, ratios: str, seed: int, as_json: bool)
         raise UserError(f"--ratios {ratios}: {exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
     except ValueError:
         raise UserError(f"--ratios {ratios}: give three numbers, e.g. 0.8,0.1,0.1") from None
-    report = run_check(path, None, None, None, "local", None)
+    mapping = parse_columns(columns)
+    report = run_check(path, None, None, None, "local", None, columns=mapping)
     if report.counts()["error"]:
         raise UserError(f"{source}: {report.counts()['error']} error(s) in the data; `ftp data check {source}` lists "
                         "them")
-    result = _hooks().split(dataset_ref(path), settings.ratios, settings.seed, Path(out_dir))
+    result = _hooks().split(dataset_ref(path, None, mapping), settings.ratios, settings.seed, Path(out_dir))
     if as_json:
         click.echo(result.model_dump_json(indent=2))
         return

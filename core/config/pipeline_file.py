@@ -295,10 +295,10 @@ def _check_names(settings: PipelineSettings, catalog: Catalog, ctx: Located, bac
             ctx.fail(("gate", metric), "the gate needs this metric but evaluate.metrics does not compute it",
                      f"add {metric} to evaluate.metrics")
     if settings.data.train is None:
-        ctx.fail(("data", "train"), "required key is missing", "name the training JSONL file")
+        ctx.fail(("data", "train"), "required key is missing", "name the training data file")
     for section, key in PATH_KEYS[:3]:
         value = getattr(settings.data, key)
-        if value is not None and not Path(value).is_file():
+        if value is not None and not Path(value).exists():  # a file, or a datasets save_to_disk folder
             over = ("backends", backend, section, key)
             where = over if over in ctx.lines else (section, key)
             ctx.fail(where, f"file not found: {value}", "check the path; relative paths start at the pipeline file")

@@ -32,12 +32,25 @@ class SplitSettings(Section):
         return v
 
 
+class ColumnMapping(Section):
+    """Which table columns make a chat example (Parquet, CSV, save_to_disk inputs): user turn, answer, system."""
+
+    prompt: str
+    completion: str
+    system: str | None = None
+
+    def as_dict(self) -> dict[str, str]:
+        return {k: v for k, v in (("prompt", self.prompt), ("completion", self.completion),
+                                  ("system", self.system)) if v is not None}
+
+
 class DataSettings(Section):
     train: Path | None = None
     validation: Path | None = None
     test: Path | None = None
     split: SplitSettings = SplitSettings()
     provenance: Literal["human-reviewed", "synthetic", "mixed"] | None = None
+    columns: ColumnMapping | None = None  # for table inputs; chat JSONL and a ``messages`` column need none
 
 
 class ModelSettings(Section):

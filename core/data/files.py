@@ -13,8 +13,15 @@ from ftp.types import DatasetRef, Split
 BOM = b"\xef\xbb\xbf"
 
 
-def dataset_ref(path: Path, split: Split | None = None) -> DatasetRef:
-    """Hash and count a file in one streaming pass (data files can be gigabytes)."""
+def dataset_ref(path: Path, split: Split | None = None, columns: dict[str, str] | None = None) -> DatasetRef:
+    """Hash and count a file in one streaming pass (data files can be gigabytes); tables through ``columns``."""
+    from ftp.data.sources import is_table, table_ref
+
+    if is_table(path):
+        return table_ref(path, split, columns)
+    if columns:
+        raise UserError(f"data.columns: {path} is chat JSONL, whose lines are already chat examples; data.columns "
+                        "maps the columns of a Parquet, CSV or save_to_disk table: remove it")
     digest = hashlib.sha256()
     count, open_line = 0, False  # open_line: the current, unfinished line has content
     try:

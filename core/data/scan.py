@@ -21,6 +21,11 @@ DEFAULT_MAX_LINE_BYTES = 16 * 2**20
 
 
 def read_records(ref: DatasetRef, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[Record]:
+    from ftp.data.sources import is_table, records
+
+    if is_table(ref.path):  # a table's rows, each as the JSON line of its chat example
+        yield from records(ref)
+        return
     file = str(ref.path)
     with ref.path.open("rb") as fh:
         number = 0
@@ -45,11 +50,11 @@ def read_records(ref: DatasetRef, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) 
             if too_long:
                 record.problem, record.detail = "line-too-long", f"{size / 2**20:.1f} MiB"
             elif raw.strip():
-                _parse(record)
+                parse_record(record)
             yield record
 
 
-def _parse(record: Record) -> None:
+def parse_record(record: Record) -> None:
     """Decode and parse one line; a refused line keeps ``example`` None and says why in ``problem``."""
     try:
         text = record.raw.decode("utf-8")

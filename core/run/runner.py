@@ -14,7 +14,7 @@ from typing import Any
 from ftp.config.check import suggest
 from ftp.data.check import check_data
 from ftp.deploy import slots
-from ftp.data.files import dataset_ref, read_jsonl, reference_answer
+from ftp.data.files import read_jsonl, reference_answer
 from ftp.errors import FtpError, Interrupted, NotEvaluable, StepFailed, UserError
 from ftp.eval.answers import auto_max_new_tokens, eval_report, format_report, generate_batched, write_eval
 from ftp.hooks import Hooks
@@ -216,8 +216,11 @@ class Runner:
     def step_split(self) -> tuple[dict[str, Any], str]:
         bundle = self.data_bundle()
         if bundle.validation and bundle.test:
-            result = SplitResult(train=bundle.train, validation=bundle.validation, test=bundle.test,
-                                 manifest=self.pipeline.path)
+            from ftp.data.sources import to_jsonl
+
+            out = self.run.path / "data"  # tables become chat JSONL here: every later step reads one format
+            result = SplitResult(train=to_jsonl(bundle.train, out), validation=to_jsonl(bundle.validation, out),
+                                 test=to_jsonl(bundle.test, out), manifest=self.pipeline.path)
             how = "given files"
         elif bundle.validation or bundle.test:
             raise UserError("data: give both data.validation and data.test, or neither (then data.train is split "
@@ -344,11 +347,11 @@ class Runner:
 
 def data_bundle(settings: PipelineSettings) -> DataBundle:
     """The files the pipeline names, hashed and counted."""
+    from ftp.data.sources import bundle
+
     data = settings.data
     assert data.train is not None
-    return DataBundle(train=dataset_ref(data.train, "train"),
-                      validation=dataset_ref(data.validation, "validation") if data.validation else None,
-                      test=dataset_ref(data.test, "test") if data.test else None)
+    return bundle(data.train, data.validation, data.test, data.columns.as_dict() if data.columns else None)
 
 
 def report_findings(findings: list[Finding], reporter: Any, limit: int = 20) -> None:
