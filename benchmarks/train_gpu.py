@@ -167,8 +167,8 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, co
                                        "early_stopping": None, "warmup_ratio": 0.0,
                                        "invalid_examples": "drop", "gradient_checkpointing": True})
     backend = {"devices": DEVICE, "compile": compile_layers, "pack_multiple": pack_multiple, "attention": attention}
-    request = TrainRequest(backend="local", base_model=str(model_dir), method=method,
-                           hyperparameters=settings.hyperparameters(), train=dataset_ref(data, "train"),
+    request = TrainRequest(backend="local", base_model=str(model_dir), settings=settings.train, model=settings.model,
+                           train=dataset_ref(data, "train"),
                            validation=None, output_dir=work / f"model-ftp-{compile_layers}", backend_settings=backend)
     plan = plan_memory(request)
     reset_peak()

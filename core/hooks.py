@@ -18,6 +18,7 @@ from ftp.types import (
     Artifact,
     BackendSpec,
     CheckContext,
+    Comparison,
     ConfigSection,
     DataBundle,
     DatasetRef,
@@ -28,9 +29,13 @@ from ftp.types import (
     GateCheck,
     Metric,
     MetricSpec,
+    ModelRef,
     ModelRegistry,
+    Predictor,
     ReviewRequest,
+    ScoredTable,
     SplitResult,
+    StepContext,
     TokenCounter,
     Trainer,
 )
@@ -74,6 +79,11 @@ class Hooks:
     def backends(self) -> dict[str, BackendSpec]:
         return {b.name: b for b in self._collect("ftp_backends")}
 
+    def training_prices(self) -> dict[str, float]:
+        """Backend -> the training price (USD per 1M tokens) it declares, for estimates in advice."""
+        return {name: spec.limits.price_per_1m_tokens for name, spec in self.backends().items()
+                if spec.limits.price_per_1m_tokens is not None}
+
     def config_sections(self) -> list[ConfigSection]:
         return self._collect("ftp_config_sections")
 
@@ -96,7 +106,7 @@ class Hooks:
         """Every check with the name of the plugin that made it."""
         return self._per_plugin("ftp_data_checks", context=context)
 
-    def token_counter(self, backend: str, model: str) -> TokenCounter | None:
+    def token_counter(self, backend: str, model: str | None) -> TokenCounter | None:
         return self.pm.hook.ftp_token_counter(backend=backend, model=model)
 
     # pipeline steps
@@ -114,8 +124,15 @@ class Hooks:
     def review(self, request: ReviewRequest) -> list[Artifact]:
         return self._collect("ftp_review", request=request)
 
+    def predictor(self, model: ModelRef, ctx: StepContext) -> Predictor:
+        return _required(self.pm.hook.ftp_predictor(model=model, ctx=ctx),
+                         f"no plugin gives a predictor for {model.describe()} on backend {model.backend!r}", UserError)
+
     def evaluate(self, request: EvalRequest) -> list[Metric]:
         return self._collect("ftp_evaluate", stamp=True, request=request)
+
+    def compare(self, table: ScoredTable) -> list[Comparison]:
+        return self._collect("ftp_compare", stamp=True, table=table)
 
     def gate(self, report: EvalReport, thresholds: dict[str, dict[str, float]]) -> list[GateCheck]:
         return self._collect("ftp_gate", report=report, thresholds=thresholds)

@@ -18,6 +18,7 @@ from ftp.types import (
     Artifact,
     BackendSpec,
     CheckContext,
+    Comparison,
     ConfigSection,
     DataBundle,
     DatasetRef,
@@ -28,9 +29,13 @@ from ftp.types import (
     GateCheck,
     Metric,
     MetricSpec,
+    ModelRef,
     ModelRegistry,
+    Predictor,
     ReviewRequest,
+    ScoredTable,
     SplitResult,
+    StepContext,
     TokenCounter,
     Trainer,
 )
@@ -68,8 +73,8 @@ def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
 
 
 @hookspec(firstresult=True)
-def ftp_token_counter(backend: str, model: str) -> TokenCounter | None:
-    """Return a token counter for ``model`` on ``backend`` (its own tokenizer), or None if unknown."""
+def ftp_token_counter(backend: str, model: str | None) -> TokenCounter | None:
+    """Return a token counter for ``model`` (None: the file names none) on ``backend``, or None if unknown."""
 
 
 @hookspec
@@ -98,9 +103,19 @@ def ftp_review(request: ReviewRequest) -> list[Artifact]:
 # --- evaluation ---
 
 
+@hookspec(firstresult=True)
+def ftp_predictor(model: ModelRef, ctx: StepContext) -> Predictor | None:
+    """Return a predictor for ``model`` (base, adapter, merged, cloud) when ``model.backend`` is yours."""
+
+
 @hookspec
 def ftp_evaluate(request: EvalRequest) -> list[Metric]:
     """Score one candidate's answers on the test split; return only metrics in ``request.metrics``."""
+
+
+@hookspec
+def ftp_compare(table: ScoredTable) -> list[Comparison]:
+    """Compare the candidates once all are scored (paired intervals, pairwise judging); any may answer."""
 
 
 @hookspec

@@ -20,30 +20,13 @@ from typing import Any
 import pluggy
 
 from ftp import __version__
+from ftp.backends import BUILTIN as BUILTIN_BACKENDS
 from ftp.errors import FtpError
+from ftp.plugins import BUILTIN as BUILTIN_CHECKS_AND_STEPS
 
 ENTRY_POINT_GROUP = "ftp"
 
-BUILTIN_PLUGINS: tuple[str, ...] = (
-    "ftp.plugins.hygiene",
-    "ftp.plugins.chat_format",
-    "ftp.plugins.quantity",
-    "ftp.plugins.length",
-    "ftp.plugins.provenance",
-    "ftp.plugins.leakage",
-    "ftp.plugins.pii",
-    "ftp.plugins.duplicates",
-    "ftp.plugins.output_format",
-    "ftp.plugins.split",
-    "ftp.plugins.loss_curve",
-    "ftp.plugins.samples",
-    "ftp.plugins.metrics",
-    "ftp.plugins.gate",
-    "ftp.plugins.registry_sqlite",
-    "ftp.plugins.deploy_local",
-    "ftp.backends.local",
-    "ftp.backends.azure",
-)
+BUILTIN_PLUGINS: tuple[str, ...] = BUILTIN_CHECKS_AND_STEPS + BUILTIN_BACKENDS  # in call order
 
 trace_log = logging.getLogger("ftp.trace")
 

@@ -12,8 +12,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from ftp.config.model_source import model_source
+from ftp.config.settings import ModelSettings, TrainSettings, hyperparameters
 from ftp.config.shorthand import expand_shorthand
 
 Severity = Literal["error", "warning", "info"]
@@ -101,19 +103,36 @@ class ModelRef(Value):
         return f"{self.kind} {self.path or self.cloud_id} on {self.base}"
 
 
-class TrainRequest(Value):
-    """What the runner asks a trainer for: settings already merged for the chosen backend."""
+class TrainSpec(Value):
+    """What training will be asked to do, known before any data is split: the pipeline's ``train`` and
+    ``model`` sections, typed and frozen, merged for the chosen backend (each resolved default is a
+    method of the settings model, so no backend re-derives one), and the backend's own keys.
+    ``Trainer.preflight`` judges it before the first step."""
 
     model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
 
     backend: str
     base_model: str
-    method: Literal["lora", "qlora", "full"]
-    hyperparameters: dict[str, Any]
+    settings: TrainSettings
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    backend_settings: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def method(self) -> Literal["lora", "qlora", "full"]:
+        return self.settings.method
+
+    @property
+    def hyperparameters(self) -> dict[str, Any]:
+        """The settings as lineage and checkpoints record them (plain data, defaults resolved)."""
+        return hyperparameters(self.settings, self.model)
+
+
+class TrainRequest(TrainSpec):
+    """What the runner asks a trainer for: the spec, plus the split data and where the model goes."""
+
     train: DatasetRef
     validation: DatasetRef | None
     output_dir: Path
-    backend_settings: dict[str, Any] = Field(default_factory=dict)
 
 
 class TrainResult(Value):
@@ -150,7 +169,8 @@ class MetricSpec(Value):
 
 
 class Metric(Value):
-    """One number for one candidate model on the test split."""
+    """One number for one candidate model on the test split; ``scores``, where the metric has them, are
+    its per-example values in the order of the test examples, so candidates can be compared pairwise."""
 
     name: str
     value: float
@@ -158,6 +178,38 @@ class Metric(Value):
     n: int
     higher_is_better: bool = True
     plugin: str | None = None
+    scores: list[float] | None = None
+
+
+class ScoredTable(Value):
+    """Every candidate's metrics on the same test examples, handed to ``ftp_compare`` at once."""
+
+    n: int
+    candidates: list[str]
+    metrics: list[Metric]
+
+    def scores(self, candidate: str, metric: str) -> list[float] | None:
+        """The per-example scores of ``candidate`` on ``metric``, when its evaluator gave them."""
+        return next((m.scores for m in self.metrics if m.candidate == candidate and m.name == metric), None)
+
+
+class Comparison(Value):
+    """``candidate`` minus ``baseline`` on one metric, with a confidence interval (paired, where possible)."""
+
+    metric: str
+    candidate: str
+    baseline: str
+    difference: float
+    low: float
+    high: float
+    confidence: float = 0.95
+    n: int
+    method: str
+    plugin: str | None = None
+
+    def describe(self) -> str:
+        return (f"{self.metric} {self.candidate} - {self.baseline} {self.difference:+.4f} "
+                f"[{self.low:+.4f}, {self.high:+.4f}] ({self.confidence:.0%}, {self.method}, n={self.n})")
 
 
 class GateCheck(Value):
@@ -169,7 +221,9 @@ class GateCheck(Value):
 
 
 class ModelVersion(Value):
-    """A registered model version and everything needed to reproduce or audit it."""
+    """A registered model version and everything needed to reproduce or audit it. ``model`` says what
+    the version is (adapter, full model, cloud model) and where, so loading or exporting it never has to
+    guess the kind from its hyperparameters."""
 
     name: str
     version: int
@@ -177,13 +231,36 @@ class ModelVersion(Value):
     run_id: str
     backend: str
     base_model: str
-    artifact: str
+    model: ModelRef
     data_sha256: dict[str, str]
     hyperparameters: dict[str, Any]
     metrics: dict[str, Any]
     pipeline_sha256: str
     code_version: str
     backend_details: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_artifact(cls, data: Any) -> Any:
+        """Versions registered before ``model`` existed stored a bare ``artifact`` location: rebuild the
+        reference: a folder path is an adapter (a full model when trained with ``method: full``), anything
+        else an id on the cloud service that trained it."""
+        if not isinstance(data, dict) or "artifact" not in data:
+            return data
+        data = dict(data)
+        artifact = str(data.pop("artifact"))
+        if not data.get("model"):
+            method = (data.get("hyperparameters") or {}).get("method")
+            local = model_source(artifact).kind == "path"
+            kind = "cloud" if not local else "full" if method == "full" else "adapter"
+            data["model"] = {"kind": kind, "base": data.get("base_model", ""), "backend": data.get("backend", ""),
+                             **({"cloud_id": artifact} if kind == "cloud" else {"path": artifact})}
+        return data
+
+    @property
+    def artifact(self) -> str:
+        """The model's location: its folder, or its id on the cloud service."""
+        return str(self.model.cloud_id or self.model.path or "")
 
 
 class Deployment(Value):
@@ -208,6 +285,15 @@ class Provisioned(Value):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+class BackendLimits(Value):
+    """What a backend accepts, so the generic data checks judge files by it without naming backends."""
+
+    max_tokens_per_example: int | None = None  # longer examples are truncated (or refused)
+    min_examples: int | None = None  # fewer training examples are refused
+    max_file_mb: float | None = None  # larger training files are refused
+    price_per_1m_tokens: float | None = None  # a default training price for ``ftp data check``'s estimate
+
+
 class BackendSpec(Value):
     """A backend a plugin provides; ``settings`` validates its ``backends.<name>`` keys."""
 
@@ -216,6 +302,7 @@ class BackendSpec(Value):
     name: str
     description: str
     settings: type[BaseModel] | None = None
+    limits: BackendLimits = Field(default_factory=BackendLimits)
 
 
 class ConfigSection(Value):
@@ -289,8 +376,9 @@ class Trainer(Protocol):
 
     name: str
 
-    def preflight(self, base_model: str, settings: dict[str, Any]) -> None:
-        """Raise a UserError now, before any step, if the base model or settings cannot work."""
+    def preflight(self, spec: TrainSpec) -> list[str] | None:
+        """Raise a UserError now, before any step, if the base model or a setting cannot work (name the
+        key: ``train.epochs: ...``); return warnings for settings this backend will ignore."""
 
     def train(self, request: TrainRequest, ctx: StepContext) -> TrainResult: ...
 
@@ -394,6 +482,7 @@ class CheckContext(Value):
     settings: dict[str, Any]
     data: DataBundle
     token_counter: Any = None  # a TokenCounter for the target model, when the backend has one
+    limits: BackendLimits = Field(default_factory=BackendLimits)  # the target backend's (its BackendSpec)
 
     def section(self, name: str) -> dict[str, Any]:
         """This check's ``validate.<name>`` settings as plain data (empty when the file has none)."""
@@ -412,8 +501,10 @@ class TokenCounter(Protocol):
 
 
 class EvalReport(Value):
-    """Metrics per candidate, as the gate sees them: ``metrics[candidate][name]``."""
+    """Metrics per candidate, as the gate sees them: ``metrics[candidate][name]``; and the comparisons
+    between candidates that ``ftp_compare`` plugins made."""
 
     metrics: dict[str, dict[str, float]]
     higher_is_better: dict[str, bool]
     n: int
+    comparisons: list[Comparison] = Field(default_factory=list)

@@ -15,9 +15,8 @@ from collections import Counter
 from collections.abc import Iterator
 from typing import Any, NamedTuple
 
-from ftp import hookimpl
-from ftp.data.checks import DataCheck, Record
-from ftp.types import CheckContext, ConfigSection, Finding, Severity
+from ftp.data.checks import DataCheck, Record, check_hooks
+from ftp.types import CheckContext, Finding, Severity
 
 ROLES = {"system", "user", "assistant", "tool", "function"}
 MESSAGE_KEYS = {"role", "content", "name", "weight", "tool_calls", "tool_call_id", "function_call"}
@@ -174,6 +173,10 @@ class ChatFormatCheck(DataCheck):
 
     name = "format"
 
+    @classmethod
+    def build(cls, context: CheckContext) -> "ChatFormatCheck":
+        return cls()
+
     def __init__(self) -> None:
         super().__init__()
         self.roles: Counter[str] = Counter()
@@ -208,11 +211,4 @@ HINTS = {
 }
 
 
-@hookimpl
-def ftp_config_sections() -> list[ConfigSection]:
-    return [ChatFormatCheck.config_section()]
-
-
-@hookimpl
-def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
-    return [ChatFormatCheck()]
+ftp_config_sections, ftp_data_checks = check_hooks(ChatFormatCheck)

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftp import hookimpl
-from ftp.data.checks import CheckSettings, DataCheck, Record
-from ftp.types import CheckContext, ConfigSection, DatasetRef, Finding, Severity
+from ftp.data.checks import CheckSettings, DataCheck, Record, check_hooks
+from ftp.types import CheckContext, DatasetRef, Finding, Severity
 from pydantic import Field
 
 
@@ -37,6 +36,13 @@ class DuplicatesSettings(CheckSettings):
 class DuplicatesCheck(DataCheck):
     name = "duplicates"
     Settings = DuplicatesSettings
+
+    @classmethod
+    def build(cls, context: CheckContext) -> "DuplicatesCheck | None":
+        settings = cls.settings_from(context)
+        if not settings.enabled:
+            return None  # nothing to keep in memory
+        return cls(settings, sum(ref.examples for ref in context.data.files()))
 
     def __init__(self, settings: DuplicatesSettings, capacity: int = 0) -> None:
         from .duplicate_index import InputIndex  # numpy: only once the check runs
@@ -121,15 +127,4 @@ class DuplicatesCheck(DataCheck):
         return self._summary
 
 
-@hookimpl
-def ftp_config_sections() -> list[ConfigSection]:
-    return [DuplicatesCheck.config_section()]
-
-
-@hookimpl
-def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
-    settings = DuplicatesCheck.settings_from(context)
-    if not settings.enabled:
-        return []  # nothing to keep in memory
-    capacity = sum(ref.examples for ref in context.data.files())
-    return [DuplicatesCheck(settings, capacity)]
+ftp_config_sections, ftp_data_checks = check_hooks(DuplicatesCheck)

@@ -11,11 +11,10 @@ from typing import Any
 
 from pydantic import Field
 
-from ftp import hookimpl
-from ftp.data.checks import CheckSettings, DataCheck, Record
+from ftp.data.checks import CheckSettings, DataCheck, Record, check_hooks
 from ftp.data.scan import BOM
 from ftp.data.sources import is_table
-from ftp.types import CheckContext, ConfigSection, DatasetRef, Finding
+from ftp.types import CheckContext, DatasetRef, Finding
 
 
 # the strict parser's refusals (ftp.json_safe): each is one error on its line
@@ -41,17 +40,24 @@ def _size(path: Path) -> int:
 
 class HygieneSettings(CheckSettings):
     max_line_mb: float = Field(16, gt=0, description="longer lines are not read (an error)")
-    max_file_mb: float = Field(512, gt=0, description="Azure OpenAI takes training files under 512 MB")
+    max_file_mb: float | None = Field(None, gt=0, description="larger files get a warning (default: the backend's "
+                                      "limit, e.g. Azure OpenAI's 512 MB; none for a local run)")
 
 
 class HygieneCheck(DataCheck):
     name = "hygiene"
     Settings = HygieneSettings
 
-    def __init__(self, settings: HygieneSettings) -> None:
+    @classmethod
+    def build(cls, context: CheckContext) -> "HygieneCheck":
+        return cls(cls.settings_from(context), context)
+
+    def __init__(self, settings: HygieneSettings, context: CheckContext) -> None:
         super().__init__()
         self.settings = settings
         self.stats: dict[str, dict[str, Any]] = {}
+        self.max_file_mb = settings.max_file_mb or context.limits.max_file_mb
+        self.file_limit_by = "validate.hygiene.max_file_mb" if settings.max_file_mb else f"the {context.backend} backend"
 
     def begin(self, ref: DatasetRef) -> list[Finding]:
         self.file = str(ref.path)
@@ -69,9 +75,9 @@ class HygieneCheck(DataCheck):
             out += self.finding("error", "json-array", "the file is a JSON array; fine-tuning needs JSONL: one JSON "
                                 "object per line", file=self.file, line=1,
                                 hint="convert with: jq -c '.[]' file.json > file.jsonl")
-        if size_mb > self.settings.max_file_mb:
-            out += self.finding("warning", "large-file", f"the file is {size_mb:,.0f} MB; Azure OpenAI takes "
-                                f"training files under {self.settings.max_file_mb:,.0f} MB", file=self.file,
+        if self.max_file_mb and size_mb > self.max_file_mb:
+            out += self.finding("warning", "large-file", f"the file is {size_mb:,.0f} MB; {self.file_limit_by} takes "
+                                f"training files under {self.max_file_mb:,.0f} MB", file=self.file,
                                 hint="split it, or sample the data")
         return out
 
@@ -118,11 +124,4 @@ class HygieneCheck(DataCheck):
         return {"files": self.stats}
 
 
-@hookimpl
-def ftp_config_sections() -> list[ConfigSection]:
-    return [HygieneCheck.config_section()]
-
-
-@hookimpl
-def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
-    return [HygieneCheck(HygieneCheck.settings_from(context))]
+ftp_config_sections, ftp_data_checks = check_hooks(HygieneCheck)

@@ -5,14 +5,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftp import hookimpl
-from ftp.data.checks import DataCheck, Record
+from ftp.data.checks import DataCheck, Record, check_hooks
 from ftp.plugins.split import prompt_key
-from ftp.types import CheckContext, ConfigSection, Finding
+from ftp.types import CheckContext, Finding
 
 
 class LeakageCheck(DataCheck):
     name = "leakage"
+
+    @classmethod
+    def build(cls, context: CheckContext) -> "LeakageCheck | None":
+        if context.data.validation is None and context.data.test is None:
+            return None  # nothing to leak into: spend no memory
+        return cls()
 
     def __init__(self) -> None:
         super().__init__()
@@ -37,13 +42,4 @@ class LeakageCheck(DataCheck):
         return {"leaked": self.leaked} if self.leaked else {}
 
 
-@hookimpl
-def ftp_config_sections() -> list[ConfigSection]:
-    return [LeakageCheck.config_section()]
-
-
-@hookimpl
-def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
-    if context.data.validation is None and context.data.test is None:
-        return []  # nothing to leak into: spend no memory
-    return [LeakageCheck()]
+ftp_config_sections, ftp_data_checks = check_hooks(LeakageCheck)

@@ -22,10 +22,15 @@ def normalise(text: str) -> str:
         return _SPACE.sub(" ", text)
 
 
+def exact_match_scores(predictions: list[str], references: list[str]) -> list[float]:
+    """1.0 where the answer equals the reference, per example: paired comparisons need them."""
+    return [float(normalise(p) == normalise(r)) for p, r in zip(predictions, references)]
+
+
 def exact_match(predictions: list[str], references: list[str]) -> float:
     if not references:
         return 0.0
-    return sum(normalise(p) == normalise(r) for p, r in zip(predictions, references)) / len(references)
+    return sum(exact_match_scores(predictions, references)) / len(references)
 
 
 @hookimpl
@@ -43,11 +48,13 @@ def ftp_evaluate(request: EvalRequest) -> list[Metric]:
     out: list[Metric] = []
     n = len(request.references)
 
-    def add(name: str, value: float, higher: bool = True) -> None:
-        out.append(Metric(name=name, value=value, candidate=request.candidate, n=n, higher_is_better=higher))
+    def add(name: str, value: float, higher: bool = True, scores: list[float] | None = None) -> None:
+        out.append(Metric(name=name, value=value, candidate=request.candidate, n=n, higher_is_better=higher,
+                          scores=scores))
 
     if "exact_match" in request.metrics:
-        add("exact_match", exact_match(request.predictions, request.references))
+        scores = exact_match_scores(request.predictions, request.references)
+        add("exact_match", sum(scores) / n if n else 0.0, scores=scores)
     if {"loss", "perplexity"} & set(request.metrics) and request.predictor is not None:
         loss: Any = request.predictor.loss(request.examples)
         if loss is not None:

@@ -25,9 +25,8 @@ from typing import Any
 
 from pydantic import Field
 
-from ftp import hookimpl
-from ftp.data.checks import MAX_FINDINGS_PER_CODE, CheckSettings, DataCheck, Record
-from ftp.types import CheckContext, ConfigSection, DatasetRef, Finding
+from ftp.data.checks import MAX_FINDINGS_PER_CODE, CheckSettings, DataCheck, Record, check_hooks
+from ftp.types import DatasetRef, Finding
 
 Shape = tuple[Any, ...]
 
@@ -348,11 +347,4 @@ class OutputFormatCheck(DataCheck):
         return self.result
 
 
-@hookimpl
-def ftp_config_sections() -> list[ConfigSection]:
-    return [OutputFormatCheck.config_section()]
-
-
-@hookimpl
-def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
-    return [OutputFormatCheck(OutputFormatCheck.settings_from(context))]
+ftp_config_sections, ftp_data_checks = check_hooks(OutputFormatCheck)

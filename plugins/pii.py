@@ -15,9 +15,8 @@ import re
 from collections import Counter
 from typing import Any
 
-from ftp import hookimpl
-from ftp.data.checks import CheckSettings, DataCheck, Record
-from ftp.types import CheckContext, ConfigSection, Finding
+from ftp.data.checks import CheckSettings, DataCheck, Record, check_hooks
+from ftp.types import Finding
 from pydantic import Field, field_validator
 
 from .pii_detect import GROUPS, KINDS, LABELS, SECRETS, Gate, detect, mask, message_texts
@@ -127,11 +126,4 @@ class PiiCheck(DataCheck):
                 "lines_with_pii": self.lines_with_pii}
 
 
-@hookimpl
-def ftp_config_sections() -> list[ConfigSection]:
-    return [PiiCheck.config_section()]
-
-
-@hookimpl
-def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
-    return [PiiCheck(PiiCheck.settings_from(context))]
+ftp_config_sections, ftp_data_checks = check_hooks(PiiCheck)

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ftp import hookimpl
-from ftp.data.checks import DataCheck
-from ftp.types import CheckContext, ConfigSection, Finding
+from ftp.data.checks import DataCheck, check_hooks
+from ftp.types import CheckContext, Finding
 
 
 class ProvenanceCheck(DataCheck):
     name = "provenance"
+
+    @classmethod
+    def build(cls, context: CheckContext) -> "ProvenanceCheck":
+        return cls((context.settings.get("data") or {}).get("provenance"))
 
     def __init__(self, provenance: str | None) -> None:
         super().__init__()
@@ -30,11 +33,4 @@ class ProvenanceCheck(DataCheck):
         return {"provenance": self.provenance}
 
 
-@hookimpl
-def ftp_config_sections() -> list[ConfigSection]:
-    return [ProvenanceCheck.config_section()]
-
-
-@hookimpl
-def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
-    return [ProvenanceCheck((context.settings.get("data") or {}).get("provenance"))]
+ftp_config_sections, ftp_data_checks = check_hooks(ProvenanceCheck)

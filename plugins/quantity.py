@@ -6,23 +6,35 @@ from typing import Any
 
 from pydantic import Field
 
-from ftp import hookimpl
-from ftp.data.checks import CheckSettings, DataCheck, Record
-from ftp.types import CheckContext, ConfigSection, DatasetRef, Finding
+from ftp.data.checks import CheckSettings, DataCheck, Record, check_hooks
+from ftp.types import CheckContext, DatasetRef, Finding
 
 
 class QuantitySettings(CheckSettings):
-    minimum: int = Field(10, ge=1, description="fewer is an error: Azure refuses them, a split cannot be made")
+    minimum: int | None = Field(None, ge=1, description="fewer is an error (default: the backend's minimum, and "
+                                "at least 10, which a train/validation/test split needs)")
     few_shot_below: int = Field(50, ge=1, description="under this, few-shot prompting usually wins")
     warn_below: int = Field(100, ge=1)
     recommended: int = Field(1000, ge=1)
 
 
-def judge(count: int, file: str, s: QuantitySettings) -> Finding | None:
-    if count < s.minimum:
+SPLIT_MINIMUM = 10  # what a train/validation/test split needs
+
+
+def minimum(s: QuantitySettings, context: CheckContext) -> tuple[int, str]:
+    """(the fewest examples, why): the file's setting, else the backend's minimum or what a split needs."""
+    if s.minimum is not None:
+        return s.minimum, "validate.quantity.minimum"
+    backend = context.limits.min_examples or 0
+    if backend >= SPLIT_MINIMUM:
+        return backend, f"the {context.backend} backend refuses fewer, and a train/validation/test split needs them"
+    return SPLIT_MINIMUM, "a train/validation/test split needs them"
+
+
+def judge(count: int, file: str, s: QuantitySettings, least: tuple[int, str]) -> Finding | None:
+    if count < least[0]:
         return Finding(severity="error", code="too-few-examples", file=file,
-                       message=f"{count} examples; at least {s.minimum} are needed (Azure refuses fewer, and a "
-                               "train/validation/test split needs them)")
+                       message=f"{count} examples; at least {least[0]} are needed ({least[1]})")
     if count < s.few_shot_below:
         return Finding(severity="warning", code="few-examples", file=file, hint="see `ftp advise`",
                        message=f"{count} examples; under {s.few_shot_below}, few-shot prompting usually beats "
@@ -40,9 +52,14 @@ class QuantityCheck(DataCheck):
     name = "quantity"
     Settings = QuantitySettings
 
-    def __init__(self, settings: QuantitySettings) -> None:
+    @classmethod
+    def build(cls, context: CheckContext) -> "QuantityCheck":
+        return cls(cls.settings_from(context), context)
+
+    def __init__(self, settings: QuantitySettings, context: CheckContext) -> None:
         super().__init__()
         self.settings = settings
+        self.least = minimum(settings, context)
         self.counts: dict[str, int] = {}
         self._current = 0
 
@@ -56,7 +73,7 @@ class QuantityCheck(DataCheck):
     def end(self, ref: DatasetRef, lines: int) -> list[Finding] | None:
         self.counts[ref.split or str(ref.path)] = self._current
         if ref.split in (None, "train"):
-            finding = judge(self._current, str(ref.path), self.settings)
+            finding = judge(self._current, str(ref.path), self.settings, self.least)
             return [finding] if finding else None
         return None
 
@@ -64,11 +81,4 @@ class QuantityCheck(DataCheck):
         return {"examples": self.counts}
 
 
-@hookimpl
-def ftp_config_sections() -> list[ConfigSection]:
-    return [QuantityCheck.config_section()]
-
-
-@hookimpl
-def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
-    return [QuantityCheck(QuantityCheck.settings_from(context))]
+ftp_config_sections, ftp_data_checks = check_hooks(QuantityCheck)

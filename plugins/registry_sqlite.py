@@ -19,23 +19,27 @@ CREATE TABLE IF NOT EXISTS versions (
     name TEXT NOT NULL, version INTEGER NOT NULL, created_at TEXT NOT NULL, run_id TEXT NOT NULL,
     backend TEXT NOT NULL, base_model TEXT NOT NULL, artifact TEXT NOT NULL, data_sha256 TEXT NOT NULL,
     hyperparameters TEXT NOT NULL, metrics TEXT NOT NULL, pipeline_sha256 TEXT NOT NULL,
-    code_version TEXT NOT NULL, backend_details TEXT NOT NULL DEFAULT '{}', PRIMARY KEY (name, version)
+    code_version TEXT NOT NULL, backend_details TEXT NOT NULL DEFAULT '{}', model TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (name, version)
 );
 """
-JSON_FIELDS = ("data_sha256", "hyperparameters", "metrics", "backend_details")
+JSON_FIELDS = ("data_sha256", "hyperparameters", "metrics", "backend_details", "model")
 
 
 def _migrate(db: Connection) -> None:
-    """Registries written before ``backend_details`` existed gain the column (empty for their versions)."""
+    """Registries written before ``backend_details`` or ``model`` existed gain the column (empty for their
+    versions: ``ModelVersion`` rebuilds the reference from ``artifact``)."""
     columns = {row["name"] for row in db.execute("PRAGMA table_info(versions)")}
     if "backend_details" not in columns:
         db.execute("ALTER TABLE versions ADD COLUMN backend_details TEXT NOT NULL DEFAULT '{}'")
+    if "model" not in columns:
+        db.execute("ALTER TABLE versions ADD COLUMN model TEXT NOT NULL DEFAULT ''")
 
 
 def _row(row: Row) -> ModelVersion:
     data = dict(row)
     for key in JSON_FIELDS:
-        data[key] = json.loads(data[key])
+        data[key] = json.loads(data[key]) if data[key] else None
     return ModelVersion.model_validate(data)
 
 
@@ -56,7 +60,7 @@ class SqliteRegistry:
             number = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name = ?",
                                 (version.name,)).fetchone()[0]
             stored = version.model_copy(update={"version": number})
-            data = stored.model_dump(mode="json")
+            data = {**stored.model_dump(mode="json"), "artifact": stored.artifact}  # artifact: for older readers
             for key in JSON_FIELDS:
                 data[key] = json.dumps(data[key], sort_keys=True)
             db.execute(f"INSERT INTO versions ({', '.join(data)}) VALUES ({', '.join('?' * len(data))})",

@@ -187,8 +187,8 @@ def train_directly(model_dir: Path, folder: Path, train: dict[str, Any], backend
     data = write_jsonl(folder / "train.jsonl", make_examples(examples))
     settings = PipelineSettings(name="t", data={"train": str(data)}, model={"base": str(model_dir)},
                                 train={"early_stopping": None, **train})
-    request = TrainRequest(backend="local", base_model=str(model_dir), method=settings.train.method,
-                           hyperparameters=settings.hyperparameters(), train=dataset_ref(data, "train"),
+    request = TrainRequest(backend="local", base_model=str(model_dir), settings=settings.train, model=settings.model,
+                           train=dataset_ref(data, "train"),
                            validation=None, output_dir=folder / "model", backend_settings=backend)
     ctx = TrainCtx(folder, backend)
     result, trained = local_train(request, ctx)  # type: ignore[arg-type]

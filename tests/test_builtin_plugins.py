@@ -12,7 +12,7 @@ from ftp.data.files import dataset_ref
 from ftp.deploy import slots as deploy_slots
 from ftp.plugins import gate, metrics, split
 from ftp.plugins.registry_sqlite import SqliteRegistry
-from ftp.types import EvalReport, ModelVersion
+from ftp.types import EvalReport, ModelRef, ModelVersion
 
 
 def codes(path: Path) -> list[tuple[int | None, str]]:
@@ -98,8 +98,33 @@ def test_gate_direction_follows_the_metric() -> None:
 
 def version(run_id: str, name: str = "m") -> ModelVersion:
     return ModelVersion(name=name, version=0, created_at="t", run_id=run_id, backend="local", base_model="b",
-                        artifact="a", data_sha256={"train": "x"}, hyperparameters={"r": 8}, metrics={"test": {}},
+                        model=ModelRef(kind="adapter", base="b", backend="local", path=Path("runs/m/1/model")),
+                        data_sha256={"train": "x"}, hyperparameters={"r": 8}, metrics={"test": {}},
                         pipeline_sha256="p", code_version="c")
+
+
+def test_a_registry_written_before_model_references_reads_as_references(tmp_path: Path) -> None:
+    """Older registries stored a bare ``artifact`` (no ``model`` column); their versions come back with the
+    reference the location implies, and new versions go in beside them."""
+    import sqlite3
+
+    full = tmp_path / "runs" / "m" / "1" / "model"
+    full.mkdir(parents=True)
+    with sqlite3.connect(tmp_path / "old.db") as db:
+        db.execute("CREATE TABLE versions (name TEXT NOT NULL, version INTEGER NOT NULL, created_at TEXT NOT NULL, "
+                   "run_id TEXT NOT NULL, backend TEXT NOT NULL, base_model TEXT NOT NULL, artifact TEXT NOT NULL, "
+                   "data_sha256 TEXT NOT NULL, hyperparameters TEXT NOT NULL, metrics TEXT NOT NULL, "
+                   "pipeline_sha256 TEXT NOT NULL, code_version TEXT NOT NULL, PRIMARY KEY (name, version))")
+        row = ("t", "run", "{}", '{"method": "full"}', "{}", "p", "c")
+        db.execute("INSERT INTO versions VALUES ('m', 1, ?, ?, 'local', 'b', ?, ?, ?, ?, ?, ?)", (row[0], row[1], str(full), *row[2:]))
+        db.execute("INSERT INTO versions VALUES ('c', 1, 't', 'run2', 'azure', 'gpt', 'gpt-ft:ckpt', '{}', '{}', '{}', 'p', 'c')")
+    reg = SqliteRegistry(tmp_path / "old.db")
+    old = reg.get("m", 1)
+    assert old is not None and old.model == ModelRef(kind="full", base="b", backend="local", path=full)
+    cloud = reg.get("c")
+    assert cloud is not None and (cloud.model.kind, cloud.model.cloud_id, cloud.artifact) == ("cloud", "gpt-ft:ckpt", "gpt-ft:ckpt")
+    assert reg.register(version("run3")).version == 2
+    assert reg.get("m", 2) == version("run3").model_copy(update={"version": 2})
 
 
 def test_registry_numbers_versions_and_is_idempotent_per_run(tmp_path: Path) -> None:

@@ -82,10 +82,10 @@ def test_run_warns_when_the_data_says_fine_tuning_is_premature(project: Path) ->
 
 def test_azure_lengths_use_o200k_when_its_file_is_here_else_a_labelled_estimate(tmp_path: Path,
                                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    from ftp.plugins import length
+    from ftp.backends.azure.tokens import tiktoken_counter
 
     monkeypatch.setenv("TIKTOKEN_CACHE_DIR", str(tmp_path / "empty-cache"))
-    assert length.tiktoken_counter() is None
+    assert tiktoken_counter() is None
     data = write_jsonl(tmp_path / "d.jsonl", make_examples(12))
     out = json.loads(invoke("data", "check", str(data), "--backend", "azure", "--json").output)
     assert out["summaries"]["length"]["tokenizer"].startswith("estimate") and not out["summaries"]["length"]["exact"]
@@ -93,7 +93,7 @@ def test_azure_lengths_use_o200k_when_its_file_is_here_else_a_labelled_estimate(
 
 
 def test_the_cookbook_count_with_an_encoding() -> None:
-    from ftp.plugins.length import TiktokenCounter
+    from ftp.backends.azure.tokens import TiktokenCounter
 
     class Chars:  # one token per character
         def encode(self, text: str, disallowed_special: tuple = ()) -> list[int]:

@@ -97,16 +97,16 @@ def test_activations_scale_with_batch_and_sequence() -> None:
     assert ckpt["activations"] < estimate(shape, setup())["activations"] / 4
 
 
-def request(base: str, tmp_path: Path, words: list[int] | None = None, **hp: Any) -> TrainRequest:
+def request(base: str, tmp_path: Path, words: list[int] | None = None) -> TrainRequest:
     """A request whose training file holds one example per entry of ``words`` (that many words each)."""
-    hyper = {"batch_size": 8, "gradient_accumulation_steps": 1, "max_seq_length": 256, "learning_rate": 2e-4,
-             "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}, **hp}
+    from ftp.config.settings import ModelSettings, TrainSettings
+
     data = tmp_path / "train.jsonl"
     data.write_text("".join(json.dumps({"messages": [{"role": "user", "content": "word " * n},
                                                      {"role": "assistant", "content": "ok"}]}) + "\n"
                             for n in words or []), encoding="utf-8")
-    return TrainRequest(backend="local", base_model=base, method="lora",
-                        hyperparameters=hyper, train=DatasetRef(path=data, sha256="0" * 64, examples=100),
+    return TrainRequest(backend="local", base_model=base, settings=TrainSettings(), model=ModelSettings(max_seq_length=256),
+                        train=DatasetRef(path=data, sha256="0" * 64, examples=100),
                         validation=None, output_dir=tmp_path / "out", backend_settings={"devices": "cpu"})
 
 

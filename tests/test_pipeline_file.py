@@ -150,9 +150,11 @@ def test_invalid_yaml_points_at_the_line(folder: Path) -> None:
 
 def test_hub_model_ids_are_refused_before_running(folder: Path) -> None:
     from ftp.backends.local import LocalTrainer
+    from ftp.config.settings import TrainSettings
+    from ftp.types import TrainSpec
 
     with pytest.raises(UserError, match="ftp never downloads weights"):
-        LocalTrainer().preflight("meta-llama/Llama-3.2-1B", {})
+        LocalTrainer().preflight(TrainSpec(backend="local", base_model="meta-llama/Llama-3.2-1B", settings=TrainSettings()))
 
 
 def test_secrets_are_redacted_in_the_resolved_file(folder: Path, monkeypatch: pytest.MonkeyPatch, pm) -> None:  # noqa: ANN001

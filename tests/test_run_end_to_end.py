@@ -68,7 +68,7 @@ def test_registry_and_deployment_records(project: Path) -> None:
     assert set(v1["data_sha256"]) == {"source", "train", "validation", "test"}
     assert v1["hyperparameters"]["lora"]["r"] == 8 and v1["hyperparameters"]["learning_rate"] == 3e-3
     assert set(v1["metrics"]["test"]) == {"fine-tuned", "base"}
-    assert Path(v1["artifact"], "adapter_config.json").exists()
+    assert v1["model"]["kind"] == "adapter" and Path(v1["model"]["path"], "adapter_config.json").exists()
     assert v1["pipeline_sha256"] and v1["code_version"].startswith("ftp ")
     shown = json.loads(invoke("models", "show", "tiny-model:1", "--json", "--pipeline", "pipeline.yaml").output)
     assert shown == v1

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 from ftp import hookimpl
+from ftp.config.model_source import model_source
 from ftp.errors import NotEvaluable, UserError
 from ftp.types import (
+    BackendLimits,
     BackendSpec,
     DeployRequest,
     ModelRef,
@@ -22,9 +24,15 @@ from ftp.types import (
     StepContext,
     TrainRequest,
     TrainResult,
+    TrainSpec,
 )
 
 from .settings import AzureSettings
+
+# What Azure OpenAI fine-tuning accepts (gpt-4o-mini, gpt-4.1-mini): tokens per training example, the
+# fewest examples, the largest training file; and a default price for ``ftp data check``'s estimate
+# (USD per 1M training tokens, gpt-4o-mini; unverified, the user's to check).
+LIMITS = BackendLimits(max_tokens_per_example=65_536, min_examples=10, max_file_mb=512, price_per_1m_tokens=3.0)
 
 NAME = "azure"
 EVAL_DEPLOYMENT = "azure_eval_deployment"
@@ -59,15 +67,19 @@ class AzureTrainer:
 
     # --- the Trainer protocol --------------------------------------------------------------------
 
-    def preflight(self, base_model: str, settings: dict[str, Any]) -> None:
-        s = settings_of(settings)
+    def preflight(self, spec: TrainSpec) -> list[str]:
+        from .train_settings import ignored, whole_epochs
+
+        s = settings_of(spec.backend_settings)
+        base_model = spec.base_model
+        whole_epochs(spec.settings.epochs)  # a fractional epoch would fail at submission, after the data work
         if s.kind == "azureml":
             from .azureml_trainer import check_settings
 
             check_settings(s)
             require_extra()
-            return
-        if base_model.startswith(("builtin:", "/", ".")):
+            return ignored(spec.settings, "azureml")
+        if model_source(base_model).on_this_machine:
             raise UserError(f"model.base {base_model!r} is a local model; give the Azure OpenAI base model in "
                             "backends.azure.model.base, e.g. gpt-4o-mini-2024-07-18")
         if not s.endpoint:
@@ -77,6 +89,7 @@ class AzureTrainer:
         from .auth import check_auth
 
         check_auth(s)
+        return ignored(spec.settings, "openai")
 
     def train(self, request: TrainRequest, ctx: StepContext) -> TrainResult:
         s = settings_of(request.backend_settings)
@@ -177,12 +190,28 @@ class AzureDeployer:
 @hookimpl
 def ftp_backends() -> list[BackendSpec]:
     return [BackendSpec(name=NAME, description="Azure OpenAI managed fine-tuning (or open models via Azure ML), "
-                                               "Azure deployments", settings=AzureSettings)]
+                                               "Azure deployments", settings=AzureSettings, limits=LIMITS)]
+
+
+@hookimpl
+def ftp_token_counter(backend: str, model: str | None) -> Any:
+    """o200k_base (the gpt-4o / gpt-4.1 family's encoding) when its file is here; else the checks estimate."""
+    if backend != NAME:
+        return None
+    from .tokens import tiktoken_counter
+
+    return tiktoken_counter()
 
 
 @hookimpl
 def ftp_trainer(backend: str) -> AzureTrainer | None:
     return AzureTrainer() if backend == NAME else None
+
+
+@hookimpl
+def ftp_predictor(model: ModelRef, ctx: StepContext) -> Predictor | None:
+    """A fine-tuned or base model behind an Azure OpenAI deployment (one is made for evaluation if needed)."""
+    return AzureTrainer().predictor(model, ctx) if model.backend == NAME else None
 
 
 @hookimpl

@@ -82,7 +82,8 @@ class AzureMLFineTuning:
                "training_asset": assets[request.train.sha256],
                "validation_asset": assets.get(request.validation.sha256 if request.validation else "", "")}
         self.ctx.record_resource(JOB, job)
-        hp = {k: request.hyperparameters.get(k) for k in ("epochs", "batch_size", "learning_rate")}
+        hp = {"epochs": request.settings.epochs, "batch_size": request.settings.batch_size,
+              "learning_rate": request.settings.resolved_learning_rate()}
         from .azureml_vocab import hyperparameters_from_train
 
         self.adapter.submit(model_id, job["training_asset"], job["validation_asset"], hyperparameters_from_train(hp),
@@ -131,7 +132,7 @@ class AzureMLFineTuning:
                    "training_asset": job["training_asset"], "validation_asset": job["validation_asset"],
                    "workspace": self.settings.workspace}
         return TrainResult(model=ModelRef(kind="cloud", base=request.base_model, backend="azure", cloud_id=model_id),
-                           epochs=float(request.hyperparameters.get("epochs") or 0),
+                           epochs=float(request.settings.epochs),
                            wall_seconds=time.time() - started, backend_details=details)
 
     def cancel(self) -> str:

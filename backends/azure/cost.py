@@ -49,7 +49,9 @@ class CostEstimate:
 
 def count_tokens(path: Path) -> tuple[int, bool]:
     """Training tokens of a JSONL file, and whether they were counted exactly."""
-    from ftp.plugins.length import EstimateCounter, tiktoken_counter
+    from ftp.data.tokens import EstimateCounter
+
+    from .tokens import tiktoken_counter
 
     counter = tiktoken_counter() or EstimateCounter()
     lengths = counter.count(read_jsonl(path))

@@ -58,7 +58,7 @@ class ChatPredictor:
 
     def count_tokens(self, text: str) -> int:
         if self._encoding is None:
-            from ftp.plugins.length import tiktoken_counter
+            from .tokens import tiktoken_counter
 
             counter = tiktoken_counter()
             self._encoding = counter.encoding if counter else False

@@ -21,22 +21,14 @@ from . import cost, files, http, jobs, results
 from .dataplane import DataPlane
 from .http import AzureError
 from .settings import AzureSettings, default_suffix
+from .train_settings import whole_epochs
 
 log = logging.getLogger("ftp.azure")
 FILES, SUBMISSION, JOB, JOB_METRICS = "azure_files", "azure_submission", "azure_job", "azure_job_metrics"
 
 
-def whole_epochs(value: Any) -> int:
-    epochs = float(value)
-    if epochs != int(epochs) or epochs < 1:
-        raise UserError(f"train.epochs: Azure takes a whole number of epochs (1 or more), got {value}; "
-                        "set train.epochs (or backends.azure.train.epochs) to e.g. 3")
-    return int(epochs)
-
-
 def job_hyperparameters(request: TrainRequest, settings: AzureSettings) -> dict[str, Any]:
-    hp: dict[str, Any] = {"n_epochs": whole_epochs(request.hyperparameters["epochs"]),
-                          "batch_size": int(request.hyperparameters["batch_size"])}
+    hp: dict[str, Any] = {"n_epochs": whole_epochs(request.settings.epochs), "batch_size": request.settings.batch_size}
     if settings.learning_rate_multiplier is not None:
         hp["learning_rate_multiplier"] = settings.learning_rate_multiplier
     return hp
@@ -189,7 +181,7 @@ class OpenAIFineTuning:
         """Cost guard, upload, submit; the job id is in state.json when this returns."""
         est = self.guard_cost(request, hp["n_epochs"])
         training_file, validation_file = self.upload(request)
-        seed = self.settings.seed if self.settings.seed is not None else request.hyperparameters.get("seed")
+        seed = self.settings.seed if self.settings.seed is not None else request.settings.seed
         suffix = self.settings.suffix or default_suffix(self.ctx.setting("name") or "ftp")
         body = jobs.create_body(self.settings, request.base_model, training_file, validation_file, hp, seed, suffix)
         job = self.submit(body, {"hyperparameters": hp, "estimated_cost": est.cost})

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt
 
 from ftp import hookimpl
-from ftp.types import BackendSpec, ModelRef, StepContext, TrainRequest, TrainResult
+from ftp.types import BackendSpec, ModelRef, StepContext, TrainRequest, TrainResult, TrainSpec
 
 NAME = "local"
 
@@ -48,10 +48,11 @@ class LocalTrainer:
     def __init__(self) -> None:
         self._trained: Any = None
 
-    def preflight(self, base_model: str, settings: dict[str, Any]) -> None:
+    def preflight(self, spec: TrainSpec) -> list[str]:
         from .models import check_base_model
 
-        check_base_model(base_model)
+        check_base_model(spec.base_model)
+        return []
 
     def train(self, request: TrainRequest, ctx: StepContext) -> TrainResult:
         from .modeling import quiet_libraries
@@ -107,8 +108,14 @@ def ftp_trainer(backend: str) -> LocalTrainer | None:
 
 
 @hookimpl
-def ftp_token_counter(backend: str, model: str) -> Any:
-    if backend != NAME:
+def ftp_predictor(model: ModelRef, ctx: StepContext) -> Any:
+    """A base model, an adapter or a merged folder on this machine, loaded from disk."""
+    return LocalTrainer().predictor(model, ctx) if model.backend == NAME else None
+
+
+@hookimpl
+def ftp_token_counter(backend: str, model: str | None) -> Any:
+    if backend != NAME or not model:
         return None
     from .tokens import token_counter
 

@@ -23,12 +23,9 @@ BYTES_PER_TOKEN = 3.6  # when no tokenizer file is at hand (English and code, BP
 
 def tokenizer_file(base: str) -> Path | None:
     """The model's tokenizer.json if it is on disk (a local folder, or a built-in already converted)."""
-    if base.startswith("builtin:"):
-        from .models import cache_root
+    from .models import folder_of
 
-        path = cache_root() / "models" / base.split(":", 1)[1] / "tokenizer.json"
-    else:
-        path = Path(base) / "tokenizer.json"
+    path = folder_of(base) / "tokenizer.json"
     return path if path.exists() else None
 
 

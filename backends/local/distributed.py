@@ -125,7 +125,7 @@ def check_strategy(request: TrainRequest) -> None:
     if request.method == "qlora":
         raise UserError("backends.local.strategy: fsdp cannot shard bitsandbytes 4-bit weights; use strategy: ddp "
                         "with train.method: qlora, or train.method: lora with fsdp")
-    if request.hyperparameters.get("optimizer") == "paged_adamw_8bit":
+    if request.settings.resolved_optimizer() == "paged_adamw_8bit":
         raise UserError("backends.local.strategy: fsdp works with train.optimizer: adamw, not paged_adamw_8bit")
     if request.backend_settings.get("dtype") == "float16":
         raise UserError("backends.local.dtype: float16 is not supported with strategy: fsdp (its sharded gradients "
@@ -147,11 +147,11 @@ def world_size(settings: dict[str, Any]) -> int:
 def launch(request: TrainRequest, ctx: StepContext, world: int) -> TrainResult:
     """Run training under torchrun and relay rank 0's events; the model stays on disk."""
     check_strategy(request)
-    if request.hyperparameters.get("pack_tokens"):
+    if request.settings.resolved_pack_tokens():
         raise UserError(f"train.pack_tokens packs micro-batches for one process; with {world} processes use "
                         "train.batch_size (examples per micro-batch, shared out between the processes)")
-    if int(request.hyperparameters["batch_size"]) < world:
-        raise UserError(f"train.batch_size {request.hyperparameters['batch_size']} is smaller than the {world} "
+    if request.settings.batch_size < world:
+        raise UserError(f"train.batch_size {request.settings.batch_size} is smaller than the {world} "
                         "processes; every process needs at least one example per micro-batch")
     work = request.output_dir.parent / "distributed"
     work.mkdir(parents=True, exist_ok=True)

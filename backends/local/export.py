@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from ftp.config.model_source import model_source
 from ftp.errors import UserError
 from ftp.types import ModelRef
 
@@ -98,7 +99,7 @@ def _atomic_dir(out_dir: Path) -> Iterator[Path]:
 
 def _base_dir(model: ModelRef) -> Path:
     base = model.base
-    if not base.startswith("builtin:") and not Path(base).is_dir():
+    if model_source(base).kind != "builtin" and not Path(base).is_dir():
         raise UserError(f"base model {base!r} is missing: --merge needs the base model the adapter was trained on; "
                         "put the folder back (or export without --merge)")
     return models.resolve(base)
@@ -152,9 +153,9 @@ def _write_readme(out: Path, name: str, model: ModelRef, meta: dict[str, Any], m
     template = meta.get("chat_template", "tokenizer")
     lines = [f"# {name}", "", "Exported by `ftp export`.", ""]
     lines += [f"- base model: `{base}`", f"- training method: {meta.get('method', model.kind)}"]
-    if model.base.startswith("builtin:"):
+    if model_source(model.base).builtin is not None:
         lines.append(f"- `{model.base}` is a model ftp ships; ftp converts it once into "
-                     f"`{models.cache_root() / 'models' / model.base.split(':', 1)[1]}`")
+                     f"`{models.folder_of(model.base)}`")
     lines.append("")
     if full:
         what = "the adapter merged into the base model's weights" if merged else "a fully fine-tuned model"

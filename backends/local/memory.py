@@ -304,16 +304,13 @@ def suggestions(shape: Shape, setup: Setup, budget: float) -> list[str]:
 def setup_for(request: TrainRequest) -> Setup:
     from .modeling import placement
 
-    hp, settings = request.hyperparameters, request.backend_settings
+    train, lora, settings = request.settings, request.settings.lora, request.backend_settings
     where = placement(settings.get("devices", "auto"), settings.get("dtype", "auto"))
-    lora = hp.get("lora") or {}
-    optimizer = hp.get("optimizer") or ("paged_adamw_8bit" if request.method == "qlora" else "adamw")
-    return Setup(method=request.method, batch=int(hp["batch_size"]), seq=int(hp["max_seq_length"]),
-                 accum=int(hp.get("gradient_accumulation_steps") or 1), r=int(lora.get("r", 16)),
-                 dropout=float(lora.get("dropout", 0.0)), targets=lora.get("target_modules", "all-linear"),
-                 dora=bool(lora.get("dora", False)), optimizer=optimizer,
-                 checkpointing=bool(hp.get("gradient_checkpointing")), device=where.device,
-                 dtype_name=where.dtype_name, packed=bool(hp.get("packing", True)), pack_tokens=hp.get("pack_tokens"))
+    return Setup(method=train.method, batch=train.batch_size, seq=request.model.max_seq_length,
+                 accum=train.gradient_accumulation_steps, r=lora.r, dropout=lora.dropout, targets=lora.target_modules,
+                 dora=lora.dora, optimizer=train.resolved_optimizer(), checkpointing=train.gradient_checkpointing,
+                 device=where.device, dtype_name=where.dtype_name, packed=train.packing,
+                 pack_tokens=train.resolved_pack_tokens())
 
 
 def plan_memory(request: TrainRequest) -> MemoryPlan:

@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from ftp.config.model_source import model_source
 from ftp.errors import FtpError, UserError
 
 log = logging.getLogger("ftp.local")
@@ -31,10 +32,16 @@ def cache_root() -> Path:
     return Path(os.environ.get("FTP_CACHE_DIR") or Path.home() / ".cache" / "ftp")
 
 
+def folder_of(base: str) -> Path:
+    """Where ``base``'s files are (or will be, for a built-in model not yet converted); converts nothing."""
+    name = model_source(base).builtin
+    return cache_root() / "models" / name if name is not None else Path(base)
+
+
 def check_base_model(base: str) -> None:
     """Fail before any step runs when a base model cannot be had without a download."""
-    if base.startswith("builtin:"):
-        name = base.split(":", 1)[1]
+    name = model_source(base).builtin
+    if name is not None:
         if name not in BUILTIN:
             raise UserError(f"model.base: unknown built-in model {name!r}; built-ins: "
                             + ", ".join(f"builtin:{n}" for n in BUILTIN))
@@ -50,10 +57,10 @@ def check_base_model(base: str) -> None:
 def resolve(base: str) -> Path:
     """A folder ``from_pretrained`` can read, converting a built-in model on first use."""
     check_base_model(base)
-    if not base.startswith("builtin:"):
+    name = model_source(base).builtin
+    if name is None:
         return Path(base)
-    name = base.split(":", 1)[1]
-    target = cache_root() / "models" / name
+    target = folder_of(base)
     if (target / "config.json").exists() and (target / "model.safetensors").exists():
         return target
     return _convert_builtin(name, target)

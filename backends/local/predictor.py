@@ -67,8 +67,10 @@ def _read_meta(path: Path) -> dict[str, Any]:
 
 
 def load_predictor(ref: ModelRef, trained: Trained | None, settings: dict[str, Any], hp: dict[str, Any]) -> LocalPredictor:
-    """Reuse the model still in memory after training when possible; else load from disk."""
-    max_length = int(hp.get("max_seq_length", 1024))
+    """Reuse the model still in memory after training when possible; else load from disk. Settings the
+    caller has none for (outside a run: ``None``) come from what the model was trained with."""
+    meta = _read_meta(ref.path) if ref.path is not None else {}
+    max_length = int(hp.get("max_seq_length") or meta.get("max_seq_length") or 1024)
     if trained is not None and ref.kind == "adapter":
         return LocalPredictor(trained.model, trained.fmt, trained.where, max_length)
     if trained is not None and ref.kind == "base" and hasattr(trained.model, "disable_adapter"):
@@ -79,9 +81,8 @@ def load_predictor(ref: ModelRef, trained: Trained | None, settings: dict[str, A
     base_dir = models.resolve(ref.base)
     if ref.kind == "base":
         return LocalPredictor(load_model(base_dir, where), chat_format(load_tokenizer(base_dir),
-                              hp.get("chat_template", "auto")), where, max_length)
+                              hp.get("chat_template") or "auto"), where, max_length)
     assert ref.path is not None
-    meta = _read_meta(ref.path)
     fmt = chat_format(load_tokenizer(ref.path), meta.get("chat_template", "tokenizer"))
     if ref.kind == "full":
         return LocalPredictor(load_model(ref.path, where), fmt, where, max_length)

@@ -47,10 +47,7 @@ class LocalTokenCounter:
 
 def token_counter(model: str) -> LocalTokenCounter | None:
     """A counter when the model's tokenizer is on disk (a built-in model counts once converted)."""
-    if model.startswith("builtin:"):
-        folder = models.cache_root() / "models" / model.split(":", 1)[1]
-    else:
-        folder = Path(model)
+    folder = models.folder_of(model)
     if not (folder / "tokenizer.json").exists():
         return None
     try:

@@ -1,11 +1,14 @@
-"""The local training loop: PEFT LoRA (or QLoRA, or full fine-tuning) with answer-only loss,
-periodic validation, early stopping that keeps the best adapter, and progress with tokens/s.
+"""Local training: PEFT LoRA (or QLoRA, or full fine-tuning) with answer-only loss, periodic
+validation, early stopping that keeps the best adapter, and progress with tokens/s.
+
+``train`` runs named pieces in order: ``place`` (seeds, device, ranks), ``encode_data``, ``build``
+(model, loss module, optimiser), the ``Loop`` of loop.py (schedule, steps, checkpoints) driven by
+``run`` with ``validate`` between steps, ``save_last`` and ``result``.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import random
 import shutil
 import time
@@ -15,21 +18,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ftp.config.settings import LoraSettings
 from ftp.data.sources import iter_examples
 from ftp.eval.overfitting import verdict
 from ftp.errors import FtpError, UserError
 from ftp.types import DatasetRef, ModelRef, StepContext, TrainRequest, TrainResult
 
 from . import models
-from . import checkpoint, token_cache
-from .precision import adapters_follow_autocast, autocast, grad_scaler
+from . import token_cache
+from .precision import adapters_follow_autocast, grad_scaler
 from .distributed import Dist
 from .chat import ChatFormat, Encoded, chat_format, encode, show_mask
 from .attention import packed
 from .flat import Trainable, flatten
-from .modeling import (Placement, collate, collate_packed, compile_layers, load_model, load_tokenizer,
-                       causal_lm, peak_memory_mb, placement, uncompile_layers)
-from .schedule import epoch_order, examples_to_take, lr_at, micro_batches_per_epoch
+from .loop import Data, Loop, Parts, Schedule
+from .modeling import (Placement, collate, compile_layers, load_model, load_tokenizer, causal_lm, peak_memory_mb,
+                       placement, uncompile_layers)
 
 META_FILE = "ftp_model.json"
 
@@ -94,7 +98,7 @@ def encode_file(fmt: ChatFormat, ref: DatasetRef, tokenizer_dir: Path, max_lengt
     return rows
 
 
-def prepare_model(base_dir: Path, method: str, lora: dict[str, Any], where: Placement, checkpointing: bool) -> Any:
+def prepare_model(base_dir: Path, method: str, lora: LoraSettings, where: Placement, checkpointing: bool) -> Any:
     model = _load_4bit(base_dir, where) if method == "qlora" else load_model(base_dir, where)
     if checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -106,8 +110,8 @@ def prepare_model(base_dir: Path, method: str, lora: dict[str, Any], where: Plac
 
     if checkpointing:
         model.enable_input_require_grads()
-    config = LoraConfig(r=lora["r"], lora_alpha=lora["alpha"], lora_dropout=lora["dropout"],
-                        target_modules=lora["target_modules"], use_dora=bool(lora.get("dora")), task_type="CAUSAL_LM")
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=lora.target_modules,
+                        use_dora=lora.dora, task_type="CAUSAL_LM")
     peft_model = get_peft_model(model, config)
     peft_model.train()
     return peft_model
@@ -189,14 +193,14 @@ def save_model(model: Any, fmt: ChatFormat, out: Path, meta: dict[str, Any],
     tmp.rename(out)
 
 
-def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained]:
+def place(request: TrainRequest) -> tuple[Dist, Placement, Any]:
+    """Seed before anything draws (the adapters' initial values do), then the device this rank trains
+    on, joined to the other ranks; and the loss scaler, made for the kind of device."""
     import torch
 
-    hp = request.hyperparameters
     settings = request.backend_settings
-    seed = int(hp["seed"])
-    random.seed(seed)
-    torch.manual_seed(seed)
+    random.seed(request.settings.seed)
+    torch.manual_seed(request.settings.seed)
     dist = Dist.from_env(str(settings.get("strategy", "ddp")))
     where = placement(settings.get("devices", "auto"), settings.get("dtype", "auto"), settings.get("weights", "compute"))
     scaler = grad_scaler(where.device, where.dtype_name)
@@ -204,178 +208,149 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
         torch.cuda.set_device(dist.local_rank)
         where = Placement(f"cuda:{dist.local_rank}", where.dtype_name, where.weights)
     dist.init(where.device)
-    base_dir = models.resolve(request.base_model)
-    fmt = chat_format(load_tokenizer(base_dir), hp["chat_template"])
-    max_len = int(hp["max_seq_length"])
-    loss_on, invalid = hp.get("loss_on", "assistant"), hp.get("invalid_examples", "error")
+    return dist, where, scaler
+
+
+def encode_data(request: TrainRequest, fmt: ChatFormat, base_dir: Path, ctx: StepContext) -> Data:
+    """The training and validation examples as the model sees them, and the first one shown with its
+    mask, so a wrong template or loss mask is seen before any compute is spent."""
+    max_len, loss_on, invalid = request.model.max_seq_length, request.settings.loss_on, request.settings.invalid_examples
     train_rows = encode_file(fmt, request.train, base_dir, max_len, ctx, "train", loss_on, invalid)
     val_rows = (encode_file(fmt, request.validation, base_dir, max_len, ctx, "validation", loss_on, invalid)
                 if request.validation else [])
     ctx.reporter.event("example", message=f"example 1 as trained (trained tokens in ⟦ ⟧): "
                                           f"{show_mask(fmt, train_rows[0])!r}")
-    core = prepare_model(base_dir, request.method, hp["lora"], where, bool(hp.get("gradient_checkpointing")))
-    from .loss import AnswerLoss, answer_loss
+    return Data(train_rows, val_rows)
 
-    model = dist.wrap(AnswerLoss(core, float(hp.get("label_smoothing") or 0.0), float(hp.get("neftune_alpha") or 0.0)),
-                      where.device)  # DDP over all ranks; ``core`` is saved and evaluated
+
+def build(request: TrainRequest, base_dir: Path, where: Placement, dist: Dist) -> Parts:
+    """The model, the loss module the ranks synchronise through, and the optimiser over what trains."""
+    from .loss import AnswerLoss
+
+    settings = request.settings
+    core = prepare_model(base_dir, settings.method, settings.lora, where, settings.gradient_checkpointing)
+    model = dist.wrap(AnswerLoss(core, settings.label_smoothing, settings.neftune_alpha or 0.0), where.device)
     params = [p for p in core.parameters() if p.requires_grad]
-    trainable = (flatten(params) if FLATTEN and dist.world == 1 and request.method != "full" else Trainable(params))
-    optimiser = make_optimiser(hp.get("optimizer", "adamw"), trainable.params, hp["learning_rate"], hp["weight_decay"],
-                               fused=where.device.startswith("cuda") and not dist.sharded)
+    trainable = flatten(params) if FLATTEN and dist.world == 1 and settings.method != "full" else Trainable(params)
+    optimiser = make_optimiser(settings.resolved_optimizer(), trainable.params, settings.resolved_learning_rate(),
+                               settings.weight_decay, fused=where.device.startswith("cuda") and not dist.sharded)
+    return Parts(core, model, trainable, optimiser)
 
-    batch, accum = int(hp["batch_size"]), int(hp["gradient_accumulation_steps"])
-    packing = bool(hp.get("packing", True))
-    budget = hp.get("pack_tokens")
-    steps_per_epoch = math.ceil(micro_batches_per_epoch(train_rows, seed, batch, budget) / accum)
-    total = int(hp["max_steps"] or math.ceil(steps_per_epoch * float(hp["epochs"])))
-    warmup = int(total * float(hp["warmup_ratio"]))
-    compiled = wants_compile(settings.get("compile", "auto"), where.device, total)
-    pack_multiple = int(settings.get("pack_multiple", 0))
+
+def describe(request: TrainRequest, where: Placement, data: Data, plan: Schedule, compiled: bool) -> str:
+    settings = request.settings
+    budget = settings.resolved_pack_tokens()
+    return (f"{request.method} on {request.base_model} ({where.device}, {where.dtype_name}): {len(data.train)} "
+            f"examples, {plan.total} steps of {f'{budget} tokens' if budget else settings.batch_size}"
+            f"x{settings.gradient_accumulation_steps}{' packed' if settings.packing else ''}, "
+            f"lr {settings.resolved_learning_rate()}, {'compiled layers, ' if compiled else ''}"
+            f"validation every {plan.eval_every} steps")
+
+
+def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained]:
+    """Train in this process (or as one rank of several under torchrun). The pieces run in this order
+    because the random draws and the collectives do, and a resumed run must repeat them."""
+    dist, where, scaler = place(request)
+    base_dir = models.resolve(request.base_model)
+    fmt = chat_format(load_tokenizer(base_dir), request.model.chat_template)
+    data = encode_data(request, fmt, base_dir, ctx)
+    parts = build(request, base_dir, where, dist)
+    plan = Schedule.of(request.settings, data.train)
+    compiled = wants_compile(request.backend_settings.get("compile", "auto"), where.device, plan.total)
     if compiled:
-        compile_layers(core, str(settings.get("compile_backend", "inductor")))
-    eval_every = int(hp["eval_steps"] or max(1, steps_per_epoch // 2))
-    save_every = int(hp.get("checkpoint_steps") or eval_every)
-    stopping = hp.get("early_stopping")
+        compile_layers(parts.core, str(request.backend_settings.get("compile_backend", "inductor")))
     meta = {"base_model": request.base_model, "method": request.method, "chat_template": fmt.name,
-            "max_seq_length": max_len}
-    ckpt_dir = request.output_dir.parent / "checkpoint"
-    fp = checkpoint.fingerprint(request)
-    st = checkpoint.load(ckpt_dir, fp, core, optimiser, dist.sharded) or checkpoint.LoopState(fingerprint=fp)
-    if st.loss_scale:
-        scaler.load_state_dict(st.loss_scale)
-    if st.step:
-        for row in st.rows:
-            ctx.log_metrics(row)
-        ctx.reporter.event("resumed", message=f"resumed from the checkpoint at step {st.step} of {total}")
-    ctx.reporter.event("train_plan", message=(
-        f"{request.method} on {request.base_model} ({where.device}, {where.dtype_name}): {len(train_rows)} examples, "
-        f"{total} steps of {f'{budget} tokens' if budget else batch}x{accum}{' packed' if packing else ''}, "
-        f"lr {hp['learning_rate']}, "
-        f"{'compiled layers, ' if compiled else ''}"
-        f"validation every {eval_every} steps"))
-
-    def log(row: dict[str, Any]) -> None:
-        st.rows.append(row)
-        if dist.main:
-            ctx.log_metrics(row)
-
-    stopped, start = False, time.perf_counter() - st.elapsed
-    task = ctx.reporter.progress("train", total) if dist.main else _Silent()
-    amp = lambda: autocast(where.device, where.dtype_name)  # noqa: E731
-    precision = ExitStack()
-    precision.enter_context(adapters_follow_autocast(core, where.dtype_name))
-    if packing and settings.get("attention", "auto") == "auto" and precision.enter_context(packed(causal_lm(core))):
-        ctx.reporter.event("attention", message="packed rows use variable-length FlashAttention (no mask)")
-    try:
-        while st.step < total:
-            step = st.step
-            for group in optimiser.param_groups:
-                group["lr"] = lr_at(step, total, warmup, hp["learning_rate"], hp["scheduler"])
-            micro = []
-            for _ in range(accum):
-                if st.cursor >= len(st.order):
-                    st.order = epoch_order(len(train_rows), seed, st.epoch)
-                    st.cursor, st.epoch = 0, st.epoch + 1
-                take = examples_to_take(train_rows, st.order, st.cursor, batch, budget)
-                micro.append([train_rows[i] for i in st.order[st.cursor:st.cursor + take]])
-                st.cursor += take
-            shares = [(dist.shard(rows), rows) for rows in micro]  # this rank's share of each micro-batch
-            n_trained = int(dist.total(sum(r.trained_tokens for mine, _ in shares for r in mine))[0])
-            step_loss, step_tokens = torch.zeros((), device=where.device), 0
-            for mine, whole in shares:
-                # An epoch's last micro-batch can hold fewer examples than there are processes. A rank with
-                # none still runs forward and backward (DDP and FSDP synchronise in them), on a stand-in
-                # example whose loss counts zero.
-                rows, weight = (mine, dist.world / max(1, n_trained)) if mine else (whole[:1], 0.0)
-                b = (collate_packed(rows, where.device, fmt.tokenizer.pad_token_id, pack_multiple) if packing
-                     else collate(rows, fmt.tokenizer.pad_token_id, where.device))
-                with amp():
-                    loss, _ = answer_loss(model, b)
-                scaler.scale(loss * weight).backward()  # DDP averages over ranks: world / n_trained makes it a sum
-                if mine:
-                    step_loss += loss.detach()  # no .item(): the GPU keeps working while the next batch is built
-                    step_tokens += b.tokens
-            trainable.gather()
-            scaler.unscale_(optimiser)
-            torch.nn.utils.clip_grad_norm_(trainable.params, 1.0)
-            scaler.step(optimiser)  # skipped (float16 only) when a gradient overflowed; the scale then shrinks
-            scaler.update()
-            trainable.zero_grad(optimiser)
-            loss_sum, tokens_sum = dist.total(float(step_loss), step_tokens)  # all ranks, one reduction per step
-            st.step = step + 1
-            st.trained_tokens += n_trained
-            st.tokens_seen += int(tokens_sum)
-            train_loss = loss_sum / max(1, n_trained)
-            elapsed = time.perf_counter() - start
-            log({"step": st.step, "epoch": round(st.epoch - 1 + st.cursor / len(train_rows), 3),
-                 "train_loss": train_loss, "lr": optimiser.param_groups[0]["lr"], "tokens": st.tokens_seen,
-                 "tokens_per_s": st.tokens_seen / max(elapsed, 1e-9),
-                 **({"loss_scale": scaler.get_scale()} if scaler.is_enabled() else {})})
-            st.train_curve.append([st.step, train_loss])
-            task.update(st.step, loss=round(train_loss, 4), tok_s=round(st.tokens_seen / max(elapsed, 1e-9)))
-            if val_rows and (st.step % eval_every == 0 or st.step == total):
-                # sharded weights are gathered by the root module's forward: score through it
-                with amp():
-                    val = evaluate_loss(model if dist.sharded else core, val_rows, fmt.tokenizer.pad_token_id,
-                                        where.device, batch)
-                log({"step": st.step, "eval_loss": val})
-                st.val_curve.append([st.step, val])
-                if val < st.best - (stopping or {}).get("min_delta", 0.0):
-                    st.best, st.best_step, st.bad_evals = val, st.step, 0
-                    weights = dist.full_trainable(core)
-                    if dist.main:
-                        save_model(core, fmt, request.output_dir, {**meta, "step": st.step, "eval_loss": val},
-                                   weights)
-                    dist.barrier()
-                else:
-                    st.bad_evals += 1
-                    if stopping and st.bad_evals >= stopping["patience"] and st.step < total:
-                        stopped = True
-                        ctx.reporter.event("early_stop", message=f"early stop at step {st.step}: validation loss "
-                                                                 f"has not improved on {st.best:.4f} (step {st.best_step})")
-                        break
-            if st.step % save_every == 0 and st.step < total:
-                st.elapsed = time.perf_counter() - start
-                st.loss_scale = scaler.state_dict()
-                saved = dist.checkpoint_state(core, optimiser)
-                if saved is not None:
-                    checkpoint.save(ckpt_dir, st, *saved)
-                dist.barrier()
-    finally:
-        precision.close()
-        task.close()
-    if st.best_step is None:
-        weights = dist.full_trainable(core)
-        if dist.main:
-            save_model(core, fmt, request.output_dir, {**meta, "step": st.step}, weights)
-    dist.barrier()
-    if dist.main:
-        shutil.rmtree(ckpt_dir, ignore_errors=True)  # finished: the adapter is saved, the optimiser is not needed
+            "max_seq_length": request.model.max_seq_length}
+    loop = Loop(request, ctx, fmt, where, dist, scaler, parts, data, plan, meta)
+    loop.resume()
+    ctx.reporter.event("train_plan", message=describe(request, where, data, plan, compiled))
+    stopped = run(loop)
+    save_last(loop)
     if compiled:
-        uncompile_layers(core)
+        uncompile_layers(parts.core)
+    core, st = parts.core, loop.st
     if st.best_step is not None and st.best_step != st.step and dist.world == 1:  # workers' models are not used
         core = _reload_best(core, request, where)
-    wall = time.perf_counter() - start
+    return result(loop, stopped), Trained(request.output_dir, core, fmt, where)
+
+
+def run(loop: Loop) -> bool:
+    """Step to the last step or to an early stop (then True), with the precision and attention settings
+    that hold only while training runs."""
+    loop.begin()
+    precision = ExitStack()
+    precision.enter_context(adapters_follow_autocast(loop.parts.core, loop.where.dtype_name))
+    if (loop.settings.packing and loop.request.backend_settings.get("attention", "auto") == "auto"
+            and precision.enter_context(packed(causal_lm(loop.parts.core)))):
+        loop.ctx.reporter.event("attention", message="packed rows use variable-length FlashAttention (no mask)")
+    try:
+        while loop.st.step < loop.plan.total:
+            loop.step()
+            if validate(loop):
+                return True
+            loop.save_checkpoint()
+    finally:
+        precision.close()
+        loop.task.close()
+    return False
+
+
+def validate(loop: Loop) -> bool:
+    """Every ``eval_steps`` and at the last step: keep the model when validation improved, else count
+    towards early stopping. True when training should stop."""
+    st, parts, stopping, total = loop.st, loop.parts, loop.settings.early_stopping, loop.plan.total
+    if not loop.data.validation or not (st.step % loop.plan.eval_every == 0 or st.step == total):
+        return False
+    with loop.amp():  # sharded weights are gathered by the root module's forward: score through it
+        val = evaluate_loss(parts.model if loop.dist.sharded else parts.core, loop.data.validation,
+                            loop.fmt.tokenizer.pad_token_id, loop.where.device, loop.settings.batch_size)
+    loop.log({"step": st.step, "eval_loss": val})
+    st.val_curve.append([st.step, val])
+    if val < st.best - (stopping.min_delta if stopping is not None else 0.0):
+        st.best, st.best_step, st.bad_evals = val, st.step, 0
+        save(loop, {"step": st.step, "eval_loss": val})
+        return False
+    st.bad_evals += 1
+    if stopping is not None and st.bad_evals >= stopping.patience and st.step < total:
+        loop.ctx.reporter.event("early_stop", message=f"early stop at step {st.step}: validation loss has not "
+                                                      f"improved on {st.best:.4f} (step {st.best_step})")
+        return True
+    return False
+
+
+def save(loop: Loop, extra: dict[str, Any]) -> None:
+    """The model as it is now: gathered from the shards by every rank, written by the first."""
+    weights = loop.dist.full_trainable(loop.parts.core)
+    if loop.dist.main:
+        save_model(loop.parts.core, loop.fmt, loop.request.output_dir, {**loop.meta, **extra}, weights)
+    loop.dist.barrier()
+
+
+def save_last(loop: Loop) -> None:
+    """Without a best model chosen by validation, the last one is the model. Either way the checkpoint
+    goes: the model is saved, and the optimiser state is of no more use."""
+    if loop.st.best_step is None:
+        save(loop, {"step": loop.st.step})
+    else:
+        loop.dist.barrier()
+    if loop.dist.main:
+        shutil.rmtree(loop.ckpt_dir, ignore_errors=True)
+
+
+def result(loop: Loop, stopped: bool) -> TrainResult:
+    request, st = loop.request, loop.st
+    wall = time.perf_counter() - loop.start
     curve = Curve(train=[(int(a), b) for a, b in st.train_curve], val=[(int(a), b) for a, b in st.val_curve])
     metrics = {"train_loss": curve.train[-1][1], "train_tokens_per_s": st.tokens_seen / max(wall, 1e-9)}
     if curve.val:
         metrics["eval_loss"] = st.best
     kind = "full" if request.method == "full" else "adapter"
-    result = TrainResult(model=ModelRef(kind=kind, base=request.base_model, backend=request.backend,
-                                        path=request.output_dir),
-                         metrics=metrics, steps=st.step, epochs=round(st.step / steps_per_epoch, 3),
-                         train_tokens=st.trained_tokens, wall_seconds=round(wall, 2),
-                         peak_memory_mb=round(peak_memory_mb(where.device), 1), best_step=st.best_step,
-                         stopped_early=stopped, overfitting=curve.verdict())
-    return result, Trained(request.output_dir, core, fmt, where)
-
-
-class _Silent:
-    def update(self, completed: int, **fields: Any) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+    return TrainResult(model=ModelRef(kind=kind, base=request.base_model, backend=request.backend,
+                                      path=request.output_dir),
+                       metrics=metrics, steps=st.step, epochs=round(st.step / loop.plan.steps_per_epoch, 3),
+                       train_tokens=st.trained_tokens, wall_seconds=round(wall, 2),
+                       peak_memory_mb=round(peak_memory_mb(loop.where.device), 1), best_step=st.best_step,
+                       stopped_early=stopped, overfitting=curve.verdict())
 
 
 def _reload_best(model: Any, request: TrainRequest, where: Placement) -> Any:

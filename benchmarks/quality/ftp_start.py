@@ -35,8 +35,7 @@ def ftp_start(model_dir: Path, examples: int, seed: int, epochs: float, batch: i
                          "ftp's epochs")
     random.seed(seed)
     torch.manual_seed(seed)
-    lora = LoraSettings().model_dump()
-    model = prepare_model(model_dir, "lora", lora, placement("cuda" if device == "cuda" else "cpu"), False)
+    model = prepare_model(model_dir, "lora", LoraSettings(), placement("cuda" if device == "cuda" else "cpu"), False)
     state = {k: v.detach().float().cpu().clone() for k, v in get_peft_model_state_dict(model).items()}
     taken = math.ceil(examples // batch * epochs) * batch  # the examples ftp's steps take, epoch after epoch
     order = [i for epoch in range(math.ceil(taken / examples)) for i in epoch_order(examples, seed, epoch)]

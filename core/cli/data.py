@@ -12,10 +12,9 @@ from typing import Any
 
 import click
 
+from ftp.config import DEFAULT_BACKEND
 from ftp.errors import UserError
 
-DATA_TARGETS_WITHOUT_PLUGIN = ("azure",)  # data rules known before the Azure backend is installed
-DEFAULT_AZURE_PRICE = 3.0  # USD per 1M training tokens, gpt-4o-mini; unverified, the user's to check
 
 
 def _hooks() -> Any:
@@ -55,7 +54,7 @@ def run_check(train: Path, validation: Path | None, test: Path | None, model: st
     from ftp.data.sources import bundle as make_bundle
 
     hooks = _hooks()
-    known = set(hooks.backends()) | set(DATA_TARGETS_WITHOUT_PLUGIN)
+    known = set(hooks.backends())
     if backend not in known:
         raise UserError(f"--backend {backend}: unknown; use one of {', '.join(sorted(known))}")
     bundle = make_bundle(train, validation, test, columns)
@@ -77,11 +76,11 @@ COLUMNS_HELP = "For a Parquet, CSV or save_to_disk table: prompt=COL,completion=
 @click.option("--validation", default=None, help="A validation file (checked, and for leakage from train).")
 @click.option("--test", "test_file", default=None, help="A test file (checked, and for leakage from train).")
 @click.option("--model", default=None, metavar="PATH_OR_NAME", help="Count tokens with this model's tokenizer.")
-@click.option("--backend", "-b", default="local", show_default=True, help="Target backend: its limits and rules.")
+@click.option("--backend", "-b", default=DEFAULT_BACKEND, show_default=True, help="Target backend: its limits and rules.")
 @click.option("--provenance", type=click.Choice(["human-reviewed", "synthetic", "mixed"]), default=None)
 @click.option("--epochs", default=3.0, show_default=True, help="For the training-token and cost estimate.")
 @click.option("--price-per-1m-tokens", "price", type=float, default=None,
-              help=f"Training price in USD (default for azure: {DEFAULT_AZURE_PRICE}, unverified).")
+              help="Training price in USD (default: the backend's, if it declares one; unverified).")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--report", "report_file", default=None, metavar="FILE.html", help="Write a self-contained HTML report.")
 @click.option("--strict", is_flag=True, help="Exit 1 when there are warnings.")
@@ -98,8 +97,9 @@ def data_check(train: str, validation: str | None, test_file: str | None, model:
 
     report = run_check(_existing(train, "TRAIN") or Path(train), _existing(validation, "--validation"),
                        _existing(test_file, "--test"), model, backend, provenance, disable, parse_columns(columns))
-    if price is None and backend == "azure":
-        price = DEFAULT_AZURE_PRICE
+    if price is None:
+        spec = _hooks().backends().get(backend)
+        price = spec.limits.price_per_1m_tokens if spec else None
     estimate = training_estimate(report, epochs, price)
     if report_file:
         from ftp.run.store import atomic_write
@@ -143,7 +143,7 @@ def data_split(source: str, out_dir: str, ratios: str, seed: int, as_json: bool,
     except ValueError:
         raise UserError(f"--ratios {ratios}: give three numbers, e.g. 0.8,0.1,0.1") from None
     mapping = parse_columns(columns)
-    report = run_check(path, None, None, None, "local", None, columns=mapping)
+    report = run_check(path, None, None, None, DEFAULT_BACKEND, None, columns=mapping)
     if report.counts()["error"]:
         raise UserError(f"{source}: {report.counts()['error']} error(s) in the data; `ftp data check {source}` lists "
                         "them")
@@ -176,7 +176,7 @@ def advise(source: str, needs_fresh_knowledge: bool, needs_citations: bool, prom
 
     path = _existing(source, "SOURCE")
     assert path is not None
-    situation = situation_from(run_check(path, None, None, None, "local", None))
+    situation = situation_from(run_check(path, None, None, None, DEFAULT_BACKEND, None), _hooks().training_prices())
     for key, value in dict(needs_fresh_knowledge=needs_fresh_knowledge, needs_citations=needs_citations,
                            prompting_tried=prompting_tried, rag_tried=rag_tried, needs_format=needs_format,
                            latency_critical=latency_critical, narrow_task=not broad_task,

@@ -16,6 +16,7 @@ import click
 
 from ftp import __version__
 from ftp.cli.plugin_commands import PluginCommandsGroup
+from ftp.config import DEFAULT_BACKEND
 from ftp.errors import FtpError, UserError
 
 
@@ -55,7 +56,9 @@ json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON i
 
 
 def _runs_root(runs_dir: str | None) -> Path:
-    return Path(runs_dir or os.environ.get("FTP_RUNS_DIR") or "runs")
+    from ftp.run.store import runs_root
+
+    return runs_root(runs_dir)
 
 
 runs_dir_option = click.option("--runs-dir", default=None, metavar="DIR",
@@ -112,45 +115,22 @@ def run(pipeline: str | None, backend: str | None, overrides: tuple[str, ...], s
         resume_id: str | None, dry_run: bool, assume_yes: bool, quiet: bool, as_json: bool,
         runs_dir: str | None) -> None:
     """Run a pipeline: validate, split, train, review, evaluate, gate, register, deploy."""
-    from ftp.config.pipeline_file import load_pipeline, resume_overrides
+    from ftp.run.pipeline import open_pipeline, run_pipeline
     from ftp.run.progress import make_reporter
-    from ftp.run.store import RunDir, atomic_write, find_run
-    from ftp.run.runner import Runner, check_steps, parse_steps, preflight
+    from ftp.run.runner import parse_steps
 
     reporter = make_reporter("json" if as_json else "quiet" if quiet else "rich")
     selected = parse_steps(steps)
     hooks = _hooks()
-    root = _runs_root(runs_dir)
-    if resume_id:
-        existing = find_run(root, resume_id)
-        state = existing.state
-        if backend and backend != state.backend:
-            raise UserError(f"--backend {backend}: run {state.run_id} was started with --backend {state.backend}")
-        path = Path(pipeline or state.pipeline_file)
-        loaded = load_pipeline(path, state.backend, hooks.catalog(),
-                               resume_overrides(state.overrides, overrides, state.run_id))
-        if loaded.sha256 != state.pipeline_sha256:
-            reporter.event("warning", message=f"{path} changed since run {state.run_id} started; "
-                                              "steps still to run use the file as it is now")
-    else:
-        if pipeline is None:
-            raise UserError("give a pipeline file (ftp run pipeline.yaml) or --resume RUN_ID")
-        loaded = load_pipeline(Path(pipeline), backend or "local", hooks.catalog(), overrides)
     if dry_run:
         from ftp.run.plan import describe_plan
 
-        describe_plan(loaded, hooks, selected, as_json)
+        opened = open_pipeline(Path(pipeline) if pipeline else None, backend, overrides, hooks,
+                               _runs_root(runs_dir), resume_id, reporter)
+        describe_plan(opened.pipeline, hooks, selected, as_json)
         return
-    if resume_id:
-        run_dir = existing.lock()
-    else:
-        check_steps(selected, done=set())  # refuse before a run directory exists
-        preflight(loaded, hooks.trainer(loaded.backend))
-        run_dir = RunDir.create(root, loaded.settings.name, pipeline_file=str(loaded.path),
-                                pipeline_sha256=loaded.sha256, backend=loaded.backend,
-                                overrides=loaded.stored_overrides())
-    atomic_write(run_dir.path / "pipeline.resolved.yaml", loaded.resolved_yaml())
-    Runner(loaded, hooks, run_dir, reporter, assume_yes=assume_yes).execute(selected)
+    run_pipeline(pipeline, backend, overrides, selected, resume=resume_id, runs_dir=_runs_root(runs_dir),
+                 reporter=reporter, hooks=hooks, assume_yes=assume_yes)
 
 
 # --- validate ---------------------------------------------------------------------------------------
@@ -158,7 +138,7 @@ def run(pipeline: str | None, backend: str | None, overrides: tuple[str, ...], s
 
 @cli.command()
 @click.argument("pipeline", type=click.Path(dir_okay=False))
-@click.option("--backend", "-b", default="local", show_default=True, help="Backend whose overrides apply.")
+@click.option("--backend", "-b", default=DEFAULT_BACKEND, show_default=True, help="Backend whose overrides apply.")
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a setting.")
 @json_option
 @debug_option
@@ -171,14 +151,17 @@ def validate(pipeline: str, backend: str, overrides: tuple[str, ...], as_json: b
 
     hooks = _hooks()
     loaded = load_pipeline(Path(pipeline), backend, hooks.catalog(), overrides)
-    preflight(loaded, hooks.trainer(backend))
+    ignored = preflight(loaded, hooks.trainer(backend))
     bundle = data_bundle(loaded.settings)
     findings = check_data(hooks, bundle, loaded.as_dict(), backend).sorted_findings()
     errors = sum(f.severity == "error" for f in findings)
     if as_json:
         _emit_json({"pipeline": str(loaded.path), "backend": backend, "examples": bundle.train.examples,
-                    "errors": errors, "findings": [f.model_dump(mode="json") for f in findings]})
+                    "errors": errors, "findings": [f.model_dump(mode="json") for f in findings],
+                    "settings_warnings": ignored})
     else:
+        for warning in ignored:
+            click.echo(f"warning: {warning}", err=True)
         report_findings(findings, make_reporter("rich"), limit=50)
         click.echo(f"{pipeline}: pipeline OK; data: {bundle.train.examples} training examples, {errors} error(s), "
                    f"{sum(f.severity == 'warning' for f in findings)} warning(s)")
@@ -323,7 +306,7 @@ def _registry(registry: str | None, pipeline: str | None, kind: str) -> Any:
         from ftp.config.pipeline_file import load_pipeline
 
         hooks = _hooks()
-        loaded = load_pipeline(Path(pipeline), "local", hooks.catalog())
+        loaded = load_pipeline(Path(pipeline), DEFAULT_BACKEND, hooks.catalog())
         location, kind = loaded.settings.registration.store, loaded.settings.registration.registry
     return _hooks().model_registry(kind, location or Path(".ftp/registry.db"))
 
@@ -360,21 +343,16 @@ def models_list(registry: str | None, pipeline: str | None, kind: str, as_json: 
 
 
 @models.command("show")
-@click.argument("ref", metavar="NAME[:VERSION]")
+@click.argument("ref", metavar="NAME[:VERSION|@ALIAS]")
 @registry_options
 @json_option
 @debug_option
 def models_show(ref: str, registry: str | None, pipeline: str | None, kind: str, as_json: bool) -> None:
     """Show one model version with its full lineage (latest version when none is given)."""
-    name, _, number = ref.partition(":")
-    if number and not number.isdigit():
-        raise UserError(f"{ref}: the version must be a number, e.g. {name}:1")
-    reg = _registry(registry, pipeline, kind)
-    version = reg.get(name, int(number) if number else None)
-    if version is None:
-        known = sorted({v.name for v in reg.list()})
-        raise UserError(f"no model {ref!r} in {reg.location}" + (f"; models: {', '.join(known)}" if known else ""))
-    data = version.model_dump(mode="json")
+    from ftp.registry.refs import parse_ref, resolve
+
+    wanted = parse_ref(ref)
+    data = resolve(_registry(registry, pipeline, kind), wanted).model_dump(mode="json")
     if as_json:
         _emit_json(data)
         return

@@ -8,6 +8,7 @@ from typing import Any
 
 import click
 
+from ftp.config import DEFAULT_BACKEND
 from ftp.errors import UserError
 
 
@@ -40,7 +41,7 @@ def print_plan(plan: Any) -> None:
 
 @click.command()
 @click.argument("pipeline", type=click.Path(dir_okay=False))
-@click.option("--backend", "-b", default="local", show_default=True)
+@click.option("--backend", "-b", default=DEFAULT_BACKEND, show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE")
 @click.option("--json", "as_json", is_flag=True)
 def plan(pipeline: str, backend: str, overrides: tuple[str, ...], as_json: bool) -> None:
@@ -63,20 +64,14 @@ def plan(pipeline: str, backend: str, overrides: tuple[str, ...], as_json: bool)
 
 
 def resolve_model(ref: str, runs_dir: Path, registry: str | None) -> Any:
-    """A run id (or prefix) or NAME:VERSION from the registry, as a ModelRef."""
+    """A run id (or prefix), or NAME:VERSION / NAME@ALIAS from the registry, as a ModelRef."""
+    from ftp.registry.refs import parse_ref, resolve
     from ftp.run.store import find_run
-    from ftp.types import ModelRef, TrainResult
+    from ftp.types import TrainResult
 
-    name, _, number = ref.partition(":")
-    if number:
-        if not number.isdigit():
-            raise UserError(f"{ref}: the version must be a number, e.g. {name}:1")
+    if ":" in ref or "@" in ref:
         reg = _hooks().model_registry("sqlite", Path(registry or ".ftp/registry.db"))
-        version = reg.get(name, int(number))
-        if version is None:
-            raise UserError(f"no model {ref!r} in {reg.location}")
-        kind = "full" if version.hyperparameters.get("method") == "full" else "adapter"
-        return ModelRef(kind=kind, base=version.base_model, backend=version.backend, path=Path(version.artifact))
+        return resolve(reg, parse_ref(ref)).model
     run = find_run(runs_dir, ref)
     outputs = run.state.outputs("train")
     if not outputs:

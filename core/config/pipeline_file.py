@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel
 
 from ftp import redact
+from ftp.config.model_source import model_source
 from ftp.config.check import KeyPath, Located, set_label, suggest
 from ftp.config.local_plugins import LocalEntry, with_local_plugins
 from ftp.errors import ConfigError, UserError
@@ -278,8 +279,8 @@ def _resolve_paths(settings: PipelineSettings, base: Path) -> None:
         if value is not None and not Path(value).is_absolute():
             setattr(getattr(settings, section), key, (base / value).resolve())
     model_base = settings.model.base
-    if model_base and not model_base.startswith("builtin:") and (base / model_base).exists():
-        settings.model.base = str((base / model_base).resolve())
+    if model_base and model_source(model_base).builtin is None and (base / model_base).exists():
+        settings.model = settings.model.model_copy(update={"base": str((base / model_base).resolve())})
 
 
 def _check_names(settings: PipelineSettings, catalog: Catalog, ctx: Located, backend: str) -> None:

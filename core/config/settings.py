@@ -20,6 +20,12 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True, populate_by_name=True)
 
 
+class FrozenSection(Section):
+    """A section a trainer receives (``TrainRequest``): what it was asked for cannot change under it."""
+
+    model_config = ConfigDict(frozen=True)
+
+
 class SplitSettings(Section):
     ratios: tuple[float, float, float] = (0.8, 0.1, 0.1)
     seed: int = 42
@@ -53,13 +59,13 @@ class DataSettings(Section):
     columns: ColumnMapping | None = None  # for table inputs; chat JSONL and a ``messages`` column need none
 
 
-class ModelSettings(Section):
+class ModelSettings(FrozenSection):
     base: str | None = None
     chat_template: Literal["auto", "tokenizer", "gemma", "chatml", "llama3", "mistral", "phi3"] = "auto"
     max_seq_length: int = Field(1024, gt=8)
 
 
-class LoraSettings(Section):
+class LoraSettings(FrozenSection):
     r: int = Field(16, gt=0)
     alpha: int = Field(32, gt=0)
     dropout: float = Field(0.05, ge=0, lt=1)
@@ -67,12 +73,12 @@ class LoraSettings(Section):
     dora: bool = False
 
 
-class EarlyStoppingSettings(Section):
+class EarlyStoppingSettings(FrozenSection):
     patience: int = Field(2, ge=1)
     min_delta: float = 0.0
 
 
-class TrainSettings(Section):
+class TrainSettings(FrozenSection):
     method: Literal["lora", "qlora", "full"] = "lora"
     epochs: float = Field(3, gt=0)
     batch_size: int = Field(8, gt=0)
@@ -99,6 +105,10 @@ class TrainSettings(Section):
     def resolved_optimizer(self) -> str:
         """Field default: paged 8-bit AdamW for QLoRA (it needs bitsandbytes' CUDA or CPU kernels), else AdamW."""
         return self.optimizer or ("paged_adamw_8bit" if self.method == "qlora" else "adamw")
+
+    def resolved_pack_tokens(self) -> int | None:
+        """A token budget per micro-batch means something only with packing."""
+        return self.pack_tokens if self.packing else None
 
     def resolved_learning_rate(self) -> float:
         """Field default: 2e-4 for adapters, 2e-5 when every weight moves."""
@@ -170,10 +180,15 @@ class PipelineSettings(CommonSettings):
 
     def hyperparameters(self) -> dict[str, Any]:
         """The training settings that define the model, as recorded in lineage."""
-        hp = self.train.model_dump(mode="json")
-        hp["learning_rate"] = self.train.resolved_learning_rate()
-        hp["optimizer"] = self.train.resolved_optimizer()
-        hp["pack_tokens"] = self.train.pack_tokens if self.train.packing else None  # a budget only packing uses
-        hp["max_seq_length"] = self.model.max_seq_length
-        hp["chat_template"] = self.model.chat_template
-        return hp
+        return hyperparameters(self.train, self.model)
+
+
+def hyperparameters(train: TrainSettings, model: ModelSettings) -> dict[str, Any]:
+    """The training settings that define a model, defaults resolved, as lineage and checkpoints record them."""
+    hp = train.model_dump(mode="json")
+    hp["learning_rate"] = train.resolved_learning_rate()
+    hp["optimizer"] = train.resolved_optimizer()
+    hp["pack_tokens"] = train.resolved_pack_tokens()
+    hp["max_seq_length"] = model.max_seq_length
+    hp["chat_template"] = model.chat_template
+    return hp

@@ -28,6 +28,7 @@ class Situation:
     latency_critical: bool = False
     narrow_task: bool = True
     domain_corpus: bool = False  # a large unlabelled corpus of a new domain or language
+    prices: dict[str, float] = field(default_factory=dict)  # backend -> its declared USD per 1M training tokens
 
 
 @dataclass
@@ -45,8 +46,10 @@ class Advice:
 
 def _lora_cost(s: Situation) -> str:
     tokens = s.examples * (s.median_tokens or 300) * 3
+    clouds = "".join(f"; on {name} about ${tokens / 1e6 * price:.2f} at ${price:g} per 1M tokens (check current prices)"
+                     for name, price in sorted(s.prices.items()))
     return (f"about {tokens / 1e6:.2f}M training tokens for 3 epochs; LoRA on a 1-8B model: minutes to an hour on "
-            f"one GPU; on Azure about ${tokens / 1e6 * 3:.2f} at $3 per 1M tokens (check current prices)")
+            f"one GPU{clouds}")
 
 
 def advise(s: Situation) -> Advice:
@@ -94,8 +97,8 @@ def advise(s: Situation) -> Advice:
                   "keep a held-out test split; 1,000+ examples for production", _lora_cost(s))
 
 
-def situation_from(report: Any) -> Situation:
-    """What the data says, for the advice."""
+def situation_from(report: Any, prices: dict[str, float] | None = None) -> Situation:
+    """What the data says, for the advice; ``prices``: the backends' declared training prices."""
     s = report.summaries
     examples = (s.get("quantity", {}).get("examples") or {}).get("train", 0)
     out_fmt = s.get("output_format", {})
@@ -103,4 +106,5 @@ def situation_from(report: Any) -> Situation:
     if out_fmt:
         consistent = bool(out_fmt.get("enforced"))
     train_len = ((s.get("length", {}).get("splits") or {}).get("train") or {})
-    return Situation(examples=examples, consistent_format=consistent, median_tokens=train_len.get("median"))
+    return Situation(examples=examples, consistent_format=consistent, median_tokens=train_len.get("median"),
+                     prices=dict(prices or {}))

@@ -8,7 +8,7 @@ from typing import Any
 
 from ftp.data.scan import DEFAULT_MAX_LINE_BYTES, configure, scan
 from ftp.hooks import Hooks
-from ftp.types import CheckContext, DataBundle, Finding
+from ftp.types import BackendLimits, CheckContext, DataBundle, Finding
 
 ORDER: dict[str, int] = {"error": 0, "warning": 1, "info": 2}
 
@@ -37,9 +37,10 @@ class DataReport:
 
 def check_data(hooks: Hooks, data: DataBundle, settings: dict[str, Any], backend: str) -> DataReport:
     """Run every data check in one streaming pass, then the whole-file validators."""
-    model = (settings.get("model") or {}).get("base")
-    counter = hooks.token_counter(backend, model) if model else None
-    context = CheckContext(backend=backend, settings=settings, data=data, token_counter=counter)
+    model = (settings.get("model") or {}).get("base") or None
+    spec = hooks.backends().get(backend)
+    context = CheckContext(backend=backend, settings=settings, data=data, token_counter=hooks.token_counter(backend, model),
+                           limits=spec.limits if spec else BackendLimits())
     active = configure(hooks.data_checks(context), context)
     max_mb = context.section("hygiene").get("max_line_mb")
     result = scan(data, active, int(max_mb * 2**20) if max_mb else DEFAULT_MAX_LINE_BYTES)

@@ -9,11 +9,13 @@ findings as it goes or at the end, and gives the report its statistics.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from ftp.json_safe import JsonLineError, loads_line
 from ftp.types import CheckContext, ConfigSection, DatasetRef, Finding, Severity
 
 MAX_FINDINGS_PER_CODE = 50
@@ -53,6 +55,22 @@ class CheckSettings(BaseModel):
     severity: Severity | None = None  # replaces the severity of every finding the check makes
 
 
+def parse_record(record: Record) -> None:
+    """Decode and parse one line; a refused line keeps ``example`` None and says why in ``problem``."""
+    try:
+        text = record.raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        record.problem, record.detail = "not-utf8", f"invalid UTF-8 at byte {exc.start}"
+        return
+    try:
+        record.example = loads_line(text)
+    except JsonLineError as exc:
+        record.problem, record.detail = exc.code, exc.detail
+        return
+    if record.example is None:  # json.loads(" null ") parses to None: keep blank-vs-null distinct
+        record.problem, record.detail = "invalid-json", "the line is JSON null"
+
+
 class DataCheck:
     """Base class with no-op hooks; subclasses override what they need."""
 
@@ -71,6 +89,12 @@ class DataCheck:
     def settings_from(cls, context: CheckContext) -> Any:
         """This check's settings from the pipeline (shorthands expanded, defaults filled in)."""
         return cls.Settings.model_validate(context.section(cls.name))
+
+    @classmethod
+    def build(cls, context: CheckContext) -> "DataCheck | None":
+        """The check for these files, or None when it has nothing to do (so it keeps nothing in memory).
+        The default takes the check's settings; a check that needs more of the context overrides this."""
+        return cls(cls.settings_from(context))  # type: ignore[call-arg]
 
     def begin(self, ref: DatasetRef) -> list[Finding] | None:
         """A file starts."""
@@ -106,3 +130,23 @@ class DataCheck:
         """One summary finding per code that was reported more often than shown."""
         return [Finding(severity="info", code=code, message=f"{n - MAX_FINDINGS_PER_CODE} more findings of this kind "
                         "not listed") for code, n in self._counts.items() if n > MAX_FINDINGS_PER_CODE]
+
+
+def check_hooks(*checks: type[DataCheck]) -> tuple[Callable[[], list[ConfigSection]],
+                                                    Callable[[CheckContext], list[DataCheck]]]:
+    """The two hooks a module of data checks needs, derived from its check classes:
+
+        ftp_config_sections, ftp_data_checks = check_hooks(MyCheck)
+
+    declares each check's ``validate.<name>`` section and builds the checks for a run."""
+    from ftp import hookimpl
+
+    @hookimpl
+    def ftp_config_sections() -> list[ConfigSection]:
+        return [check.config_section() for check in checks]
+
+    @hookimpl
+    def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
+        return [built for check in checks if (built := check.build(context)) is not None]
+
+    return ftp_config_sections, ftp_data_checks

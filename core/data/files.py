@@ -15,7 +15,7 @@ BOM = b"\xef\xbb\xbf"
 
 def dataset_ref(path: Path, split: Split | None = None, columns: dict[str, str] | None = None) -> DatasetRef:
     """Hash and count a file in one streaming pass (data files can be gigabytes); tables through ``columns``."""
-    from ftp.data.sources import is_table, table_ref
+    from ftp.data.table_files import is_table, table_ref
 
     if is_table(path):
         return table_ref(path, split, columns)

@@ -12,16 +12,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ftp.data.checks import CheckSettings, DataCheck, Record
+from ftp.data.checks import CheckSettings, DataCheck, Record, parse_record
 from ftp.data.files import BOM
-from ftp.json_safe import JsonLineError, loads_line
 from ftp.types import CheckContext, DataBundle, DatasetRef, Finding
 
 DEFAULT_MAX_LINE_BYTES = 16 * 2**20
 
 
 def read_records(ref: DatasetRef, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[Record]:
-    from ftp.data.sources import is_table, records
+    from ftp.data.table_files import is_table, records
 
     if is_table(ref.path):  # a table's rows, each as the JSON line of its chat example
         yield from records(ref)
@@ -52,22 +51,6 @@ def read_records(ref: DatasetRef, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) 
             elif raw.strip():
                 parse_record(record)
             yield record
-
-
-def parse_record(record: Record) -> None:
-    """Decode and parse one line; a refused line keeps ``example`` None and says why in ``problem``."""
-    try:
-        text = record.raw.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        record.problem, record.detail = "not-utf8", f"invalid UTF-8 at byte {exc.start}"
-        return
-    try:
-        record.example = loads_line(text)
-    except JsonLineError as exc:
-        record.problem, record.detail = exc.code, exc.detail
-        return
-    if record.example is None:  # json.loads(" null ") parses to None: keep blank-vs-null distinct
-        record.problem, record.detail = "invalid-json", "the line is JSON null"
 
 
 @dataclass

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ftp.run.store import atomic_write
-from ftp.types import EvalReport, Metric, Predictor
+from ftp.types import Comparison, EvalReport, Metric, Predictor
 
 
 def auto_max_new_tokens(predictor: Predictor, references: list[str]) -> int:
@@ -33,11 +33,12 @@ def generate_batched(predictor: Predictor, conversations: list[Any], max_new_tok
     return out
 
 
-def eval_report(metrics: list[Metric], n: int) -> EvalReport:
+def eval_report(metrics: list[Metric], n: int, comparisons: list[Comparison] | None = None) -> EvalReport:
     table: dict[str, dict[str, float]] = {}
     for m in metrics:
         table.setdefault(m.candidate, {})[m.name] = m.value
-    return EvalReport(metrics=table, higher_is_better={m.name: m.higher_is_better for m in metrics}, n=n)
+    return EvalReport(metrics=table, higher_is_better={m.name: m.higher_is_better for m in metrics}, n=n,
+                      comparisons=comparisons or [])
 
 
 def format_report(report: EvalReport) -> str:
@@ -45,7 +46,8 @@ def format_report(report: EvalReport) -> str:
     parts = []
     for name, value in ft.items():
         parts.append(f"{name} {value:.4f}" + (f" (base {base[name]:.4f})" if name in base else ""))
-    return f"n={report.n}: " + ", ".join(parts)
+    paired = [c.describe() for c in report.comparisons]
+    return f"n={report.n}: " + ", ".join(parts) + "".join(f"; {p}" for p in paired)
 
 
 def write_eval(run_dir: Path, report: EvalReport, metrics: list[Metric], examples: list[dict[str, Any]],
@@ -54,6 +56,7 @@ def write_eval(run_dir: Path, report: EvalReport, metrics: list[Metric], example
              **{label: preds[i] for label, preds in predictions.items()}}
             for i, (ex, ref) in enumerate(zip(examples, references))]
     payload = {"n": report.n, "metrics": report.metrics, "higher_is_better": report.higher_is_better,
+               "comparisons": [c.model_dump(mode="json") for c in report.comparisons],
                "details": [m.model_dump(mode="json") for m in metrics], "examples": rows,
                **({"not_evaluated": skipped} if skipped else {})}
     atomic_write(run_dir / "eval.json", json.dumps(payload, indent=2, ensure_ascii=False))

@@ -1,15 +1,11 @@
-"""What plugins see of a run: the ``StepContext`` the runner hands to every hook, and the code version
-recorded in lineage.
-"""
+"""What plugins see of a run: the ``StepContext`` the runner hands to every hook."""
 
 from __future__ import annotations
 
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftp import __version__
 from ftp.hooks import Hooks
 from ftp.config.pipeline_file import Pipeline
 from ftp.run.store import RunDir
@@ -72,18 +68,11 @@ class RunContext:
         self.run.save()
 
     def predictor(self, model: ModelRef) -> Predictor:
-        """Load each model once per run; review and evaluate share it."""
+        """Load each model once per run; review and evaluate share it. The trainer that trained in this
+        process answers first (it may still hold the weights); otherwise the backend's ``ftp_predictor``."""
         key = model.model_dump_json()
         if key not in self._predictors:
-            self._predictors[key] = self.trainer().predictor(model, self)
+            trainer = self._trainer
+            self._predictors[key] = (trainer.predictor(model, self) if trainer is not None
+                                     else self.hooks.predictor(model, self))
         return self._predictors[key]
-
-
-def code_version(where: Path) -> str:
-    """ftp's version plus the git commit of the pipeline's folder, when it is in a repository."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=where, capture_output=True, text=True,
-                             timeout=5).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        sha = ""
-    return f"ftp {__version__}" + (f" git {sha}" if sha else "")

@@ -15,7 +15,7 @@ from ftp.run.runner import preflight
 def plan(pipeline: Pipeline, hooks: Hooks, steps: list[str]) -> dict[str, Any]:
     s = pipeline.settings
     trainer = hooks.trainer(pipeline.backend)
-    preflight(pipeline, trainer)
+    warnings = preflight(pipeline, trainer)
     registry = hooks.model_registry(s.registration.registry, s.registration.store)
     deployer = hooks.deployer(pipeline.backend)
     given = s.data.validation is not None and s.data.test is not None
@@ -33,7 +33,7 @@ def plan(pipeline: Pipeline, hooks: Hooks, steps: list[str]) -> dict[str, Any]:
         "register": {"component": registry.name, "detail": registry.location},
         "deploy": {"component": deployer.name, "detail": f"{s.deploy.strategy}, new version gets {s.deploy.traffic.new}%"},
     }
-    return {"pipeline": str(pipeline.path), "backend": pipeline.backend,
+    return {"pipeline": str(pipeline.path), "backend": pipeline.backend, "warnings": warnings,
             "steps": {k: v for k, v in handlers.items() if k in steps},
             "settings": pipeline.resolved_yaml()}
 
@@ -48,5 +48,7 @@ def describe_plan(pipeline: Pipeline, hooks: Hooks, steps: list[str], as_json: b
         who = h.get("component") or ", ".join(h.get("plugins", [])) or "-"
         detail = f"  ({h['detail']})" if h.get("detail") else ""
         click.echo(f"  {step:<9} {who}{detail}")
+    for warning in data["warnings"]:
+        click.echo(f"warning: {warning}")
     click.echo("\nresolved settings:\n")
     click.echo(data["settings"])

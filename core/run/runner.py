@@ -20,7 +20,8 @@ from ftp.eval.answers import auto_max_new_tokens, eval_report, format_report, ge
 from ftp.hooks import Hooks
 from ftp.config.pipeline_file import Pipeline
 from ftp.redact import ScrubbingFormatter
-from ftp.run.context import RunContext, code_version
+from ftp.registry.lineage import new_version
+from ftp.run.context import RunContext
 from ftp.run.store import STEPS, RunDir, atomic_write, now
 from ftp.config.settings import PipelineSettings
 from ftp.types import (
@@ -35,9 +36,11 @@ from ftp.types import (
     ModelVersion,
     Predictor,
     ReviewRequest,
+    ScoredTable,
     SplitResult,
     Trainer,
     TrainRequest,
+    TrainSpec,
     TrainResult,
 )
 
@@ -64,18 +67,32 @@ def train_request(pipeline: Pipeline, train: DatasetRef, validation: DatasetRef 
                   output_dir: Path) -> TrainRequest:
     """What a trainer is asked for: the settings merged for the pipeline's backend."""
     s = pipeline.settings
-    return TrainRequest(backend=pipeline.backend, base_model=str(s.model.base), method=s.train.method,
-                        hyperparameters=s.hyperparameters(), train=train, validation=validation,
-                        output_dir=output_dir, backend_settings=pipeline.backend_settings)
+    return TrainRequest(backend=pipeline.backend, base_model=str(s.model.base), settings=s.train, model=s.model,
+                        train=train, validation=validation, output_dir=output_dir,
+                        backend_settings=pipeline.backend_settings)
 
 
-def preflight(pipeline: Pipeline, trainer: Trainer) -> None:
-    """The trainer's own checks (base model, settings), located in the pipeline file like schema errors."""
+def train_spec(pipeline: Pipeline) -> TrainSpec:
+    s = pipeline.settings
+    return TrainSpec(backend=pipeline.backend, base_model=str(s.model.base), settings=s.train, model=s.model,
+                     backend_settings=pipeline.backend_settings)
+
+
+def preflight(pipeline: Pipeline, trainer: Trainer) -> list[str]:
+    """The trainer's own checks (base model, settings), located in the pipeline file like schema errors;
+    returns its warnings (settings it ignores), located the same way."""
     try:
-        trainer.preflight(str(pipeline.settings.model.base), pipeline.backend_settings)
+        warnings = trainer.preflight(train_spec(pipeline)) or []
     except UserError as exc:
-        where = pipeline.locate(("backends", pipeline.backend, "model", "base"), ("model", "base"))
-        raise UserError(f"{where}: {exc}") from None
+        raise UserError(f"{_locate(pipeline, str(exc), ('model', 'base'))}: {exc}") from None
+    return [f"{_locate(pipeline, w, ('train',))}: {w}" for w in warnings]
+
+
+def _locate(pipeline: Pipeline, message: str, default: tuple[str, ...]) -> str:
+    """The line of the key a message starts with (``train.epochs: ...``), in the backend's block first."""
+    head = message.split(":", 1)[0]
+    key = tuple(head.split(".")) if head and " " not in head else default
+    return pipeline.locate(("backends", pipeline.backend, *key), key, ("backends", pipeline.backend, *default), default)
 
 
 def check_steps(steps: list[str], done: set[str]) -> None:
@@ -100,7 +117,8 @@ class Runner:
 
     def execute(self, steps: list[str]) -> None:
         check_steps(steps, {s for s, st in self.run.state.steps.items() if st.status == "done"})
-        preflight(self.pipeline, self.ctx.trainer())
+        for warning in preflight(self.pipeline, self.ctx.trainer()):
+            self.reporter.event("warning", message=warning)
         handler = logging.FileHandler(self.run.path / "run.log", encoding="utf-8")
         handler.setFormatter(ScrubbingFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         root = logging.getLogger("ftp")
@@ -206,7 +224,7 @@ class Runner:
         """Say so when the data itself says fine-tuning is premature (the user already chose to fine-tune)."""
         from ftp.data.advice import advise, situation_from
 
-        situation = situation_from(report)
+        situation = situation_from(report, self.hooks.training_prices())
         situation.prompting_tried = True
         advice = advise(situation)
         if not advice.fine_tune:
@@ -291,7 +309,8 @@ class Runner:
                                                        predictions=predictions, references=references,
                                                        metrics=ev.metrics, predictor=predictor,
                                                        settings=self.pipeline.as_dict()))
-        report = eval_report(metrics, len(examples))
+        table = ScoredTable(n=len(examples), candidates=list(per_example), metrics=metrics)
+        report = eval_report(metrics, len(examples), self.hooks.compare(table) if len(per_example) > 1 else [])
         write_eval(self.run.path, report, metrics, examples, references, per_example, skipped)
         for m in metrics:
             self.ctx.log_metrics({"split": "test", "candidate": m.candidate, m.name: m.value})
@@ -317,15 +336,11 @@ class Runner:
         registry = self.hooks.model_registry(s.registration.registry, s.registration.store)
         name = s.registration.name or s.name
         report = self._outputs("evaluate")["report"]
-        version = ModelVersion(
-            name=name, version=0, created_at=now(), run_id=self.run.run_id, backend=self.pipeline.backend,
-            base_model=result.model.base, artifact=str(result.model.path or result.model.cloud_id),
-            data_sha256={"source": self._outputs("validate").get("data", {}).get("train", {}).get("sha256", ""),
-                         **{part: getattr(split, part).sha256 for part in ("train", "validation", "test")}},
-            hyperparameters={**s.hyperparameters(), "method": s.train.method},
-            metrics={"test": report["metrics"], "train": result.metrics},
-            pipeline_sha256=self.pipeline.sha256, code_version=code_version(self.pipeline.path.parent),
-            backend_details=result.backend_details)
+        version = new_version(
+            name, self.run.run_id, self.pipeline.backend, result,
+            self._outputs("validate").get("data", {}).get("train", {}).get("sha256", ""), split,
+            {**s.hyperparameters(), "method": s.train.method}, report["metrics"], self.pipeline.sha256,
+            self.pipeline.path.parent)
         stored = registry.register(version)
         return stored.model_dump(mode="json"), f"{stored.name} v{stored.version} in {registry.location}"
 

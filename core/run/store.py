@@ -158,3 +158,8 @@ def find_run(runs_root: Path, run_id: str) -> RunDir:
         raise UserError(f"no run {run_id!r} under {runs_root}; `ftp runs list` shows the runs there"
                         " (use --runs-dir or FTP_RUNS_DIR for another folder)")
     raise UserError(f"run id {run_id!r} is ambiguous: {', '.join(sorted(p.name for p in matches))}")
+
+
+def runs_root(runs_dir: str | Path | None = None) -> Path:
+    """Where run directories live: the argument, else ``$FTP_RUNS_DIR``, else ``./runs``."""
+    return Path(runs_dir or os.environ.get("FTP_RUNS_DIR") or "runs")

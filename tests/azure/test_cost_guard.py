@@ -62,3 +62,4 @@ def test_without_yes_the_user_is_asked(quickstart: Path, fake_azure: Any) -> Non
 def test_a_fractional_epoch_count_is_refused_for_azure(quickstart: Path, fake_azure: Any) -> None:
     result = run("--yes", "--set", "train.epochs=1.5")
     assert result.exit_code == 2 and "train.epochs: Azure takes a whole number of epochs" in result.stderr
+    assert not fake_azure.jobs and not (quickstart / "runs").exists()  # refused before any step, any upload

@@ -63,7 +63,7 @@ def test_quickstart_runs_end_to_end_on_azure(quickstart: Path, fake_azure: Any) 
     versions = json.loads(invoke("models", "list", "--json", "--registry", ".ftp/registry.db").output)
     assert len(versions) == 1
     v = versions[0]
-    assert v["backend"] == "azure" and v["artifact"] == job["fine_tuned_model"]
+    assert v["backend"] == "azure" and v["model"]["kind"] == "cloud" and v["model"]["cloud_id"] == job["fine_tuned_model"]
     assert set(v["data_sha256"]) == {"source", "train", "validation", "test"}
     details = v["backend_details"]
     assert details["job_id"] == job["id"] and details["training_file"] == job["training_file"]
