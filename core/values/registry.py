@@ -1,0 +1,110 @@
+"""Registered versions and their deployments: what the registry stores and a deployer provisions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from pydantic import ConfigDict, Field, model_validator
+
+from ftp.config.model_source import model_source
+from ftp.values.base import Value
+from ftp.values.context import StepContext
+from ftp.values.training import ModelRef
+
+
+class ModelVersion(Value):
+    """A registered model version and everything needed to reproduce or audit it. ``model`` says what
+    the version is (adapter, full model, cloud model) and where, so loading or exporting it never has to
+    guess the kind from its hyperparameters."""
+
+    name: str
+    version: int
+    created_at: str
+    run_id: str
+    backend: str
+    base_model: str
+    model: ModelRef
+    data_sha256: dict[str, str]
+    hyperparameters: dict[str, Any]
+    metrics: dict[str, Any]
+    pipeline_sha256: str
+    code_version: str
+    backend_details: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_artifact(cls, data: Any) -> Any:
+        """Versions registered before ``model`` existed stored a bare ``artifact`` location: rebuild the
+        reference: a folder path is an adapter (a full model when trained with ``method: full``), anything
+        else an id on the cloud service that trained it."""
+        if not isinstance(data, dict) or "artifact" not in data:
+            return data
+        data = dict(data)
+        artifact = str(data.pop("artifact"))
+        if not data.get("model"):
+            method = (data.get("hyperparameters") or {}).get("method")
+            local = model_source(artifact).kind == "path"
+            kind = "cloud" if not local else "full" if method == "full" else "adapter"
+            data["model"] = {"kind": kind, "base": data.get("base_model", ""), "backend": data.get("backend", ""),
+                             **({"cloud_id": artifact} if kind == "cloud" else {"path": artifact})}
+        return data
+
+    @property
+    def artifact(self) -> str:
+        """The model's location: its folder, or its id on the cloud service."""
+        return str(self.model.cloud_id or self.model.path or "")
+
+
+class ModelRegistry(Protocol):
+    """A store of model versions; ``ftp models`` reads it, the register step writes it."""
+
+    name: str
+    location: str
+
+    def register(self, version: ModelVersion) -> ModelVersion: ...
+
+    def list(self, name: str | None = None) -> list[ModelVersion]: ...
+
+    def get(self, name: str, version: int | None = None) -> ModelVersion | None: ...
+
+
+class Deployment(Value):
+    """Slots and traffic weights of a deployed model name; serving and monitoring read this."""
+
+    name: str
+    backend: str
+    slot: str
+    version: int
+    traffic: dict[str, int]
+    slots: dict[str, int]
+    endpoint: str | None = None
+    created_at: str
+
+
+class Provisioned(Value):
+    """What a deployer made for a version (an Azure deployment, a serverless endpoint, or nothing but a
+    record); the core then assigns its slot and traffic (``ftp.deploy.slots.record``)."""
+
+    backend: str
+    endpoint: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class Deployer(Protocol):
+    """Provisions a registered version (an endpoint, or nothing beyond the record); the core owns the
+    slots and traffic weights and records them after ``deploy`` returns."""
+
+    name: str
+
+    def deploy(self, request: "DeployRequest", ctx: StepContext) -> Provisioned: ...
+
+
+class DeployRequest(Value):
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    version: ModelVersion
+    strategy: Literal["blue-green", "replace"]
+    traffic_new: int
+    store: Path
+    backend_settings: dict[str, Any] = Field(default_factory=dict)
