@@ -179,7 +179,9 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, co
     phases = {"forward": 0.0, "backward_and_step": 0.0, "after_forward": 0.0}
     if prof is None and DEVICE == "cuda":  # memory held between steps: weights, adapters, optimiser state
         ctx.on_step = lambda: steady.append(torch.cuda.memory_allocated() / 2**30)
-        training.answer_loss = phase_peaks(training.answer_loss, phases)
+        from ftp.backends.local import loss as loss_module  # the loop imports answer_loss from it at each step
+
+        loss_module.answer_loss = phase_peaks(loss_module.answer_loss, phases)  # type: ignore[assignment]
     start = time.perf_counter()
     result, trained = training.train(request, ctx)  # type: ignore[arg-type]
     wall = time.perf_counter() - start

@@ -40,6 +40,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from ftp.config.model_source import model_source
 from ftp.errors import UserError
 from ftp.types import MemoryPlan, TrainRequest
 
@@ -125,11 +126,11 @@ def shape_from_config(config: dict[str, Any]) -> Shape:
 
 def load_config(base: str) -> dict[str, Any]:
     """The model's config.json, without converting a built-in model or touching weights."""
-    if base.startswith("builtin:"):
-        from .models import cache_root
+    from .models import folder_of
 
-        name = base.split(":", 1)[1]
-        cached = cache_root() / "models" / name / "config.json"
+    name = model_source(base).builtin
+    if name is not None:
+        cached = folder_of(base) / "config.json"
         if cached.exists():
             return json.loads(cached.read_text(encoding="utf-8"))
         if name in KNOWN_CONFIGS:
