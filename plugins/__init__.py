@@ -10,6 +10,7 @@ BUILTIN: tuple[str, ...] = (
     "ftp.plugins.leakage",
     "ftp.plugins.pii",
     "ftp.plugins.duplicates",
+    "ftp.plugins.phrasing",
     "ftp.plugins.output_format",
     "ftp.plugins.split",
     "ftp.plugins.loss_curve",

@@ -308,6 +308,14 @@ class UnionFind:
                 self.parent[ra] = rb
 
 
+def band_key(sigs: np.ndarray, band: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """The LSH bucket, in one band, of every signature (or of the ``rows`` of ``sigs``): equal keys are candidates."""
+    cut = slice(band * ROWS, (band + 1) * ROWS)
+    cols = (sigs[:, cut] if rows is None else sigs[rows, cut]).astype(np.uint64)
+    with np.errstate(over="ignore"):
+        return _mix((cols * _BAND_MUL).sum(axis=1, dtype=np.uint64) + U64(band))
+
+
 def near_pairs(sigs: np.ndarray, threshold: float, rows: np.ndarray | None = None) -> np.ndarray:
     """Verified pairs (k x 2, indices into ``rows``, or rows of ``sigs`` when it is None) whose
     estimated Jaccard is >= threshold. ``rows`` selects signatures without copying them all.
@@ -322,9 +330,7 @@ def near_pairs(sigs: np.ndarray, threshold: float, rows: np.ndarray | None = Non
         return np.empty((0, 2), dtype=np.int64)
     found = []
     for band in range(BANDS):
-        cols = sigs[rows, band * ROWS:(band + 1) * ROWS].astype(np.uint64)
-        with np.errstate(over="ignore"):
-            key = _mix((cols * _BAND_MUL).sum(axis=1, dtype=np.uint64) + U64(band))
+        key = band_key(sigs, band, rows)
         order = np.argsort(key, kind="stable")
         ks = key[order]
         same = ks[1:] == ks[:-1]

@@ -159,6 +159,8 @@ def data_split(source: str, out_dir: str, ratios: str, seed: int, as_json: bool,
 
 @click.command()
 @click.argument("source", type=click.Path(dir_okay=False))
+@click.option("--validation", default=None, help="The validation file: is it phrased like training or like the test?")
+@click.option("--test", "test_file", default=None, help="The test file: are its prompts phrased like training's?")
 @click.option("--needs-fresh-knowledge", is_flag=True, help="Answers depend on facts that change.")
 @click.option("--needs-citations", is_flag=True, help="Answers must be grounded in checkable sources.")
 @click.option("--prompting-tried", is_flag=True, help="Prompting (and few-shot) was tried and fell short.")
@@ -168,23 +170,29 @@ def data_split(source: str, out_dir: str, ratios: str, seed: int, as_json: bool,
 @click.option("--broad-task", is_flag=True, help="The task is broad rather than narrow.")
 @click.option("--domain-corpus", is_flag=True, help="You have a large unlabelled corpus of a new domain.")
 @click.option("--json", "as_json", is_flag=True)
-def advise(source: str, needs_fresh_knowledge: bool, needs_citations: bool, prompting_tried: bool, rag_tried: bool,
+def advise(source: str, validation: str | None, test_file: str | None, needs_fresh_knowledge: bool, needs_citations: bool, prompting_tried: bool, rag_tried: bool,
            needs_format: bool, latency_critical: bool, broad_task: bool, domain_corpus: bool, as_json: bool) -> None:
-    """Should you fine-tune? The recommended technique for this data and situation, with reasons."""
+    """Should you fine-tune? The recommended technique for this data and situation, with reasons, and
+    the settings to change when the data calls for it (a small training file; test prompts phrased unlike
+    training's)."""
     from ftp.data.advice import advise as decide
-    from ftp.data.advice import situation_from
+    from ftp.data.advice import situation_from, tuning
 
     path = _existing(source, "SOURCE")
     assert path is not None
-    situation = situation_from(run_check(path, None, None, None, DEFAULT_BACKEND, None), _hooks().training_prices())
+    report = run_check(path, _existing(validation, "--validation"), _existing(test_file, "--test"), None,
+                       DEFAULT_BACKEND, None)
+    situation = situation_from(report, _hooks().training_prices())
     for key, value in dict(needs_fresh_knowledge=needs_fresh_knowledge, needs_citations=needs_citations,
                            prompting_tried=prompting_tried, rag_tried=rag_tried, needs_format=needs_format,
                            latency_critical=latency_critical, narrow_task=not broad_task,
                            domain_corpus=domain_corpus).items():
         setattr(situation, key, value)
     advice = decide(situation)
+    # prompting first still ends in fine-tuning when it falls short: the settings advice applies then
+    settings = tuning(situation) if advice.fine_tune or advice.technique.startswith("prompting first") else []
     if as_json:
-        click.echo(json.dumps({"situation": vars(situation), **advice.to_json()}, indent=2))
+        click.echo(json.dumps({"situation": vars(situation), **advice.to_json(), "settings": settings}, indent=2))
         return
     verdict = "fine-tune" if advice.fine_tune else "do not fine-tune yet"
     click.echo(f"recommended: {advice.technique} ({verdict})")
@@ -195,3 +203,12 @@ def advise(source: str, needs_fresh_knowledge: bool, needs_citations: bool, prom
             click.echo(f"{label}: {text}")
     for extra in advice.also:
         click.echo(f"also: {extra}")
+    print_tuning(settings)
+
+
+def print_tuning(lines: list[str], indent: str = "") -> None:
+    """The settings advice: one line per setting, the evidence last."""
+    if lines:
+        click.echo(f"{indent}settings to consider for this data (one line each: the setting, then why):")
+    for line in lines:
+        click.echo(f"{indent}  - {line}")

@@ -61,6 +61,33 @@ def plan(pipeline: str, backend: str, overrides: tuple[str, ...], as_json: bool)
         return
     click.echo(f"memory plan for {pipeline} ({loaded.settings.train.method} on {loaded.settings.model.base}):")
     print_plan(result)
+    from ftp.cli.data import print_tuning
+
+    print_tuning(data_tuning(hooks, loaded), indent="  ")
+
+
+CHECKS_FOR_TUNING = ("quantity", "phrasing")  # what the settings advice reads; plan runs only these
+
+
+def data_tuning(hooks: Any, loaded: Any) -> list[str]:
+    """The settings advice for the pipeline's data (``ftp.data.advice.tuning``), from a scan by the two
+    checks it reads; with one data file, the training split is its ``data.split.ratios`` share."""
+    from ftp.data.advice import situation_from, tuning
+    from ftp.data.check import check_data
+    from ftp.run.runner import data_bundle
+
+    bundle = data_bundle(loaded.settings)
+    settings = loaded.as_dict()
+    validate = dict(settings.get("validate") or {})
+    for section in hooks.config_sections():
+        name = section.path.removeprefix("validate.")
+        if section.path.startswith("validate.") and "." not in name and name not in CHECKS_FOR_TUNING:
+            validate[name] = {"enabled": False}
+    report = check_data(hooks, bundle, {**settings, "validate": validate}, loaded.backend)
+    situation = situation_from(report)
+    if bundle.validation is None or bundle.test is None:
+        situation.examples = int(situation.examples * loaded.settings.data.split.ratios[0])
+    return tuning(situation)
 
 
 def resolve_model(ref: str, runs_dir: Path, registry: str | None) -> Any:

@@ -221,8 +221,9 @@ class Runner:
         return {"data": bundle.model_dump(mode="json"), "findings": counts}, summary
 
     def _advise(self, report: Any) -> None:
-        """Say so when the data itself says fine-tuning is premature (the user already chose to fine-tune)."""
-        from ftp.data.advice import advise, situation_from
+        """Say so when the data itself says fine-tuning is premature (the user already chose to fine-tune), and
+        which settings to change when the data calls for it (``ftp.data.advice.tuning``)."""
+        from ftp.data.advice import advise, situation_from, tuning
 
         situation = situation_from(report, self.hooks.training_prices())
         situation.prompting_tried = True
@@ -230,6 +231,9 @@ class Runner:
         if not advice.fine_tune:
             self.reporter.event("warning", message=f"advice: {advice.technique} rather than fine-tuning: "
                                                    f"{'; '.join(advice.reasons)} (ftp advise DATA for more)")
+            return
+        for line in tuning(situation):  # settings to change for this data: one event each
+            self.reporter.event("advice", message=f"advice: {line}")
 
     def step_split(self) -> tuple[dict[str, Any], str]:
         bundle = self.data_bundle()
