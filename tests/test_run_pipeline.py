@@ -16,7 +16,7 @@ def test_a_run_from_code_then_its_resume(project: Path) -> None:
     state = json.loads((first.path / "state.json").read_text())
     assert state["status"] == "partial" and state["overrides"] == ["train.epochs=1"]
     assert [s for s, st in state["steps"].items() if st["status"] == "done"] == ["validate", "split"]
-    assert first.path.parent == project / "runs" / "tiny"
+    assert first.path.parent.resolve() == project / "runs" / "tiny"
 
     again = run_pipeline(None, steps=["validate", "split", "train"], resume=first.run_id)
     assert again.path == first.path
