@@ -6,10 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import ConfigDict, Field
+from pydantic import ConfigDict, Field, SkipValidation
 
 from ftp.values.base import Example, Value
-from ftp.values.training import ModelRef, TrainResult
+from ftp.values.training import ModelRef, Predictor, TrainResult
 
 
 class Artifact(Value):
@@ -91,7 +91,7 @@ class EvalRequest(Value):
     predictions: list[str]
     references: list[str]
     metrics: list[str]
-    predictor: Any = None
+    predictor: SkipValidation[Predictor | None] = None  # for metrics that need the model (loss); in memory only
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -104,7 +104,7 @@ class ReviewRequest(Value):
     metrics_file: Path
     train_result: TrainResult
     samples: list[Example]
-    predictor: Callable[[], Any] | None = None
+    predictor: SkipValidation[Callable[[], Predictor | None] | None] = None  # loads the model only when called
     settings: dict[str, Any] = Field(default_factory=dict)
 
 
