@@ -12,8 +12,10 @@ import pytest
 
 from ftp.backends.local import memory
 from ftp.backends.local.memory import Setup, count_parameters, estimate, shape_from_config
+from ftp.data.files import dataset_ref
 from ftp.types import DatasetRef, MemoryPlan, TrainRequest
 
+from ftp.data.files import dataset_ref
 from conftest import invoke
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -210,7 +212,33 @@ def test_lengths_are_counted_with_the_models_tokenizer(tiny_model_dir: Path, tmp
     data = tmp_path / "d.jsonl"
     data.write_text(json.dumps({"messages": [{"role": "user", "content": "hello world"},
                                              {"role": "assistant", "content": "red"}]}) + "\n", encoding="utf-8")
-    (counts,), exact = example_lengths(data, str(tiny_model_dir))
+    (counts,), exact = example_lengths(dataset_ref(data, "train"), str(tiny_model_dir))
     tok = Tokenizer.from_file(str(tiny_model_dir / "tokenizer.json"))
     expected = sum(len(tok.encode(t, add_special_tokens=False).ids) + TEMPLATE_TOKENS for t in ("hello world", "red"))
     assert exact and counts == expected
+
+    # the same example as a Parquet row, read through data.columns: the same count
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    table = tmp_path / "d.parquet"
+    pq.write_table(pa.table({"q": ["hello world"], "a": ["red"]}), table)
+    (from_table,), _ = example_lengths(dataset_ref(table, "train", {"prompt": "q", "completion": "a"}), str(tiny_model_dir))
+    assert from_table == counts
+
+
+def test_plan_and_advise_read_a_parquet_training_file(project: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows = [json.loads(line)["messages"] for line in (project / "data" / "train.jsonl").read_text().splitlines()]
+    pq.write_table(pa.table({"question": [m[-2]["content"] for m in rows], "answer": [m[-1]["content"] for m in rows]}),
+                   project / "data" / "train.parquet")
+    text = (project / "pipeline.yaml").read_text().replace("data/train.jsonl", "data/train.parquet")
+    (project / "pipeline.yaml").write_text(text.replace("data:\n", "data:\n  columns: {prompt: question, completion: answer}\n", 1))
+    planned = invoke("plan", "pipeline.yaml", "--json")
+    assert planned.exit_code == 0, planned.output + planned.stderr
+    assert "micro-batches of this data" in json.loads(planned.output)["basis"]
+    advised = invoke("advise", "data/train.parquet", "--columns", "prompt=question,completion=answer", "--json")
+    assert advised.exit_code == 0, advised.output + advised.stderr
+    assert json.loads(advised.output)["situation"]["examples"] == len(rows)

@@ -12,7 +12,9 @@ import random
 from itertools import islice
 from pathlib import Path
 
-from ftp.data.files import iter_jsonl, message_text
+from ftp.data.files import message_text
+from ftp.data.sources import iter_examples
+from ftp.types import DatasetRef
 
 SAMPLE = 2000  # examples read: enough for a stable percentile, fast on any file
 DRAWS = 200
@@ -29,10 +31,11 @@ def tokenizer_file(base: str) -> Path | None:
     return path if path.exists() else None
 
 
-def example_lengths(path: Path, base: str) -> tuple[tuple[int, ...], bool]:
-    """Token counts of up to SAMPLE examples, and whether they were counted with the model's tokenizer."""
+def example_lengths(data: DatasetRef, base: str) -> tuple[tuple[int, ...], bool]:
+    """Token counts of up to SAMPLE examples (of a JSONL file or a table), and whether they were counted
+    with the model's tokenizer."""
     texts = [[message_text(m.get("content")) for m in ex.get("messages", []) if isinstance(m, dict)]
-             for _, ex in islice(iter_jsonl(path), SAMPLE) if isinstance(ex, dict)]
+             for _, ex in islice(iter_examples(data), SAMPLE) if isinstance(ex, dict)]
     file = tokenizer_file(base)
     if file is None:
         return tuple(int(sum(len(t.encode()) / BYTES_PER_TOKEN + TEMPLATE_TOKENS for t in m)) for m in texts), False

@@ -323,8 +323,8 @@ def plan_memory(request: TrainRequest) -> MemoryPlan:
     worst = setup_for(request)
     worst_gib = _total(shape, worst)
     setup, basis = worst, "every example at model.max_seq_length"
-    data = request.train.path if request.train is not None else None
-    if data is not None and data.exists():
+    data = request.train if request.train is not None else None
+    if data is not None and data.path.exists():
         lengths, exact = example_lengths(data, request.base_model)
         if lengths:
             setup = replace(worst, lengths=lengths)

@@ -158,7 +158,8 @@ def data_split(source: str, out_dir: str, ratios: str, seed: int, as_json: bool,
 
 
 @click.command()
-@click.argument("source", type=click.Path(dir_okay=False))
+@click.argument("source", type=click.Path())
+@click.option("--columns", default=None, metavar="MAPPING", help=COLUMNS_HELP)
 @click.option("--validation", default=None, help="The validation file: is it phrased like training or like the test?")
 @click.option("--test", "test_file", default=None, help="The test file: are its prompts phrased like training's?")
 @click.option("--needs-fresh-knowledge", is_flag=True, help="Answers depend on facts that change.")
@@ -170,8 +171,9 @@ def data_split(source: str, out_dir: str, ratios: str, seed: int, as_json: bool,
 @click.option("--broad-task", is_flag=True, help="The task is broad rather than narrow.")
 @click.option("--domain-corpus", is_flag=True, help="You have a large unlabelled corpus of a new domain.")
 @click.option("--json", "as_json", is_flag=True)
-def advise(source: str, validation: str | None, test_file: str | None, needs_fresh_knowledge: bool, needs_citations: bool, prompting_tried: bool, rag_tried: bool,
-           needs_format: bool, latency_critical: bool, broad_task: bool, domain_corpus: bool, as_json: bool) -> None:
+def advise(source: str, columns: str | None, validation: str | None, test_file: str | None, needs_fresh_knowledge: bool,
+           needs_citations: bool, prompting_tried: bool, rag_tried: bool, needs_format: bool, latency_critical: bool,
+           broad_task: bool, domain_corpus: bool, as_json: bool) -> None:
     """Should you fine-tune? The recommended technique for this data and situation, with reasons, and
     the settings to change when the data calls for it (a small training file; test prompts phrased unlike
     training's)."""
@@ -181,7 +183,7 @@ def advise(source: str, validation: str | None, test_file: str | None, needs_fre
     path = _existing(source, "SOURCE")
     assert path is not None
     report = run_check(path, _existing(validation, "--validation"), _existing(test_file, "--test"), None,
-                       DEFAULT_BACKEND, None)
+                       DEFAULT_BACKEND, None, columns=parse_columns(columns))
     situation = situation_from(report, _hooks().training_prices())
     for key, value in dict(needs_fresh_knowledge=needs_fresh_knowledge, needs_citations=needs_citations,
                            prompting_tried=prompting_tried, rag_tried=rag_tried, needs_format=needs_format,

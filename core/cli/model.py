@@ -21,9 +21,12 @@ def _hooks() -> Any:
 def train_request(loaded: Any, output_dir: Path) -> Any:
     """The request training would get, before any split (the whole training file stands in)."""
     from ftp.data.files import dataset_ref
+    from ftp.data.table_files import is_table
     from ftp.run.runner import train_request as request_for
 
-    return request_for(loaded, dataset_ref(loaded.settings.data.train, "train"), None, output_dir)
+    train, columns = loaded.settings.data.train, loaded.settings.data.columns
+    mapping = columns.as_dict() if columns is not None and is_table(train) else None
+    return request_for(loaded, dataset_ref(train, "train", mapping), None, output_dir)
 
 
 def print_plan(plan: Any) -> None:
