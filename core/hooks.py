@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import pluggy
 
 from ftp.errors import FtpError, UserError
-from ftp.config.pipeline_file import Catalog
+from ftp.config.catalog import Catalog, LocalEntry
 from ftp.types import (
     Artifact,
     BackendSpec,
@@ -43,8 +43,6 @@ from ftp.data.checks import DataCheck
 
 if TYPE_CHECKING:
     import click
-
-    from ftp.config.local_plugins import LocalEntry
 
 T = TypeVar("T")
 

@@ -1,8 +1,8 @@
 """The package map holds: every module is in docs/architecture.md, imports follow the layers, no cycles.
 
 Imports are read from the source with ``ast``, function-level imports included: a cycle hidden behind
-an import inside a function is still a cycle (it only moves the failure to run time). Imports under
-``if TYPE_CHECKING:`` are left out: they never run.
+an import inside a function is still a cycle (it only moves the failure to run time), and so is one
+under ``if TYPE_CHECKING:`` (the modules still depend on each other).
 """
 
 from __future__ import annotations
@@ -36,12 +36,7 @@ def imports(name: str, path: Path, known: dict[str, Path]) -> set[str]:
     """The ftp modules ``name`` imports anywhere in its source (``from pkg import mod`` counts as ``pkg.mod``)."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     out: set[str] = set()
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    typing_only = {id(n) for block in ast.walk(tree) if isinstance(block, ast.If) and "TYPE_CHECKING" in ast.unparse(block.test)
-                   for stmt in block.body for n in ast.walk(stmt)}  # annotations only: never imported at run time
-    for node in ast.walk(tree):
-        if id(node) in typing_only:
-            continue
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             out |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):

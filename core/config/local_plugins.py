@@ -16,19 +16,16 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pluggy
 
+from ftp.config.catalog import Catalog, LocalEntry
 from ftp.config.check import KeyPath, Located
 from ftp.errors import ConfigError, UserError
 
-if TYPE_CHECKING:
-    from ftp.config.pipeline_file import Catalog
-
 KEY = "plugins"
 MODULE_PREFIX = "ftp_local_plugins"  # their sys.modules names, apart from any installed module
-LocalEntry = tuple[str, Path, dict[str, Any]]  # the file as written, the folder it is relative to, where errors point
 
 
 def with_local_plugins(catalog: Catalog, path: Path, entries: Any, lines: dict[KeyPath, int],

@@ -8,8 +8,8 @@ import copy
 import hashlib
 import os
 import re
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -19,26 +19,16 @@ from pydantic import BaseModel
 from ftp import redact
 from ftp.config.model_source import model_source
 from ftp.config.check import KeyPath, Located, set_label, suggest
-from ftp.config.local_plugins import LocalEntry, with_local_plugins
+from ftp.config.catalog import Catalog
+from ftp.config.local_plugins import with_local_plugins
 from ftp.errors import ConfigError, UserError
 from ftp.config.settings import ATTRIBUTE, COMMON_SECTIONS, CommonSettings, PipelineSettings
 from ftp.config.shorthand import expand_shorthand
-from ftp.types import BackendSpec, ConfigSection, MetricSpec
 from ftp.config.yaml_load import MAX_BYTES, load_value, load_yaml
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 PATH_KEYS: tuple[tuple[str, str], ...] = (("data", "train"), ("data", "validation"), ("data", "test"),
                                           ("registration", "store"), ("deploy", "store"))
-
-
-@dataclass
-class Catalog:
-    """What plugins declared, which the schema needs to check names against."""
-
-    backends: dict[str, BackendSpec] = field(default_factory=dict)
-    sections: list[ConfigSection] = field(default_factory=list)
-    metrics: dict[str, MetricSpec] = field(default_factory=dict)
-    local_plugins: Callable[[list[LocalEntry]], Catalog] | None = None  # registers a file's plugins: and re-reads
 
 
 @dataclass
