@@ -38,11 +38,8 @@ class DuplicatesCheck(DataCheck):
     Settings = DuplicatesSettings
 
     @classmethod
-    def build(cls, context: CheckContext) -> "DuplicatesCheck | None":
-        settings = cls.settings_from(context)
-        if not settings.enabled:
-            return None  # nothing to keep in memory
-        return cls(settings, sum(ref.examples for ref in context.data.files()))
+    def build(cls, context: CheckContext) -> "DuplicatesCheck":
+        return cls(cls.settings_from(context), sum(ref.examples for ref in context.data.files()))
 
     def __init__(self, settings: DuplicatesSettings, capacity: int = 0) -> None:
         from .duplicate_index import InputIndex  # numpy: only once the check runs

@@ -108,11 +108,10 @@ class PhrasingCheck(DataCheck):
 
     @classmethod
     def build(cls, context: CheckContext) -> "PhrasingCheck | None":
-        settings = cls.settings_from(context)
         data = context.data
-        if not settings.enabled or (data.validation is None and data.test is None):
+        if data.validation is None and data.test is None:
             return None  # nothing to compare: spend no memory
-        return cls(settings, data.train.examples)
+        return cls(cls.settings_from(context), data.train.examples)
 
     def __init__(self, settings: PhrasingSettings, train_examples: int = 0) -> None:
         super().__init__()

@@ -168,15 +168,18 @@ def test_csv_cells_stay_text(tmp_path: Path) -> None:
     assert [e["messages"][1]["content"] for e in examples] == ["007", "NA"]
 
 
-def test_ftp_run_validate_split_on_parquet(project: Path) -> None:
-    path = write_parquet(project / "data" / "train.parquet", qa_columns(60))
+def validate_and_split(project: Path, data_keys: str) -> Path:
+    """``ftp run --steps validate,split`` with the project's ``data.train`` line replaced; the run directory."""
     text = (project / "pipeline.yaml").read_text(encoding="utf-8")
-    text = text.replace("train: data/train.jsonl", "train: data/train.parquet\n  columns: {prompt: question, "
-                        "completion: answer}")
-    (project / "pipeline.yaml").write_text(text, encoding="utf-8")
+    (project / "pipeline.yaml").write_text(text.replace("train: data/train.jsonl", data_keys), encoding="utf-8")
     result = invoke("run", "pipeline.yaml", "--steps", "validate,split")
     assert result.exit_code == 0, result.output + result.stderr
-    run_dir = next((project / "runs" / "tiny").iterdir())
+    return next((project / "runs" / "tiny").iterdir())
+
+
+def test_ftp_run_validate_split_on_parquet(project: Path) -> None:
+    path = write_parquet(project / "data" / "train.parquet", qa_columns(60))
+    run_dir = validate_and_split(project, "train: data/train.parquet\n  columns: {prompt: question, completion: answer}")
     parts = {p: (run_dir / "data" / f"{p}.jsonl").read_text().splitlines() for p in ("train", "validation", "test")}
     assert sum(map(len, parts.values())) == 60
     written = {json.dumps(json.loads(line)) for lines in parts.values() for line in lines}
@@ -189,13 +192,8 @@ def test_ftp_run_validate_split_on_parquet(project: Path) -> None:
 def test_given_table_files_become_jsonl_at_split(project: Path) -> None:
     for part, n in (("train", 40), ("validation", 10), ("test", 10)):
         write_parquet(project / "data" / f"{part}.parquet", qa_columns(n))
-    text = (project / "pipeline.yaml").read_text(encoding="utf-8")
-    text = text.replace("train: data/train.jsonl", "train: data/train.parquet\n  validation: data/validation.parquet"
-                        "\n  test: data/test.parquet\n  columns: {prompt: question, completion: answer}")
-    (project / "pipeline.yaml").write_text(text, encoding="utf-8")
-    result = invoke("run", "pipeline.yaml", "--steps", "validate,split")
-    assert result.exit_code == 0, result.output + result.stderr
-    run_dir = next((project / "runs" / "tiny").iterdir())
+    run_dir = validate_and_split(project, "train: data/train.parquet\n  validation: data/validation.parquet"
+                                          "\n  test: data/test.parquet\n  columns: {prompt: question, completion: answer}")
     assert len((run_dir / "data" / "test.jsonl").read_text().splitlines()) == 10
 
 

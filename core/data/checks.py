@@ -92,8 +92,9 @@ class DataCheck:
 
     @classmethod
     def build(cls, context: CheckContext) -> "DataCheck | None":
-        """The check for these files, or None when it has nothing to do (so it keeps nothing in memory).
-        The default takes the check's settings; a check that needs more of the context overrides this."""
+        """The check for these files, or None when it has nothing to do (so it keeps nothing in memory);
+        ``check_hooks`` never builds a check the file turned off. The default takes the check's settings;
+        a check that needs more of the context overrides this."""
         return cls(cls.settings_from(context))  # type: ignore[call-arg]
 
     def begin(self, ref: DatasetRef) -> list[Finding] | None:
@@ -147,6 +148,8 @@ def check_hooks(*checks: type[DataCheck]) -> tuple[Callable[[], list[ConfigSecti
 
     @hookimpl
     def ftp_data_checks(context: CheckContext) -> list[DataCheck]:
-        return [built for check in checks if (built := check.build(context)) is not None]
+        # a check the file turned off is not built at all, so it allocates nothing
+        return [built for check in checks
+                if check.settings_from(context).enabled and (built := check.build(context)) is not None]
 
     return ftp_config_sections, ftp_data_checks
