@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from bisect import bisect_right
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, overload
+
+from ftp.run.store import atomic_path
 
 from .chat import IGNORE, ChatFormat, Encoded
 from .models import cache_root
@@ -137,19 +137,10 @@ def save(key: str, entries: Iterable[Entry]) -> None:
     """Write entries as they come, a batch at a time (memory stays at one batch), then move into place."""
     import pyarrow as pa
 
-    path = _path(key)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
     schema = _schema()
-    try:
-        with pa.OSFile(tmp, "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
-            for batch in _batches(entries):
-                writer.write_batch(pa.record_batch(batch, schema=schema))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(_path(key)) as tmp, pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_stream(sink, schema) as writer:
+        for batch in _batches(entries):
+            writer.write_batch(pa.record_batch(batch, schema=schema))
 
 
 def _batches(entries: Iterable[Entry]) -> Iterator[list[list[Any]]]:

@@ -15,13 +15,12 @@ BOM = b"\xef\xbb\xbf"
 
 def dataset_ref(path: Path, split: Split | None = None, columns: dict[str, str] | None = None) -> DatasetRef:
     """Hash and count a file in one streaming pass (data files can be gigabytes); tables through ``columns``."""
-    from ftp.data.table_files import is_table, table_ref
+    from ftp.data.table_files import is_table, mapping_for_jsonl, table_ref
 
     if is_table(path):
         return table_ref(path, split, columns)
     if columns:
-        raise UserError(f"data.columns: {path} is chat JSONL, whose lines are already chat examples; data.columns "
-                        "maps the columns of a Parquet, CSV or save_to_disk table: remove it")
+        raise mapping_for_jsonl(path)
     digest = hashlib.sha256()
     count, open_line = 0, False  # open_line: the current, unfinished line has content
     try:

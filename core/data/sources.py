@@ -9,15 +9,14 @@ Azure upload, evaluation) reads JSONL whatever the input was.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ftp.data.table_files import is_table
+from ftp.data.table_files import is_table, mapping_for_jsonl
 from ftp.errors import UserError
 from ftp.types import DataBundle, DatasetRef, Split
+
 
 def bundle(train: Path, validation: Path | None, test: Path | None,
            columns: dict[str, str] | None = None) -> DataBundle:
@@ -26,8 +25,7 @@ def bundle(train: Path, validation: Path | None, test: Path | None,
 
     paths = [p for p in (train, validation, test) if p is not None]
     if columns and not any(is_table(p) for p in paths):
-        raise UserError(f"data.columns: {train} is chat JSONL, whose lines are already chat examples; data.columns "
-                        "maps the columns of a Parquet, CSV or save_to_disk table: remove it")
+        raise mapping_for_jsonl(train)
 
     def ref(path: Path | None, split: Split) -> DatasetRef | None:
         return dataset_ref(path, split, columns if is_table(path) else None) if path is not None else None
@@ -71,18 +69,12 @@ def to_jsonl(ref: DatasetRef, out_dir: Path) -> DatasetRef:
     then read one format, and Azure's fine-tuning service takes JSONL only.
     """
     from ftp.data.files import dataset_ref
+    from ftp.run.store import atomic_path
 
     if not is_table(ref.path):
         return ref
-    out_dir.mkdir(parents=True, exist_ok=True)
     target = out_dir / f"{ref.split or ref.path.stem}.jsonl"
-    fd, tmp = tempfile.mkstemp(dir=out_dir, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            for _, line, _ in table_lines(ref):
-                fh.write(line + b"\n")
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(target) as tmp, tmp.open("wb") as fh:
+        for _, line, _ in table_lines(ref):
+            fh.write(line + b"\n")
     return dataset_ref(target, ref.split)

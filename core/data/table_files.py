@@ -28,6 +28,12 @@ def is_table(path: Path) -> bool:
     return path.is_dir() or suffix in TABLE_SUFFIXES
 
 
+def mapping_for_jsonl(path: Path) -> UserError:
+    """``data.columns`` given where only chat JSONL is read: the one error both entry points raise."""
+    return UserError(f"data.columns: {path} is chat JSONL, whose lines are already chat examples; data.columns "
+                     "maps the columns of a Parquet, CSV or save_to_disk table: remove it")
+
+
 def table_ref(path: Path, split: Split | None, columns: dict[str, str] | None) -> DatasetRef:
     """Hash and count a table, checking its columns against the mapping first (the error a user can act on)."""
     from ftp.data.tables import needed_columns, open_table
