@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from conftest import TrainCtx, invoke
 
+from ftp import hookimpl
 from ftp.errors import UserError
 from ftp.hooks import default_hooks
 from ftp.types import ModelRef, TrainResult
@@ -43,3 +44,26 @@ def test_a_model_no_backend_answers_for_is_a_user_error(project: Path) -> None:
     with pytest.raises(UserError, match="no plugin gives a predictor for adapter /x on base on backend 'nowhere'"):
         default_hooks().predictor(ModelRef(kind="adapter", base="base", backend="nowhere", path=Path("/x")),
                                   OutsideARun(project, {}))
+
+
+class EchoBackend:
+    """A predictor for models of another backend than the run's (a judge, a registered cloud version)."""
+
+    @hookimpl
+    def ftp_predictor(self, model: ModelRef, ctx: Any) -> Any:
+        return "echo predictor" if model.backend == "echo" else None
+
+
+def test_within_a_run_another_backends_model_comes_from_the_hook(project: Path, pm: Any) -> None:
+    from ftp.config.pipeline_file import load_pipeline
+    from ftp.run.context import RunContext
+    from ftp.run.progress import QuietReporter
+    from ftp.run.store import find_run
+
+    assert invoke("run", "pipeline.yaml", "--quiet", "--steps", "validate").exit_code == 0
+    pm.register(EchoBackend(), name="echo")
+    hooks = default_hooks()
+    run = find_run(project / "runs", next((project / "runs" / "tiny").iterdir()).name)
+    ctx = RunContext(run, load_pipeline(project / "pipeline.yaml", "local", hooks.catalog()), QuietReporter(), hooks)
+    assert ctx.predictor(ModelRef(kind="cloud", base="b", backend="echo", cloud_id="m")) == "echo predictor"
+    assert ctx._trainer is None  # the run's own trainer was not asked

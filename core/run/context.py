@@ -68,11 +68,11 @@ class RunContext:
         self.run.save()
 
     def predictor(self, model: ModelRef) -> Predictor:
-        """Load each model once per run; review and evaluate share it. The trainer that trained in this
-        process answers first (it may still hold the weights); otherwise the backend's ``ftp_predictor``."""
+        """Load each model once per run; review and evaluate share it. A model of the run's own backend
+        comes from the run's trainer (it may still hold the weights it trained); any other from its
+        backend's ``ftp_predictor``."""
         key = model.model_dump_json()
         if key not in self._predictors:
-            trainer = self._trainer
-            self._predictors[key] = (trainer.predictor(model, self) if trainer is not None
+            self._predictors[key] = (self.trainer().predictor(model, self) if model.backend == self.pipeline.backend
                                      else self.hooks.predictor(model, self))
         return self._predictors[key]
