@@ -132,8 +132,9 @@ class Hooks:
     def compare(self, table: ScoredTable) -> list[Comparison]:
         return self._collect("ftp_compare", stamp=True, table=table)
 
-    def gate(self, report: EvalReport, thresholds: dict[str, dict[str, float]]) -> list[GateCheck]:
-        return self._collect("ftp_gate", report=report, thresholds=thresholds)
+    def gate(self, report: EvalReport, thresholds: dict[str, dict[str, Any]],
+             confidence: float | None = None) -> list[GateCheck]:
+        return self._collect("ftp_gate", report=report, thresholds=thresholds, confidence=confidence)
 
     def model_registry(self, kind: str, location: Path) -> ModelRegistry:
         return _required(self.pm.hook.ftp_model_registry(kind=kind, location=location),

@@ -119,8 +119,9 @@ def ftp_compare(table: ScoredTable) -> list[Comparison]:
 
 
 @hookspec
-def ftp_gate(report: EvalReport, thresholds: dict[str, dict[str, float]]) -> list[GateCheck]:
-    """Judge the evaluation report against the file's thresholds; one failed check stops the run."""
+def ftp_gate(report: EvalReport, thresholds: dict[str, dict[str, Any]], confidence: float | None) -> list[GateCheck]:
+    """Judge the report against the file's rules (``gate:``); one failed check stops the run. With a
+    ``confidence``, judge gains and regressions on the bound of the comparison's interval."""
 
 
 # --- registry and deployment ---

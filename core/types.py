@@ -23,6 +23,7 @@ from ftp.values.training import (
     Cancellable,
 )
 from ftp.values.evaluation import (
+    AnswerFormat,
     Artifact,
     MetricSpec,
     Metric,
@@ -61,6 +62,7 @@ __all__ = [
     "Predictor",
     "Trainer",
     "Cancellable",
+    "AnswerFormat",
     "Artifact",
     "MetricSpec",
     "Metric",

@@ -275,16 +275,20 @@ def _resolve_paths(settings: PipelineSettings, base: Path) -> None:
 
 def _check_names(settings: PipelineSettings, catalog: Catalog, ctx: Located, backend: str) -> None:
     known = sorted(catalog.metrics)
-    for i, metric in enumerate(settings.evaluate.metrics):
+    chosen = settings.evaluate.metrics  # None: picked from the answers at evaluation, gated ones included
+    for i, metric in enumerate(chosen or []):
         if metric not in catalog.metrics:
             ctx.fail(("evaluate", "metrics", i), f"unknown metric {metric!r}",
                      suggest(metric, known) or f"known: {', '.join(known)}")
-    for metric in settings.gate:
+    for metric, rule in settings.gate.rules().items():
         if metric not in catalog.metrics:
             ctx.fail(("gate", metric), "unknown metric", suggest(metric, known) or f"known: {', '.join(known)}")
-        if metric not in settings.evaluate.metrics:
+        if chosen is not None and metric not in chosen:
             ctx.fail(("gate", metric), "the gate needs this metric but evaluate.metrics does not compute it",
                      f"add {metric} to evaluate.metrics")
+        if rule.no_regression_vs and rule.no_regression_vs not in settings.evaluate.compare_to:
+            ctx.fail(("gate", metric, "no_regression_vs"), f"{rule.no_regression_vs} is not evaluated",
+                     f"add {rule.no_regression_vs} to evaluate.compare_to")
     if settings.data.train is None:
         ctx.fail(("data", "train"), "required key is missing", "name the training data file")
     for section, key in PATH_KEYS[:3]:

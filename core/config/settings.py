@@ -121,24 +121,69 @@ class ReviewSettings(Section):
     samples: int = Field(5, ge=0)
 
 
+class JudgeSettings(Section):
+    """An LLM judge behind any OpenAI-compatible endpoint (``evaluate.judge``); Azure OpenAI when
+    ``api_version`` is set (``base_url`` is then the resource endpoint and ``model`` the deployment)."""
+
+    base_url: str
+    model: str
+    api_key_env: str | None = None  # the environment variable holding the key; unset: no key (local servers)
+    api_version: str | None = None  # Azure OpenAI's api-version; set it to talk to an Azure deployment
+    rubric: str = ("Judge whether the response answers the prompt correctly and follows the format of the "
+                   "reference answer.")
+    mode: Literal["pointwise", "pairwise"] = "pairwise"
+    max_tokens: int = Field(400, gt=0)
+    timeout: float = Field(60.0, gt=0)  # seconds per call
+    retries: int = Field(2, ge=0)  # more attempts after a malformed verdict, before it counts as judge_error
+    cache: Path | None = Path(".ftp/judge-cache.db")  # verdicts by (judge, rubric, input); null: no cache
+    max_examples: int | None = Field(None, gt=0)  # judge only the first N test examples (cost)
+
+
 class EvaluateSettings(Section):
-    metrics: list[str] = ["loss", "exact_match"]
-    compare_to: list[Literal["base"]] = ["base"]
+    # None: chosen from the answers' format (labels, JSON or free text), and said in the run log
+    metrics: list[str] | None = None
+    compare_to: list[Literal["base", "champion"]] = ["base"]
     max_examples: int | None = Field(None, gt=0)
     max_new_tokens: int | Literal["auto"] = "auto"
-    batch_size: int = Field(8, gt=0)
+    batch_size: int | Literal["auto"] = "auto"  # auto: from free GPU memory; 8 on a CPU
+    normalize: Literal["none", "basic", "squad"] = "basic"  # exact match and token F1 (docs/evaluation.md)
+    labels: list[str] | None = None  # the label set; default: read off the reference answers
+    json_schema: Path | None = None  # extraction: each answer is also checked against this JSON Schema
+    format_regex: str | None = None  # format compliance: every answer must match it (full match)
+    resamples: int = Field(10_000, ge=100)  # paired bootstrap replicates
+    confidence: float = Field(0.95, gt=0.5, lt=1)  # of every interval in the report
+    seed: int | None = None  # of the bootstrap; default: train.seed
+    identical_share: float = Field(0.9, gt=0, le=1)  # warn when this share of answers equals the base model's
+    worst_examples: int = Field(20, ge=0)  # shown in eval.html
+    judge: JudgeSettings | None = None
 
 
 class Threshold(Section):
     min: float | None = None
     max: float | None = None
     min_gain_over_base: float | None = None
+    no_regression_vs: Literal["champion", "base"] | None = None
+    max_regression: float = Field(0.0, ge=0)  # with no_regression_vs: how much worse still passes
 
     @model_validator(mode="after")
     def _not_empty(self) -> "Threshold":
-        if self.min is None and self.max is None and self.min_gain_over_base is None:
-            raise ValueError("give at least one of min, max, min_gain_over_base")
+        if self.min is None and self.max is None and self.min_gain_over_base is None and self.no_regression_vs is None:
+            raise ValueError("give at least one of min, max, min_gain_over_base, no_regression_vs")
         return self
+
+
+class GateSettings(Section):
+    """``gate:``: one rule per metric name (``exact_match: {min_gain_over_base: 0.05}``), plus
+    ``confidence``: when set, comparisons are judged on the bound of their interval at that confidence
+    (the lower bound of a gain), not on the point estimate."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, Threshold] = Field(init=False)
+
+    confidence: float | None = Field(None, gt=0.5, lt=1)
+
+    def rules(self) -> dict[str, Threshold]:
+        return dict(self.__pydantic_extra__ or {})
 
 
 class RegisterSettings(Section):
@@ -165,7 +210,7 @@ class CommonSettings(Section):
     train: TrainSettings = TrainSettings()
     review: ReviewSettings = ReviewSettings()
     evaluate: EvaluateSettings = EvaluateSettings()
-    gate: dict[str, Threshold] = {}
+    gate: GateSettings = GateSettings()
     # The file says ``register:``; the attribute cannot, as pydantic models already have a ``register``.
     registration: RegisterSettings = Field(RegisterSettings(), alias="register")
     deploy: DeploySettings = DeploySettings()

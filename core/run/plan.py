@@ -27,9 +27,9 @@ def plan(pipeline: Pipeline, hooks: Hooks, steps: list[str]) -> dict[str, Any]:
         "train": {"component": trainer.name, "detail": f"{s.train.method} on {s.model.base}"},
         "review": {"plugins": hooks.implementers("ftp_review")},
         "evaluate": {"plugins": hooks.implementers("ftp_evaluate"),
-                     "detail": f"metrics {', '.join(s.evaluate.metrics)}; compare to {', '.join(s.evaluate.compare_to) or 'nothing'}"},
+                     "detail": f"metrics {', '.join(s.evaluate.metrics) if s.evaluate.metrics else 'chosen from the answers'}; compare to {', '.join(s.evaluate.compare_to) or 'nothing'}"},
         "gate": {"plugins": hooks.implementers("ftp_gate"),
-                 "detail": ", ".join(s.gate) or "no thresholds"},
+                 "detail": ", ".join(s.gate.rules()) or "no thresholds"},
         "register": {"component": registry.name, "detail": registry.location},
         "deploy": {"component": deployer.name, "detail": f"{s.deploy.strategy}, new version gets {s.deploy.traffic.new}%"},
     }

@@ -307,11 +307,11 @@ class Runner:
                 continue
             limit = ev.max_new_tokens if isinstance(ev.max_new_tokens, int) else auto_max_new_tokens(predictor, references)
             self.reporter.event("evaluating", candidate=label, examples=len(examples), message=f"{label}: answering {len(examples)} test prompts")
-            predictions = generate_batched(predictor, conversations, limit, ev.batch_size, self.reporter, label)
+            predictions = generate_batched(predictor, conversations, limit, ev.batch_size if isinstance(ev.batch_size, int) else 8, self.reporter, label)
             per_example[label] = predictions
             metrics += self.hooks.evaluate(EvalRequest(candidate=label, model=model, examples=examples,
                                                        predictions=predictions, references=references,
-                                                       metrics=ev.metrics, predictor=predictor,
+                                                       metrics=ev.metrics or ["loss", "exact_match"], predictor=predictor,
                                                        settings=self.pipeline.as_dict()))
         table = ScoredTable(n=len(examples), candidates=list(per_example), metrics=metrics)
         report = eval_report(metrics, len(examples), self.hooks.compare(table) if len(per_example) > 1 else [])
@@ -324,8 +324,9 @@ class Runner:
 
     def step_gate(self) -> tuple[dict[str, Any], str]:
         report = EvalReport.model_validate(self._outputs("evaluate")["report"])
-        thresholds = {k: v.model_dump(exclude_none=True) for k, v in self.settings.gate.items()}
-        checks = self.hooks.gate(report, thresholds)
+        gate = self.settings.gate
+        thresholds = {k: v.model_dump(exclude_none=True) for k, v in gate.rules().items()}
+        checks = self.hooks.gate(report, thresholds, gate.confidence)
         outputs = {"checks": [c.model_dump(mode="json") for c in checks], "passed": all(c.passed for c in checks)}
         failed = [c for c in checks if not c.passed]
         if failed:
