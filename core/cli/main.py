@@ -367,9 +367,11 @@ def main(argv: list[str] | None = None) -> None:
 
 def _register_data_commands() -> None:
     from ftp.cli.data import advise, data
+    from ftp.cli.evaluate import eval_command
     from ftp.cli.model import export, plan
+    from ftp.cli.review import review
 
-    for command in (data, advise, plan, export):
+    for command in (data, advise, plan, export, eval_command, review):
         cli.add_command(command)
 
 
