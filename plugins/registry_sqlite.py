@@ -9,8 +9,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from sqlite3 import Connection, Row
+from typing import Any
 
 from ftp import hookimpl
+from ftp.errors import UserError
 from ftp.sqlite_store import connect
 from ftp.types import ModelVersion
 
@@ -20,20 +22,23 @@ CREATE TABLE IF NOT EXISTS versions (
     backend TEXT NOT NULL, base_model TEXT NOT NULL, artifact TEXT NOT NULL, data_sha256 TEXT NOT NULL,
     hyperparameters TEXT NOT NULL, metrics TEXT NOT NULL, pipeline_sha256 TEXT NOT NULL,
     code_version TEXT NOT NULL, backend_details TEXT NOT NULL DEFAULT '{}', model TEXT NOT NULL DEFAULT '',
+    tags TEXT NOT NULL DEFAULT '{}',
     PRIMARY KEY (name, version)
 );
 """
-JSON_FIELDS = ("data_sha256", "hyperparameters", "metrics", "backend_details", "model")
+JSON_FIELDS = ("data_sha256", "hyperparameters", "metrics", "backend_details", "model", "tags")
 
 
 def _migrate(db: Connection) -> None:
-    """Registries written before ``backend_details`` or ``model`` existed gain the column (empty for their
-    versions: ``ModelVersion`` rebuilds the reference from ``artifact``)."""
+    """Registries written before ``backend_details``, ``model`` or ``tags`` existed gain the column (empty
+    for their versions: ``ModelVersion`` rebuilds the reference from ``artifact``; no tags)."""
     columns = {row["name"] for row in db.execute("PRAGMA table_info(versions)")}
     if "backend_details" not in columns:
         db.execute("ALTER TABLE versions ADD COLUMN backend_details TEXT NOT NULL DEFAULT '{}'")
     if "model" not in columns:
         db.execute("ALTER TABLE versions ADD COLUMN model TEXT NOT NULL DEFAULT ''")
+    if "tags" not in columns:
+        db.execute("ALTER TABLE versions ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'")
 
 
 def _row(row: Row) -> ModelVersion:
@@ -81,6 +86,23 @@ class SqliteRegistry:
         if version is None:
             return versions[-1] if versions else None
         return next((v for v in versions if v.version == version), None)
+
+    def set_tag(self, name: str, version: int, key: str, value: Any) -> ModelVersion:
+        """Read-modify-write of one version's tags inside one write transaction, so two imports at once
+        never lose each other's tag."""
+        if not self.path.exists():
+            raise UserError(f"{self.path}: no registry here, so no version {name} v{version} to tag")
+        with connect(self.path, SCHEMA) as db:
+            _migrate(db)
+            row = db.execute("SELECT * FROM versions WHERE name = ? AND version = ?", (name, version)).fetchone()
+            if row is None:
+                raise UserError(f"no version {name} v{version} in {self.location}; `ftp models list` shows them")
+            tags = {**_row(row).tags, key: value}
+            db.execute("UPDATE versions SET tags = ? WHERE name = ? AND version = ?",
+                       (json.dumps(tags, sort_keys=True, default=str), name, version))
+            stored = _row(db.execute("SELECT * FROM versions WHERE name = ? AND version = ?",
+                                     (name, version)).fetchone())
+        return stored
 
 
 @hookimpl

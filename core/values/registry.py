@@ -31,6 +31,9 @@ class ModelVersion(Value):
     pipeline_sha256: str
     code_version: str
     backend_details: dict[str, Any] = Field(default_factory=dict)
+    # Free key/value annotations added after registration (``human_review`` from ``ftp review import``);
+    # unlike the fields above they may change, so nothing that reproduces the model may read them.
+    tags: dict[str, Any] = Field(default_factory=dict)
 
     @model_validator(mode="before")
     @classmethod
@@ -67,6 +70,11 @@ class ModelRegistry(Protocol):
     def list(self, name: str | None = None) -> list[ModelVersion]: ...
 
     def get(self, name: str, version: int | None = None) -> ModelVersion | None: ...
+
+    def set_tag(self, name: str, version: int, key: str, value: Any) -> ModelVersion:
+        """Set (or replace) one tag of an existing version and return the version as now stored; a
+        missing version is a ``UserError``. Setting a tag never changes anything else of the version."""
+        ...
 
 
 class Deployment(Value):
