@@ -126,7 +126,12 @@ def check_metric(report: EvalReport, metric: str, rule: dict[str, Any],
     """Every check ``rule`` asks of ``metric`` (one ``gate:`` entry)."""
     value = report.metrics.get(CANDIDATE, {}).get(metric)
     if value is None:
-        return [GateCheck(name=metric, passed=False, reason=f"{metric}: the evaluation produced no value")]
+        pairwise = next((c for c in report.comparisons if c.metric == metric and c.candidate == CANDIDATE
+                         and c.candidate_value is not None), None)
+        if pairwise is None:
+            return [GateCheck(name=metric, passed=False, reason=f"{metric}: the evaluation produced no value")]
+        # a metric only a pairwise comparison gives (judge_preference: the win rate against a baseline)
+        return check_bounds(f"{metric} vs {pairwise.baseline}", float(pairwise.candidate_value or 0.0), rule)
     checks = check_bounds(metric, value, rule)
     if rule.get("min_gain_over_base") is not None:
         checks.append(check_gain(report, metric, value, float(rule["min_gain_over_base"]), confidence))

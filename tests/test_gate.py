@@ -139,3 +139,16 @@ def test_an_interval_at_another_confidence_is_named() -> None:
     [check] = gate(rep, {"exact_match": {"min_gain_over_base": 0.05}}, confidence=0.95)
     assert check.passed and "[90% CI +0.2200, +0.4000]" in check.reason
     assert "the interval is at 90%, gate.confidence is 95%" in check.reason
+
+
+def test_a_pairwise_only_metric_is_gated_on_its_comparison() -> None:
+    from ftp.plugins.gate import ftp_gate
+    from ftp.types import Comparison, EvalReport
+
+    judge = Comparison(metric="judge_preference", candidate="fine-tuned", baseline="base", difference=0.4, low=0.2,
+                       high=0.6, n=20, method="judge", candidate_value=0.7)
+    report = EvalReport(metrics={"fine-tuned": {}, "base": {}}, higher_is_better={}, n=20, comparisons=[judge])
+    (passed,) = ftp_gate(report, {"judge_preference": {"min": 0.6}}, None)
+    assert passed.passed and "judge_preference vs base 0.7000 >= min 0.6" in passed.reason
+    (failed,) = ftp_gate(report, {"judge_preference": {"min": 0.8}}, None)
+    assert not failed.passed

@@ -47,6 +47,7 @@ class LocalTrainer:
 
     def __init__(self) -> None:
         self._trained: Any = None
+        self._adapter: Any = None  # (base, predictor): the last adapter loaded from disk, which also serves its base
 
     def preflight(self, spec: TrainSpec) -> list[str]:
         from .models import check_base_model
@@ -81,8 +82,13 @@ class LocalTrainer:
 
         quiet_libraries()
         trained = self._trained if self._trained is not None and model.path in (None, self._trained.output_dir) else None
+        if trained is None and model.kind == "base" and self._adapter is not None and self._adapter[0] == model.base:
+            return self._adapter[1].without_adapter()  # one load serves the fine-tuned model and its base
         hp = {"max_seq_length": ctx.setting("model.max_seq_length"), "chat_template": ctx.setting("model.chat_template")}
-        return load_predictor(model, trained, ctx.backend_settings, hp)
+        predictor = load_predictor(model, trained, ctx.backend_settings, hp)
+        if trained is None and model.kind == "adapter":
+            self._adapter = (model.base, predictor)
+        return predictor
 
 
     def plan(self, request: TrainRequest) -> Any:

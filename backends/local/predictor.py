@@ -33,6 +33,21 @@ class LocalPredictor:
     def count_tokens(self, text: str) -> int:
         return len(self.fmt.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def without_adapter(self) -> "LocalPredictor":
+        """The base model from the same weights in memory: PEFT switches the adapter off per call."""
+        return LocalPredictor(self.model, self.fmt, self.where, self.max_length, adapter_off=True)
+
+    def suggest_batch_size(self, max_new_tokens: int) -> int:
+        """Prompts per batch: on a GPU, as many as half the free memory holds key-value caches for
+        (prompt up to ``max_length`` plus the answer); on a CPU 8, where bigger batches gain little."""
+        if not str(self.where.device).startswith("cuda"):
+            return 8
+        import torch
+
+        free, _ = torch.cuda.mem_get_info(self.where.device)
+        per_sequence = kv_bytes_per_token(self.model) * (self.max_length + max_new_tokens)
+        return max(1, min(256, int(free * 0.5 // max(per_sequence, 1))))
+
     def generate(self, conversations: Sequence[list[Message]], max_new_tokens: int) -> list[str]:
         import torch
 
@@ -59,6 +74,17 @@ class LocalPredictor:
             return None
         with self._mode():
             return evaluate_loss(self.model, rows, self.fmt.tokenizer.pad_token_id, self.where.device, 8)
+
+
+def kv_bytes_per_token(model: Any) -> int:
+    """Bytes of key-value cache one token costs: keys and values of every layer, in the model's dtype."""
+    config = model.config
+    config = getattr(config, "text_config", None) or config
+    heads = getattr(config, "num_attention_heads", 8)
+    kv_heads = getattr(config, "num_key_value_heads", None) or heads
+    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    itemsize = next(model.parameters()).element_size()
+    return 2 * config.num_hidden_layers * kv_heads * head_dim * max(itemsize, 2)
 
 
 def _read_meta(path: Path) -> dict[str, Any]:

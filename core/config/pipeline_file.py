@@ -28,7 +28,8 @@ from ftp.config.yaml_load import MAX_BYTES, load_value, load_yaml
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 PATH_KEYS: tuple[tuple[str, str], ...] = (("data", "train"), ("data", "validation"), ("data", "test"),
-                                          ("registration", "store"), ("deploy", "store"))
+                                          ("registration", "store"), ("deploy", "store"),
+                                          ("evaluate", "json_schema"))
 
 
 @dataclass
@@ -268,6 +269,9 @@ def _resolve_paths(settings: PipelineSettings, base: Path) -> None:
         value = getattr(getattr(settings, section), key)
         if value is not None and not Path(value).is_absolute():
             setattr(getattr(settings, section), key, (base / value).resolve())
+    judge = settings.evaluate.judge
+    if judge is not None and judge.cache is not None and not judge.cache.is_absolute():
+        judge.cache = (base / judge.cache).resolve()  # one cache per project, wherever ftp runs from
     model_base = settings.model.base
     if model_base and model_source(model_base).builtin is None and (base / model_base).exists():
         settings.model = settings.model.model_copy(update={"base": str((base / model_base).resolve())})

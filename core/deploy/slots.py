@@ -63,3 +63,14 @@ def record(request: DeployRequest, provisioned: Provisioned, run_id: str | None)
     return Deployment(name=name, backend=provisioned.backend, slot=slot, version=version,
                       traffic={s: t for s, (_, t) in slots.items()}, slots={s: v for s, (v, _) in slots.items()},
                       endpoint=provisioned.endpoint, created_at=at)
+
+
+def live_version(store: Path, name: str) -> int | None:
+    """The version serving most of ``name``'s traffic (the champion a new version is compared with);
+    on equal weights the older version, which has served longest."""
+    if not Path(store).exists():
+        return None
+    with connect(Path(store), SCHEMA) as db:
+        row = db.execute("SELECT version FROM slots WHERE name = ? AND traffic > 0 ORDER BY traffic DESC, version ASC "
+                         "LIMIT 1", (name,)).fetchone()
+    return int(row["version"]) if row else None

@@ -1,16 +1,10 @@
-"""The evaluate step's pieces: answering the test prompts in batches, and the report it writes.
-
-Kept apart from the runner, which only orders the steps; evaluation features (metrics with
-intervals, per-example scores) grow here.
-"""
+"""Answering the test prompts (in batches of similar length, as many per batch as fit) and the one-line
+summary of an evaluation; ``ftp.eval.session`` runs an evaluation with them."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
 from typing import Any
 
-from ftp.run.store import atomic_write
 from ftp.types import Comparison, EvalReport, Metric, Predictor
 
 
@@ -20,17 +14,38 @@ def auto_max_new_tokens(predictor: Predictor, references: list[str]) -> int:
     return min(1024, int(longest * 1.25) + 8)
 
 
+def prompt_order(conversations: list[Any]) -> list[int]:
+    """Longest prompts first: a batch then holds prompts of similar length (little padding), and the
+    largest batch runs first, so running out of memory shows at once rather than at the end."""
+    size = [sum(len(str(m.get("content", ""))) for m in c) if isinstance(c, list) else len(str(c)) for c in conversations]
+    return sorted(range(len(conversations)), key=lambda i: -size[i])
+
+
+def batch_size_for(predictor: Predictor, setting: int | str, prompts: int, max_new_tokens: int) -> int:
+    """``evaluate.batch_size``, or with ``auto`` what the predictor says fits in free memory (a GPU
+    predictor knows its cache size per token), else 8."""
+    if isinstance(setting, int):
+        return setting
+    suggest = getattr(predictor, "suggest_batch_size", None)
+    size = int(suggest(max_new_tokens)) if callable(suggest) else 8
+    return max(1, min(size, prompts))
+
+
 def generate_batched(predictor: Predictor, conversations: list[Any], max_new_tokens: int, batch_size: int,
                      reporter: Any, label: str) -> list[str]:
+    """Every conversation's answer, in the given order; generated in batches of similar length."""
     task = reporter.progress(f"generate ({label})", len(conversations))
-    out: list[str] = []
+    order = prompt_order(conversations)
+    answers: dict[int, str] = {}
     try:
-        for i in range(0, len(conversations), batch_size):
-            out += predictor.generate(conversations[i:i + batch_size], max_new_tokens)
-            task.update(len(out))
+        for i in range(0, len(order), batch_size):
+            chunk = order[i:i + batch_size]
+            for index, answer in zip(chunk, predictor.generate([conversations[j] for j in chunk], max_new_tokens)):
+                answers[index] = answer
+            task.update(len(answers))
     finally:
         task.close()
-    return out
+    return [answers[i] for i in range(len(conversations))]
 
 
 def eval_report(metrics: list[Metric], n: int, comparisons: list[Comparison] | None = None) -> EvalReport:
@@ -41,22 +56,19 @@ def eval_report(metrics: list[Metric], n: int, comparisons: list[Comparison] | N
                       comparisons=comparisons or [])
 
 
-def format_report(report: EvalReport) -> str:
-    ft, base = report.metrics.get("fine-tuned", {}), report.metrics.get("base", {})
+def format_report(report: EvalReport, candidate: str = "fine-tuned") -> str:
+    """``n=120: exact_match 0.8125 (base 0.1000, +0.7125 [+0.6083, +0.8083] p=1e-21), ...``: each metric
+    of the candidate with every baseline's value and the paired interval where there is one."""
     parts = []
-    for name, value in ft.items():
-        parts.append(f"{name} {value:.4f}" + (f" (base {base[name]:.4f})" if name in base else ""))
-    paired = [c.describe() for c in report.comparisons]
-    return f"n={report.n}: " + ", ".join(parts) + "".join(f"; {p}" for p in paired)
-
-
-def write_eval(run_dir: Path, report: EvalReport, metrics: list[Metric], examples: list[dict[str, Any]],
-               references: list[str], predictions: dict[str, list[str]], skipped: dict[str, str] | None = None) -> None:
-    rows = [{"index": i, "prompt": ex["messages"][:-1], "reference": ref,
-             **{label: preds[i] for label, preds in predictions.items()}}
-            for i, (ex, ref) in enumerate(zip(examples, references))]
-    payload = {"n": report.n, "metrics": report.metrics, "higher_is_better": report.higher_is_better,
-               "comparisons": [c.model_dump(mode="json") for c in report.comparisons],
-               "details": [m.model_dump(mode="json") for m in metrics], "examples": rows,
-               **({"not_evaluated": skipped} if skipped else {})}
-    atomic_write(run_dir / "eval.json", json.dumps(payload, indent=2, ensure_ascii=False))
+    for name, value in report.metrics.get(candidate, {}).items():
+        others = []
+        for baseline, values in report.metrics.items():
+            if baseline == candidate or name not in values:
+                continue
+            c = report.comparison(name, baseline, candidate)
+            interval = (f", {c.difference:+.4f} [{c.low:+.4f}, {c.high:+.4f}]"
+                        + (f" p={c.p_value:.2g}" if c.p_value is not None else "")) if c else ""
+            others.append(f"{baseline} {values[name]:.4f}{interval}")
+        parts.append(f"{name} {value:.4f}" + (f" ({'; '.join(others)})" if others else ""))
+    extra = [c.describe() for c in report.comparisons if c.metric not in report.metrics.get(candidate, {})]
+    return f"n={report.n}: " + ", ".join(parts) + "".join(f"; {e}" for e in extra)

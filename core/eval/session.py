@@ -1,1 +1,146 @@
-"""(being written)"""
+"""One evaluation: every candidate answers the same test examples, every evaluator scores them, the
+comparison plugins pair them, and the report files are written. The pipeline's evaluate step and
+``ftp eval`` both call ``evaluate``, so a model scored on the command line is scored exactly as in a run.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ftp import __version__
+from ftp.config.settings import EvaluateSettings
+from ftp.data.files import reference_answer
+from ftp.eval.answers import auto_max_new_tokens, batch_size_for, eval_report, generate_batched
+from ftp.eval.files import answers_table, example_rows, metric_entries, write_report
+from ftp.eval.formats import answer_format, choose_metrics, same_answer
+from ftp.hooks import Hooks
+from ftp.types import AnswerFormat, EvalReport, EvalRequest, Example, Metric, ModelRef, Predictor, ScoredTable
+
+# label -> (what the model is, a loader giving its predictor or None and the reason it cannot answer)
+Loader = Callable[[], tuple[Predictor | None, str]]
+LIBRARIES = ("scipy", "numpy", "scikit-learn", "sacrebleu", "jsonschema", "openai", "transformers", "peft", "torch")
+CANDIDATE = "fine-tuned"
+
+
+@dataclass
+class EvalSpec:
+    """Everything about an evaluation that is not the examples or the models."""
+
+    settings: EvaluateSettings
+    pipeline: dict[str, Any]  # the pipeline file as a dict, for evaluators that read their own keys
+    seed: int
+    confidence: float
+    gated: list[str] = field(default_factory=list)
+    training_answers: list[str] = field(default_factory=list)
+    data: dict[str, Any] = field(default_factory=dict)  # path, sha256, examples
+    run_dir: Path | None = None  # loss curves for eval.html
+    overfitting: str | None = None
+
+
+@dataclass
+class EvalOutcome:
+    report: EvalReport
+    metrics: list[Metric]
+    payload: dict[str, Any]
+    skipped: dict[str, str]
+
+
+def library_versions() -> dict[str, str]:
+    out = {"ftp": __version__}
+    for name in LIBRARIES:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+def pick_metrics(spec: EvalSpec, fmt: AnswerFormat, hooks: Hooks, with_loss: bool) -> tuple[list[str], str, bool]:
+    """``evaluate.metrics`` as given, or the metrics that fit the answers (and the gated ones)."""
+    ev = spec.settings
+    if ev.metrics is not None:
+        return list(ev.metrics), "as listed in evaluate.metrics", False
+    judge = ev.judge.mode if ev.judge else None
+    names, reason = choose_metrics(fmt, with_loss=with_loss, gated=spec.gated, json_schema=ev.json_schema is not None,
+                                   judge_mode=judge, known=hooks.metrics())
+    return names, reason, True
+
+
+def identical_warning(predictions: dict[str, list[str]], share: float) -> str | None:
+    """The fine-tuned model saying what the base model says on nearly every example: most often an
+    adapter that was never applied (a wrong path, a merged copy of the base)."""
+    ours, base = predictions.get(CANDIDATE), predictions.get("base")
+    if not ours or not base or len(ours) != len(base):
+        return None
+    same = sum(same_answer(a, b) for a, b in zip(ours, base)) / len(ours)
+    if same < share:
+        return None
+    return (f"fine-tuned answers equal the base model's on {same:.0%} of {len(ours)} test examples: check that "
+            "the adapter is applied (the model path, adapter_config.json), or that training changed the model")
+
+
+def evaluate(examples: list[Example], candidates: dict[str, tuple[ModelRef, Loader]], spec: EvalSpec, hooks: Hooks,
+             reporter: Any, report_dir: Path, skipped: dict[str, str] | None = None) -> EvalOutcome:
+    """Answer, score, compare and write ``eval.json``, ``eval/examples.jsonl`` and ``eval.html``."""
+    ev = spec.settings
+    skipped = dict(skipped or {})
+    references = [reference_answer(ex) for ex in examples]
+    conversations = [ex["messages"][:-1] for ex in examples]
+    fmt = answer_format(references, spec.training_answers, ev.labels, ev.format_regex)
+    metrics: list[Metric] = []
+    predictions: dict[str, list[str]] = {}
+    timing: dict[str, dict[str, float]] = {}
+    decoding: dict[str, Any] = {"greedy": True}
+    names: list[str] = []
+    reason, auto = "", False
+    for label, (model, load) in candidates.items():
+        predictor, why = load()
+        if predictor is None:
+            skipped[label] = why
+            continue
+        if not names:
+            names, reason, auto = pick_metrics(spec, fmt, hooks, with_loss=model.kind != "cloud")
+            reporter.event("metrics", message=f"metrics: {reason}")
+        limit = ev.max_new_tokens if isinstance(ev.max_new_tokens, int) else auto_max_new_tokens(predictor, references)
+        size = batch_size_for(predictor, ev.batch_size, len(examples), limit)
+        decoding.update(max_new_tokens=limit, batch_size=size)
+        reporter.event("evaluating", candidate=label, examples=len(examples),
+                       message=f"{label}: answering {len(examples)} test prompts (batches of {size})")
+        started = time.perf_counter()
+        answers = generate_batched(predictor, conversations, limit, size, reporter, label)
+        timing[label] = {"seconds": round(time.perf_counter() - started, 3), "answers": len(answers)}
+        predictions[label] = answers
+        metrics += hooks.evaluate(EvalRequest(candidate=label, model=model, examples=examples, predictions=answers,
+                                              references=references, metrics=names, predictor=predictor,
+                                              settings=spec.pipeline, answer_format=fmt))
+    table = ScoredTable(n=len(examples), candidates=list(predictions), metrics=metrics, examples=examples,
+                        references=references, predictions=predictions, resamples=ev.resamples,
+                        confidence=spec.confidence, seed=spec.seed, settings=spec.pipeline)
+    comparisons = hooks.compare(table) if len(predictions) > 1 else []
+    report = eval_report(metrics, len(examples), comparisons)
+    warnings = [w for w in [identical_warning(predictions, ev.identical_share)] if w]
+    warnings += [str(c.details["warning"]) for c in comparisons if c.details.get("warning")]
+    for w in warnings:
+        reporter.event("warning", message=w)
+    payload = {"n": len(examples), "candidates": list(predictions), "metrics": report.metrics,
+               "higher_is_better": report.higher_is_better, "details": metric_entries(metrics),
+               "comparisons": [c.model_dump(mode="json") for c in comparisons],
+               "answer_format": fmt.model_dump(mode="json"),
+               "metrics_chosen": {"names": names, "auto": auto, "reason": reason}, "decoding": decoding,
+               "versions": library_versions(), "data": spec.data, "seed": spec.seed, "resamples": ev.resamples,
+               "confidence": spec.confidence, "timing": timing, "warnings": warnings,
+               **({"not_evaluated": skipped} if skipped else {}),
+               **({"overfitting": spec.overfitting} if spec.overfitting else {}),
+               "examples": answers_table(examples, references, predictions)}
+    write_report(report_dir, payload, example_rows(examples, references, predictions, metrics))
+    from ftp.eval import html_report
+
+    write_html = getattr(html_report, "write_html", None)  # TEMPORARY while html_report is written
+    if write_html is not None:
+        write_html(report_dir, spec.run_dir)
+    return EvalOutcome(report=report, metrics=metrics, payload=payload, skipped=skipped)

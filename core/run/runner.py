@@ -16,7 +16,7 @@ from ftp.data.check import check_data
 from ftp.deploy import slots
 from ftp.data.files import read_jsonl, reference_answer
 from ftp.errors import FtpError, Interrupted, NotEvaluable, StepFailed, UserError
-from ftp.eval.answers import auto_max_new_tokens, eval_report, format_report, generate_batched, write_eval
+from ftp.eval.answers import format_report
 from ftp.hooks import Hooks
 from ftp.config.pipeline_file import Pipeline
 from ftp.redact import ScrubbingFormatter
@@ -29,14 +29,11 @@ from ftp.types import (
     DatasetRef,
     DeployRequest,
     EvalReport,
-    EvalRequest,
     Finding,
-    Metric,
     ModelRef,
     ModelVersion,
     Predictor,
     ReviewRequest,
-    ScoredTable,
     SplitResult,
     Trainer,
     TrainRequest,
@@ -283,44 +280,61 @@ class Runner:
             self.reporter.event("warning", message=f"{label}: not evaluated: {exc}")
             return None, str(exc)
 
-    def candidates(self) -> dict[str, ModelRef]:
+    def candidates(self) -> tuple[dict[str, ModelRef], dict[str, str]]:
+        """The models the evaluation compares (``evaluate.compare_to``), and those it cannot, with why."""
         result = self._train_result()
         found = {"fine-tuned": result.model}
-        if "base" in self.settings.evaluate.compare_to:
+        missing: dict[str, str] = {}
+        compare_to = self.settings.evaluate.compare_to
+        if "base" in compare_to:
             found["base"] = ModelRef(kind="base", base=result.model.base, backend=self.pipeline.backend)
-        return found
+        if "champion" in compare_to:
+            champion, why = self._champion()
+            if champion is not None:
+                found["champion"] = champion
+            else:
+                missing["champion"] = why
+        return found, missing
+
+    def _champion(self) -> tuple[ModelRef | None, str]:
+        """The version now live for this model name (most traffic in ``deploy.store``), from the registry."""
+        s = self.settings
+        name = s.registration.name or s.name
+        live = slots.live_version(s.deploy.store, name)
+        if live is None:
+            return None, f"no version of {name} is deployed yet ({s.deploy.store}); nothing to compare with"
+        version = self.hooks.model_registry(s.registration.registry, s.registration.store).get(name, live)
+        if version is None:
+            return None, f"{name} v{live} is deployed but not in the registry {s.registration.store}"
+        if version.run_id == self.run.run_id:
+            return None, f"{name} v{live}, the live version, is this run's own model"
+        return version.model, ""
 
     def step_evaluate(self) -> tuple[dict[str, Any], str]:
-        ev = self.settings.evaluate
+        from ftp.eval.session import EvalSpec, evaluate
+
+        ev, s = self.settings.evaluate, self.settings
         examples = read_jsonl(self._split().test.path)[: ev.max_examples]
         if not examples:
             raise StepFailed("evaluate", "the test split is empty; add data or change data.split.ratios")
-        conversations = [ex["messages"][:-1] for ex in examples]
-        references = [reference_answer(ex) for ex in examples]
-        metrics: list[Metric] = []
-        per_example: dict[str, list[str]] = {}
-        skipped: dict[str, str] = {}
-        for label, model in self.candidates().items():
-            predictor, reason = self._predictor_or_reason(label, model)
-            if predictor is None:
-                skipped[label] = reason
-                continue
-            limit = ev.max_new_tokens if isinstance(ev.max_new_tokens, int) else auto_max_new_tokens(predictor, references)
-            self.reporter.event("evaluating", candidate=label, examples=len(examples), message=f"{label}: answering {len(examples)} test prompts")
-            predictions = generate_batched(predictor, conversations, limit, ev.batch_size if isinstance(ev.batch_size, int) else 8, self.reporter, label)
-            per_example[label] = predictions
-            metrics += self.hooks.evaluate(EvalRequest(candidate=label, model=model, examples=examples,
-                                                       predictions=predictions, references=references,
-                                                       metrics=ev.metrics or ["loss", "exact_match"], predictor=predictor,
-                                                       settings=self.pipeline.as_dict()))
-        table = ScoredTable(n=len(examples), candidates=list(per_example), metrics=metrics)
-        report = eval_report(metrics, len(examples), self.hooks.compare(table) if len(per_example) > 1 else [])
-        write_eval(self.run.path, report, metrics, examples, references, per_example, skipped)
-        for m in metrics:
+        found, missing = self.candidates()
+        loaders = {label: (model, self._loader(label, model)) for label, model in found.items()}
+        test = self._split().test
+        spec = EvalSpec(settings=ev, pipeline=self.pipeline.as_dict(), seed=ev.seed if ev.seed is not None else s.train.seed,
+                        confidence=s.gate.confidence or ev.confidence, gated=list(s.gate.rules()),
+                        training_answers=[reference_answer(ex) for ex in read_jsonl(self._split().train.path)[:5000]],
+                        data={"path": str(test.path), "sha256": test.sha256, "examples": len(examples)},
+                        run_dir=self.run.path, overfitting=self._train_result().overfitting or "no sign of overfitting")
+        outcome = evaluate(examples, loaders, spec, self.hooks, self.reporter, self.run.path, missing)
+        for m in outcome.metrics:
             self.ctx.log_metrics({"split": "test", "candidate": m.candidate, m.name: m.value})
-        summary = format_report(report) + "".join(f"; {label} not evaluated" for label in skipped)
-        return {"report": report.model_dump(mode="json"), "eval_file": str(self.run.path / "eval.json"),
-                **({"not_evaluated": skipped} if skipped else {})}, summary
+        summary = format_report(outcome.report) + "".join(f"; {label} not evaluated" for label in outcome.skipped)
+        return {"report": outcome.report.model_dump(mode="json"), "eval_file": str(self.run.path / "eval.json"),
+                "html_file": str(self.run.path / "eval.html"),
+                **({"not_evaluated": outcome.skipped} if outcome.skipped else {})}, summary
+
+    def _loader(self, label: str, model: ModelRef) -> Any:
+        return lambda: self._predictor_or_reason(label, model)
 
     def step_gate(self) -> tuple[dict[str, Any], str]:
         report = EvalReport.model_validate(self._outputs("evaluate")["report"])
