@@ -89,10 +89,10 @@ def report(ft: dict, base: dict) -> EvalReport:
 def test_gate_direction_follows_the_metric() -> None:
     r = report({"exact_match": 0.6, "loss": 0.5}, {"exact_match": 0.1, "loss": 2.0})
     checks = gate.ftp_gate(report=r, thresholds={"exact_match": {"min_gain_over_base": 0.05, "min": 0.5},
-                                                  "loss": {"min_gain_over_base": 1.0, "max": 1.0}})
+                                                  "loss": {"min_gain_over_base": 1.0, "max": 1.0}}, confidence=None)
     assert all(c.passed for c in checks) and len(checks) == 4
     bad = gate.ftp_gate(report=report({"exact_match": 0.12}, {"exact_match": 0.1}),
-                        thresholds={"exact_match": {"min_gain_over_base": 0.05}})
+                        thresholds={"exact_match": {"min_gain_over_base": 0.05}}, confidence=None)
     assert not bad[0].passed and "gain over base +0.0200" in bad[0].reason
 
 
