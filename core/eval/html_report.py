@@ -295,6 +295,7 @@ def worst_examples(report: dict[str, Any], examples: list[dict[str, Any]], worst
             groups[ex.get("index")] = {c: {"id": ex.get("index"), "prompt": ex.get("prompt"), "answer": ex.get(c),
                                            "reference": ex.get("reference"), "scores": {}}
                                        for c in report.get("candidates") or [] if c in ex}
+    groups = {k: rows for k, rows in groups.items() if rows}  # no candidate answered: nothing to show
     primary = primary_metric(report, examples)
     higher = (report.get("higher_is_better") or {}).get(primary, True)
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib.metadata
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -84,7 +84,7 @@ def identical_warning(predictions: dict[str, list[str]], share: float) -> str | 
             "the adapter is applied (the model path, adapter_config.json), or that training changed the model")
 
 
-def evaluate(examples: list[Example], candidates: dict[str, tuple[ModelRef, Loader]], spec: EvalSpec, hooks: Hooks,
+def evaluate(examples: list[Example], candidates: Mapping[str, tuple[ModelRef, Loader]], spec: EvalSpec, hooks: Hooks,
              reporter: Any, report_dir: Path, skipped: dict[str, str] | None = None) -> EvalOutcome:
     """Answer, score, compare and write ``eval.json``, ``eval/examples.jsonl`` and ``eval.html``."""
     ev = spec.settings
@@ -138,9 +138,7 @@ def evaluate(examples: list[Example], candidates: dict[str, tuple[ModelRef, Load
                **({"overfitting": spec.overfitting} if spec.overfitting else {}),
                "examples": answers_table(examples, references, predictions)}
     write_report(report_dir, payload, example_rows(examples, references, predictions, metrics))
-    from ftp.eval import html_report
+    from ftp.eval.html_report import write_html
 
-    write_html = getattr(html_report, "write_html", None)  # TEMPORARY while html_report is written
-    if write_html is not None:
-        write_html(report_dir, spec.run_dir)
+    write_html(report_dir, spec.run_dir)
     return EvalOutcome(report=report, metrics=metrics, payload=payload, skipped=skipped)
