@@ -143,6 +143,10 @@ def main() -> None:
         child(args)
         return
     work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    from run import ftp_env
+
+    os.environ["PYTHONPATH"] = ftp_env(work)[0]["PYTHONPATH"]  # children import this checkout's ftp
     adapter, test = train_adapter(work, args.task, args.model, args.train_set)
     print(f"adapter {adapter}", flush=True)
     rounds: list[dict[str, Any]] = []
