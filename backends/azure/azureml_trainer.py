@@ -28,7 +28,7 @@ from .cost import confirm_submission
 from .files import content_name
 from .settings import AzureSettings, default_suffix
 
-ASSETS, JOB, ENDPOINT = "azureml_assets", "azureml_job", "azureml_endpoint"
+ASSETS, JOB, ENDPOINT = "azureml_assets", "azureml_job", "azureml_endpoint"  # ENDPOINT: serverless.FINE_TUNED
 
 
 def check_settings(settings: AzureSettings) -> None:
@@ -148,15 +148,19 @@ class AzureMLFineTuning:
         return f"cancel requested for Azure ML job {job['name']}"
 
     def deploy(self, request: DeployRequest) -> Provisioned:
-        """A serverless endpoint of the registered model (after the marketplace subscription it may need)."""
+        """The registered model's serverless endpoint: the one the evaluation made for it in this run
+        (reused, not created again), else a new one named ``deployment.name`` or ``<name>-v<version>``."""
+        from .serverless import DEPLOYED, FINE_TUNED, ensure, succeeded
+
         version = request.version
-        name = name_for(self.settings, version)
+        known = self.ctx.resource(ENDPOINT)
+        reuse = (succeeded(known) and known.get("model_id") == version.artifact
+                 and self.settings.deployment.name in (None, known.get("name")))
+        name = str(known["name"]) if reuse else name_for(self.settings, version)
+        resource = FINE_TUNED if reuse or not known else DEPLOYED  # keep the evaluation's endpoint on record
         base_model_id = str(version.backend_details.get("base_model_id") or "")
-        if base_model_id:
-            self.adapter.marketplace_subscription(base_model_id, deployment_name(f"{name}-subscription"))
-        self.ctx.record_resource(ENDPOINT, {"name": name, "model": version.artifact, "state": "Creating"})
-        made = self.adapter.create_serverless_endpoint(name, version.artifact)
-        self.ctx.record_resource(ENDPOINT, made)
+        made = ensure(self.adapter, self.ctx, resource, name, version.artifact, base_model_id,
+                      fix=f"resume the run (ftp run --resume {self.ctx.run_id})")
         deployment = AzureDeployment(name=made["name"], model=version.artifact, sku="Consumption", capacity=0,
                                      endpoint=made["scoring_uri"], state=made["provisioning_state"])
         return Provisioned(backend="azure", endpoint=deployment.endpoint, details=deployment.as_dict())
