@@ -66,7 +66,7 @@ def one_ftp(adapter: Path, test: Path, report: Path) -> dict[str, Any]:
     payload = json.loads((report / "eval.json").read_text())
     return {"wall_s": wall, "generate_s": {k: v["seconds"] for k, v in payload["timing"].items()},
             "decoding": payload["decoding"], "exact_match": {c: m.get("exact_match") for c, m in payload["metrics"].items()},
-            "metrics": payload["metrics_chosen"]["names"]}
+            "metrics": payload["metrics_chosen"]["names"], "phases": payload.get("phases", {})}
 
 
 def one_plain(adapter: Path, test: Path, batch: int, max_new_tokens: int, device: str) -> dict[str, Any]:

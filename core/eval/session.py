@@ -6,6 +6,7 @@ comparison plugins pair them, and the report files are written. The pipeline's e
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from ftp.eval.answers import auto_max_new_tokens, batch_size_for, eval_report, g
 from ftp.eval.files import answers_table, example_rows, metric_entries, write_report
 from ftp.eval.formats import answer_format, choose_metrics, same_answer
 from ftp.hooks import Hooks
+from ftp.run.store import atomic_write
 from ftp.types import AnswerFormat, EvalReport, EvalRequest, Example, Metric, ModelRef, Predictor, ScoredTable
 
 # label -> (what the model is, a loader giving its predictor or None and the reason it cannot answer)
@@ -98,8 +100,17 @@ def evaluate(examples: list[Example], candidates: Mapping[str, tuple[ModelRef, L
     decoding: dict[str, Any] = {"greedy": True}
     names: list[str] = []
     reason, auto = "", False
+    phases: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        phases[name] = round(phases.get(name, 0.0) + time.perf_counter() - clock, 3)
+        clock = time.perf_counter()
+
     for label, (model, load) in candidates.items():
         predictor, why = load()
+        lap("load")
         if predictor is None:
             skipped[label] = why
             continue
@@ -115,13 +126,16 @@ def evaluate(examples: list[Example], candidates: Mapping[str, tuple[ModelRef, L
         answers = generate_batched(predictor, conversations, limit, size, reporter, label)
         timing[label] = {"seconds": round(time.perf_counter() - started, 3), "answers": len(answers)}
         predictions[label] = answers
+        lap("generate")
         metrics += hooks.evaluate(EvalRequest(candidate=label, model=model, examples=examples, predictions=answers,
                                               references=references, metrics=names, predictor=predictor,
                                               settings=spec.pipeline, answer_format=fmt))
+        lap("score")
     table = ScoredTable(n=len(examples), candidates=list(predictions), metrics=metrics, examples=examples,
                         references=references, predictions=predictions, resamples=ev.resamples,
                         confidence=spec.confidence, seed=spec.seed, settings=spec.pipeline)
     comparisons = hooks.compare(table) if len(predictions) > 1 else []
+    lap("compare")
     report = eval_report(metrics, len(examples), comparisons)
     warnings = [w for w in [identical_warning(predictions, ev.identical_share)] if w]
     warnings += [str(c.details["warning"]) for c in comparisons if c.details.get("warning")]
@@ -133,7 +147,7 @@ def evaluate(examples: list[Example], candidates: Mapping[str, tuple[ModelRef, L
                "answer_format": fmt.model_dump(mode="json"),
                "metrics_chosen": {"names": names, "auto": auto, "reason": reason}, "decoding": decoding,
                "versions": library_versions(), "data": spec.data, "seed": spec.seed, "resamples": ev.resamples,
-               "confidence": spec.confidence, "timing": timing, "warnings": warnings,
+               "confidence": spec.confidence, "timing": timing, "phases": phases, "warnings": warnings,
                **({"not_evaluated": skipped} if skipped else {}),
                **({"overfitting": spec.overfitting} if spec.overfitting else {}),
                "examples": answers_table(examples, references, predictions)}
@@ -141,4 +155,6 @@ def evaluate(examples: list[Example], candidates: Mapping[str, tuple[ModelRef, L
     from ftp.eval.html_report import write_html
 
     write_html(report_dir, spec.run_dir)
+    lap("report")
+    atomic_write(report_dir / "eval.json", json.dumps({**payload, "phases": phases}, indent=2, ensure_ascii=False))
     return EvalOutcome(report=report, metrics=metrics, payload=payload, skipped=skipped)
