@@ -102,9 +102,9 @@ class AzureTrainer:
     def predictor(self, model: ModelRef, ctx: StepContext) -> Predictor:
         s = settings_of(ctx.backend_settings)
         if s.kind == "azureml":
-            from .azureml_trainer import not_evaluable
+            from .serverless_eval import azureml_predictor
 
-            raise not_evaluable(model)
+            return azureml_predictor(s, model, ctx)
         return openai_predictor(s, model, ctx)
 
     def plan(self, request: TrainRequest) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ftp.errors import FtpError, StepFailed, UserError
+from ftp.errors import StepFailed, UserError
 from ftp.types import (
     DeployRequest,
     ModelRef,
@@ -164,10 +164,3 @@ class AzureMLFineTuning:
         deployment = AzureDeployment(name=made["name"], model=version.artifact, sku="Consumption", capacity=0,
                                      endpoint=made["scoring_uri"], state=made["provisioning_state"])
         return Provisioned(backend="azure", endpoint=deployment.endpoint, details=deployment.as_dict())
-
-
-def not_evaluable(model: ModelRef) -> FtpError:
-    from ftp.errors import NotEvaluable
-
-    return NotEvaluable(f"{model.describe()}: evaluation of Azure ML models through their endpoints is not built yet; "
-                        "the deploy step serves the fine-tuned model")

@@ -53,20 +53,6 @@ AZUREML = ("--set", "backends.azure.kind=azureml", "--set", "backends.azure.mode
 Reply = tuple[int, dict[str, str], str]
 
 
-def _wired() -> bool:
-    """Whether ``AzureTrainer.predictor`` hands ``kind: azureml`` models to ``serverless_eval.azureml_predictor``
-    (a one-line change in backends/azure/__init__.py that whole runs need; the rest is tested either way)."""
-    import inspect
-
-    from ftp.backends.azure import AzureTrainer
-
-    return "azureml_predictor" in inspect.getsource(AzureTrainer.predictor)
-
-
-whole_run = pytest.mark.skipif(not _wired(), reason="backends/azure/__init__.py: AzureTrainer.predictor must return "
-                                                    "serverless_eval.azureml_predictor(s, model, ctx) for kind azureml")
-
-
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Reply:
     return status, {"Content-Type": "application/json", **(headers or {})}, json.dumps(body)
 
@@ -305,7 +291,6 @@ def metrics(run_dir: Path) -> dict[str, dict[str, float]]:
     return state(run_dir)["steps"]["evaluate"]["outputs"]["report"]["metrics"]
 
 
-@whole_run
 def test_both_candidates_answer_through_serverless_endpoints_and_deploy_reuses_the_fine_tuned_one(
         quickstart: Path, azure_ml: FakeAzureML) -> None:
     result = run()
@@ -343,7 +328,6 @@ def test_both_candidates_answer_through_serverless_endpoints_and_deploy_reuses_t
     assert len(listed) == 2 and all(parse_qs(urlparse(u).query)["api-version"] == [ML_API] for u in listed)
 
 
-@whole_run
 def test_a_run_resumed_after_evaluate_deploys_from_the_same_endpoint(quickstart: Path, azure_ml: FakeAzureML) -> None:
     first = run("--steps", "validate,split,train,review,evaluate")
     assert first.exit_code == 0, first.stderr
@@ -363,7 +347,6 @@ def test_a_run_resumed_after_evaluate_deploys_from_the_same_endpoint(quickstart:
     assert serverless == [("GET", ft)]
 
 
-@whole_run
 def test_ctrl_c_during_evaluate_then_resume_answers_through_the_recorded_endpoints(
         quickstart: Path, azure_ml: FakeAzureML) -> None:
     azure_ml.interrupt_after = 4 + 10  # review's 4 samples, then 10 test prompts of the fine-tuned model
@@ -379,7 +362,6 @@ def test_ctrl_c_during_evaluate_then_resume_answers_through_the_recorded_endpoin
     assert metrics(only_run(quickstart))["fine-tuned"]["exact_match"] == 1.0
 
 
-@whole_run
 def test_throttled_answers_wait_for_retry_after_and_are_retried(quickstart: Path, azure_ml: FakeAzureML) -> None:
     azure_ml.throttle = ["7", "3"]
     result = run("--steps", "validate,split,train,review,evaluate")
@@ -390,7 +372,6 @@ def test_throttled_answers_wait_for_retry_after_and_are_retried(quickstart: Path
     assert metrics(only_run(quickstart))["fine-tuned"]["exact_match"] == 1.0
 
 
-@whole_run
 def test_a_failed_endpoint_provisioning_stops_the_run_with_one_line(quickstart: Path, azure_ml: FakeAzureML) -> None:
     azure_ml.provisioning = {"ftp-ft-": "Failed"}
     result = run()
@@ -406,7 +387,6 @@ def test_a_failed_endpoint_provisioning_stops_the_run_with_one_line(quickstart: 
     assert s["steps"]["review"]["status"] == "failed" and azure_ml.endpoint_puts() == [ft]
 
 
-@whole_run
 def test_a_base_model_azure_ml_will_not_serve_is_not_evaluated_with_the_setting_to_change(
         quickstart: Path, azure_ml: FakeAzureML) -> None:
     azure_ml.refuse = {"ftp-base-": {"error": {"code": "BadRequest", "message": "Model Phi-4-mini-instruct is not "
@@ -424,7 +404,6 @@ def test_a_base_model_azure_ml_will_not_serve_is_not_evaluated_with_the_setting_
     assert metrics(only_run(quickstart))["fine-tuned"]["exact_match"] == 1.0
 
 
-@whole_run
 def test_an_existing_base_endpoint_answers_for_the_base_model(quickstart: Path, azure_ml: FakeAzureML) -> None:
     azure_ml.endpoints["phi-base"] = Endpoint("phi-base", PHI_OFFER, key="key-phi", state="Succeeded")
     result = run("--steps", "validate,split,train,review,evaluate", "--set",
@@ -436,7 +415,6 @@ def test_an_existing_base_endpoint_answers_for_the_base_model(quickstart: Path, 
     assert {n for n, _ in azure_ml.chats} == {f"ftp-ft-{run_id}", "phi-base"}
 
 
-@whole_run
 def test_fine_tuned_none_evaluates_nothing_and_deploy_makes_its_own_endpoint(quickstart: Path,
                                                                            azure_ml: FakeAzureML) -> None:
     result = run("--set", "backends.azure.evaluation.fine_tuned=none", "--set", "gate={}")
@@ -448,7 +426,6 @@ def test_fine_tuned_none_evaluates_nothing_and_deploy_makes_its_own_endpoint(qui
     assert s["resources"]["azureml_endpoint"]["name"] == "ticket-triage-v1"
 
 
-@whole_run
 def test_a_llama_base_is_subscribed_once_for_both_endpoints(quickstart: Path, azure_ml: FakeAzureML) -> None:
     llama = "azureml://registries/azureml-meta/models/Meta-Llama-3.1-8B-Instruct/versions/4"
     offer = "azureml://registries/azureml-meta/models/Meta-Llama-3.1-8B-Instruct"
