@@ -130,6 +130,8 @@ def openai_predictor(s: AzureSettings, model: ModelRef, ctx: StepContext) -> Pre
     from .predictor import ChatPredictor
 
     ev = s.evaluation
+    if model.deployment:  # ftp eval deployment:NAME: an existing deployment answers, nothing is made
+        return ChatPredictor(DataPlane(s), model.deployment, ev.temperature)
     if model.kind == "base":
         if not ev.base_deployment:
             raise NotEvaluable(f"no deployment of {model.base} to ask; set backends.azure.evaluation.base_deployment "

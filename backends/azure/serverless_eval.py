@@ -31,6 +31,8 @@ def azureml_predictor(s: AzureSettings, model: ModelRef, ctx: StepContext, adapt
         from .azureml_trainer import make_adapter
 
         adapter = make_adapter(s)
+    if model.deployment:  # ftp eval deployment:NAME: an existing serverless endpoint answers as it is
+        return existing_predictor(s, model.deployment, ctx, adapter)
     if model.kind == "base":
         return base_predictor(s, model, ctx, adapter)
     return fine_tuned_predictor(s, model, ctx, adapter)
@@ -65,18 +67,23 @@ def base_model_id(model: ModelRef, ctx: StepContext) -> str | None:
     return None
 
 
+def existing_predictor(s: AzureSettings, named: str, ctx: StepContext, adapter: Any,
+                       setting: str = "the deployment") -> Predictor:
+    """A serverless endpoint that exists and has Succeeded, as a predictor (nothing is created)."""
+    current = find(adapter, named, str(getattr(ctx, "phase", "") or "evaluate"))
+    if not succeeded(current) or current is None:
+        state = current["provisioning_state"] if current else "not found"
+        raise NotEvaluable(f"{setting}: serverless endpoint {named!r} is {state} in {adapter._scope}; name a "
+                           "Succeeded serverless endpoint")
+    return _predictor(s, ctx, adapter, current)
+
+
 def base_predictor(s: AzureSettings, model: ModelRef, ctx: StepContext, adapter: Any) -> Predictor:
     """The base model behind the configured endpoint, or behind one of the catalog model made for this run."""
     step = str(getattr(ctx, "phase", "") or "evaluate")
     named = s.evaluation.base_deployment
     if named:
-        current = find(adapter, named, step)
-        if not succeeded(current) or current is None:
-            state = current["provisioning_state"] if current else "not found"
-            raise NotEvaluable(f"backends.azure.evaluation.base_deployment: serverless endpoint {named!r} is {state} "
-                               f"in {adapter._scope}; name a Succeeded serverless endpoint of {model.base}, or drop "
-                               "base from evaluate.compare_to")
-        return _predictor(s, ctx, adapter, current)
+        return existing_predictor(s, named, ctx, adapter, "backends.azure.evaluation.base_deployment")
     registry_id = base_model_id(model, ctx)
     if registry_id is None:
         raise NotEvaluable(f"{model.base} is not a model of an Azure ML registry (no azureml://registries/ id), so no "

@@ -74,8 +74,9 @@ def _test_examples(path: Path, limit: int | None) -> tuple[list[dict[str, Any]],
 def eval_command(ref: str, data_path: str, compare: str, report_dir: str | None, pipeline: str | None,
                  backend: str | None, overrides: tuple[str, ...], metrics: str | None, max_examples: int | None,
                  registry: str | None, runs_dir: str | None, as_json: bool) -> None:
-    """Evaluate MODEL (NAME, NAME:3, NAME@alias, a run id, or a model folder) on a test file: the task's
-    metrics for it and each candidate, paired intervals, eval.json and eval.html."""
+    """Evaluate MODEL (NAME, NAME:3, NAME@alias, a run id, a model folder, or deployment:NAME of the
+    pipeline's backend) on a test file: the task's metrics for it and each candidate, paired intervals,
+    eval.json and eval.html."""
     from ftp.hooks import default_hooks
     from ftp.run.progress import make_reporter
     from ftp.run.store import runs_root
@@ -87,7 +88,8 @@ def eval_command(ref: str, data_path: str, compare: str, report_dir: str | None,
     store = Path(registry) if registry else settings.registration.store if loaded else Path(".ftp/registry.db")
     from ftp.eval.standalone import named_model
 
-    named = named_model(ref, runs_root(runs_dir or os.environ.get("FTP_RUNS_DIR")), store, hooks)
+    named = named_model(ref, runs_root(runs_dir or os.environ.get("FTP_RUNS_DIR")), store, hooks,
+                        loaded.backend if loaded else None, str(settings.model.base or "") if loaded else None)
     if loaded is None:
         _, settings, backend_settings = _settings(None, None, (), hooks, named.model.base)
     ev = settings.evaluate.model_copy(update={"compare_to": wanted, **(

@@ -43,11 +43,29 @@ def folder_model(path: Path) -> ModelRef:
     raise UserError(f"{path}: not a model folder (no adapter_config.json or config.json)")
 
 
-def named_model(text: str, runs_root: Path, registry_path: Path, hooks: Hooks) -> Named:
-    """A model folder, a run id (its trained model), or ``NAME`` / ``NAME:3`` / ``NAME@alias``."""
+DEPLOYMENT = "deployment:"
+
+
+def deployed_model(text: str, backend: str | None, base: str | None) -> Named:
+    """``deployment:NAME``: a model a cloud backend already serves, asked through its endpoint as is."""
+    name = text[len(DEPLOYMENT):]
+    if not name:
+        raise UserError(f"{text}: give the deployment's name (deployment:NAME)")
+    if backend is None or not base:
+        raise UserError(f"{text}: a deployment belongs to a backend: give --pipeline FILE --backend NAME, "
+                        "whose backends.NAME block says how to reach it")
+    return Named(ModelRef(kind="cloud", base=base, backend=backend, deployment=name))
+
+
+def named_model(text: str, runs_root: Path, registry_path: Path, hooks: Hooks, backend: str | None = None,
+                base: str | None = None) -> Named:
+    """A model folder, a run id (its trained model), ``NAME`` / ``NAME:3`` / ``NAME@alias``, or
+    ``deployment:NAME`` (of ``backend``, the pipeline's, whose base model is ``base``)."""
     from ftp.registry.refs import parse_ref, resolve
     from ftp.run.store import find_run
 
+    if text.startswith(DEPLOYMENT):
+        return deployed_model(text, backend, base)
     if Path(text).is_dir():
         return Named(folder_model(Path(text)))
     registry = hooks.model_registry("sqlite", registry_path)

@@ -22,8 +22,11 @@ class ModelRef(Value):
     backend: str
     path: Path | None = None
     cloud_id: str | None = None
+    deployment: str | None = None  # an existing deployment serving it: answer through it, provision nothing
 
     def describe(self) -> str:
+        if self.deployment:
+            return f"deployment {self.deployment} of {self.cloud_id or self.base}"
         if self.kind == "base":
             return self.base
         return f"{self.kind} {self.path or self.cloud_id} on {self.base}"
