@@ -72,8 +72,10 @@ class LocalPredictor:
         rows = [e for e in (encode(self.fmt, ex["messages"], self.max_length) for ex in examples) if e.trained_tokens]
         if not rows:
             return None
+        rows.sort(key=lambda e: len(e.input_ids))  # similar lengths per batch: little padding to score
+        size = 64 if str(self.where.device).startswith("cuda") else 8  # 15 batches of 8 took 1.4 s per candidate on an H200
         with self._mode():
-            return evaluate_loss(self.model, rows, self.fmt.tokenizer.pad_token_id, self.where.device, 8)
+            return evaluate_loss(self.model, rows, self.fmt.tokenizer.pad_token_id, self.where.device, size)
 
 
 def kv_bytes_per_token(model: Any) -> int:
