@@ -132,6 +132,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--commit", default="")
     ap.add_argument("--device", default="cuda", help="cpu: a smoke test of the script itself")
+    ap.add_argument("--plain", default="8,0", help="batch sizes of the plain loop (0: the whole split at once)")
     ap.add_argument("--train-set", action="append", default=[], help="extra --set for the training run")
     ap.add_argument("--one", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--adapter", default=None, help=argparse.SUPPRESS)
@@ -151,27 +152,28 @@ def main() -> None:
     print(f"adapter {adapter}", flush=True)
     rounds: list[dict[str, Any]] = []
     budget = 0
+    plains = [f"plain:{b.strip()}" for b in args.plain.split(",") if b.strip()]
     for r in range(args.repeats + 1):
         row: dict[str, Any] = {"round": r, "warmup": r == 0}
         row["ftp"] = run_child("ftp", adapter, test, work / f"report-{r}", 0, args.device)
         budget = row["ftp"]["decoding"]["max_new_tokens"]
-        for config in ("plain:8", "plain:0"):
+        for config in plains:
             row[config] = run_child(config, adapter, test, work / "unused", budget, args.device)
         rounds.append(row)
         print(json.dumps({k: (v["wall_s"] if isinstance(v, dict) else v) for k, v in row.items()}), flush=True)
     timed = [r for r in rounds if not r["warmup"]]
     result: dict[str, Any] = {"task": args.task, "test_examples": sum(1 for _ in test.open()), "commit": args.commit,
                               "max_new_tokens": budget, "rounds": rounds}
-    for config in ("ftp", "plain:8", "plain:0"):
+    for config in ("ftp", *plains):
         gen = [sum(r[config]["generate_s"].values()) for r in timed]
         result[config] = {"wall_s": summary([r[config]["wall_s"] for r in timed]), "generate_both_s": summary(gen)}
-    fastest = min(("plain:8", "plain:0"), key=lambda c: result[c]["wall_s"]["median"])
+    fastest = min(plains, key=lambda c: result[c]["wall_s"]["median"])
     result["fastest_plain"] = fastest
     result["ratio_wall_ftp_over_fastest_plain"] = result["ftp"]["wall_s"]["median"] / result[fastest]["wall_s"]["median"]
     result["ratio_generate_ftp_over_fastest_plain"] = (result["ftp"]["generate_both_s"]["median"]
                                                        / result[fastest]["generate_both_s"]["median"])
     Path(args.out).write_text(json.dumps(result, indent=1))
-    print("results: " + json.dumps({k: result[k] for k in ("ftp", "plain:8", "plain:0", "fastest_plain",
+    print("results: " + json.dumps({k: result[k] for k in ("ftp", *plains, "fastest_plain",
                                                            "ratio_wall_ftp_over_fastest_plain",
                                                            "ratio_generate_ftp_over_fastest_plain")}), flush=True)
 
