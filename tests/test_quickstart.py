@@ -45,3 +45,20 @@ def test_quickstart_beats_the_base_model(tmp_path: Path, capsys: pytest.CaptureF
     versions = json.loads(listed.stdout)
     assert [(v["name"], v["version"], v["run_id"]) for v in versions] == [("ticket-triage", 1, run_dir.name)]
     assert versions[0]["base_model"] == "builtin:gemma-3-270m"
+    # the gate decided on the task's metrics and their intervals, and said so
+    gate = json.loads((run_dir / "state.json").read_text())["steps"]["gate"]["outputs"]["checks"]
+    assert {c["name"] for c in gate} >= {"exact_match.min_gain_over_base", "field_accuracy.min_gain_over_base"}
+    assert all(c["passed"] and "lower bound" in c["reason"] and "95% CI" in c["reason"]
+               for c in gate if c["name"].endswith("min_gain_over_base"))
+    assert "field_accuracy" in report["metrics_chosen"]["names"] and report["answer_format"]["kind"] == "json"
+    assert any(c["metric"] == "exact_match" and c["test"].startswith("mcnemar") for c in report["comparisons"])
+    assert (run_dir / "eval.html").exists()
+    # ftp eval on the registered version scores it as the run did
+    out = tmp_path / "eval-v1"
+    evaluated = subprocess.run([sys.executable, "-m", "ftp", "eval", "ticket-triage:1", "--data",
+                                str(run_dir / "data" / "test.jsonl"), "--pipeline", str(work / "pipeline.yaml"),
+                                "--report", str(out), "--json"], capture_output=True, text=True, env=env, timeout=1800)
+    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    again = json.loads((out / "eval.json").read_text())
+    assert again["metrics"]["fine-tuned"]["exact_match"] == ft["exact_match"]
+    assert [e["fine-tuned"] for e in again["examples"]] == [e["fine-tuned"] for e in report["examples"]]

@@ -47,7 +47,7 @@ def test_quickstart_runs_end_to_end_on_azure(quickstart: Path, fake_azure: Any) 
     assert st["steps"]["review"]["outputs"]["overfitting"] == "no sign of overfitting"
     train = st["steps"]["train"]["outputs"]
     assert train["model"] == {"kind": "cloud", "base": "gpt-4o-mini-2024-07-18", "backend": "azure", "path": None,
-                              "cloud_id": job["fine_tuned_model"]}
+                              "cloud_id": job["fine_tuned_model"], "deployment": None}
     assert train["metrics"]["eval_loss"] < 2.1 and train["train_tokens"] == job["trained_tokens"]
 
     # Evaluation: the fine-tuned model answered through a DeveloperTier deployment; no base deployment.
