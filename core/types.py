@@ -34,7 +34,7 @@ from ftp.values.evaluation import (
     ReviewRequest,
     EvalReport,
 )
-from ftp.values.registry import ModelVersion, ModelRegistry, Deployment, Provisioned, Deployer, DeployRequest
+from ftp.values.registry import AuditEntry, ModelVersion, ModelRegistry, Deployment, Provisioned, Deployer, DeployRequest
 
 __all__ = [
     "Severity",
@@ -72,6 +72,7 @@ __all__ = [
     "EvalRequest",
     "ReviewRequest",
     "EvalReport",
+    "AuditEntry",
     "ModelVersion",
     "ModelRegistry",
     "Deployment",

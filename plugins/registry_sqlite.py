@@ -22,23 +22,24 @@ CREATE TABLE IF NOT EXISTS versions (
     backend TEXT NOT NULL, base_model TEXT NOT NULL, artifact TEXT NOT NULL, data_sha256 TEXT NOT NULL,
     hyperparameters TEXT NOT NULL, metrics TEXT NOT NULL, pipeline_sha256 TEXT NOT NULL,
     code_version TEXT NOT NULL, backend_details TEXT NOT NULL DEFAULT '{}', model TEXT NOT NULL DEFAULT '',
-    tags TEXT NOT NULL DEFAULT '{}',
+    tags TEXT NOT NULL DEFAULT '{}', stored TEXT NOT NULL DEFAULT '{}', lineage TEXT NOT NULL DEFAULT '{}',
+    archived INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (name, version)
 );
 """
-JSON_FIELDS = ("data_sha256", "hyperparameters", "metrics", "backend_details", "model", "tags")
+JSON_FIELDS = ("data_sha256", "hyperparameters", "metrics", "backend_details", "model", "tags", "stored", "lineage")
+ADDED = {"backend_details": "TEXT NOT NULL DEFAULT '{}'", "model": "TEXT NOT NULL DEFAULT ''",
+         "tags": "TEXT NOT NULL DEFAULT '{}'", "stored": "TEXT NOT NULL DEFAULT '{}'",
+         "lineage": "TEXT NOT NULL DEFAULT '{}'", "archived": "INTEGER NOT NULL DEFAULT 0"}
 
 
 def _migrate(db: Connection) -> None:
-    """Registries written before ``backend_details``, ``model`` or ``tags`` existed gain the column (empty
-    for their versions: ``ModelVersion`` rebuilds the reference from ``artifact``; no tags)."""
+    """Registries written before a column existed gain it, empty for their versions (``ModelVersion``
+    rebuilds the model reference from ``artifact``; no tags, nothing in the artifact store)."""
     columns = {row["name"] for row in db.execute("PRAGMA table_info(versions)")}
-    if "backend_details" not in columns:
-        db.execute("ALTER TABLE versions ADD COLUMN backend_details TEXT NOT NULL DEFAULT '{}'")
-    if "model" not in columns:
-        db.execute("ALTER TABLE versions ADD COLUMN model TEXT NOT NULL DEFAULT ''")
-    if "tags" not in columns:
-        db.execute("ALTER TABLE versions ADD COLUMN tags TEXT NOT NULL DEFAULT '{}'")
+    for column, kind in ADDED.items():
+        if column not in columns:
+            db.execute(f"ALTER TABLE versions ADD COLUMN {column} {kind}")
 
 
 def _row(row: Row) -> ModelVersion:
@@ -65,7 +66,7 @@ class SqliteRegistry:
             number = db.execute("SELECT COALESCE(MAX(version), 0) + 1 FROM versions WHERE name = ?",
                                 (version.name,)).fetchone()[0]
             stored = version.model_copy(update={"version": number})
-            data = {**stored.model_dump(mode="json"), "artifact": stored.artifact}  # artifact: for older readers
+            data = {**stored.model_dump(mode="json", exclude={"aliases"}), "artifact": stored.artifact}  # artifact: for older readers
             for key in JSON_FIELDS:
                 data[key] = json.dumps(data[key], sort_keys=True)
             db.execute(f"INSERT INTO versions ({', '.join(data)}) VALUES ({', '.join('?' * len(data))})",

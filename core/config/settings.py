@@ -188,8 +188,11 @@ class GateSettings(Section):
 
 class RegisterSettings(Section):
     name: str | None = None
-    registry: str = "sqlite"
+    registry: str = Field("sqlite", alias="kind")  # the file may say kind: or registry:
     store: Path = Path(".ftp/registry.db")
+    artifacts: Path = Path(".ftp/artifacts")  # the content-addressed store of models and data (ftp.registry.store)
+    alias: str | None = None  # set this alias on the new version when the gate passed (e.g. challenger)
+    tracking_uri: str | None = None  # kind: mlflow; default: $MLFLOW_TRACKING_URI
 
 
 class TrafficSettings(Section):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -31,6 +32,13 @@ class ModelVersion(Value):
     pipeline_sha256: str
     code_version: str
     backend_details: dict[str, Any] = Field(default_factory=dict)
+    # digests in the content-addressed artifact store (ftp.registry.store): "model", "train", "validation",
+    # "test", "manifest"; a version with a "model" digest has ``model.path`` inside the store, not in runs/
+    stored: dict[str, str] = Field(default_factory=dict)
+    # the rest of the lineage: library versions, seed, git commit, evaluation summary with intervals
+    lineage: dict[str, Any] = Field(default_factory=dict)
+    aliases: list[str] = Field(default_factory=list)  # filled by the registry on read
+    archived: bool = False
     # Free key/value annotations added after registration (``human_review`` from ``ftp review import``);
     # unlike the fields above they may change, so nothing that reproduces the model may read them.
     tags: dict[str, Any] = Field(default_factory=dict)
@@ -59,8 +67,25 @@ class ModelVersion(Value):
         return str(self.model.cloud_id or self.model.path or "")
 
 
+class AuditEntry(Value):
+    """One change to a registry, as ``ftp models history`` shows it: who (the OS user), when, what, why."""
+
+    name: str
+    at: str
+    user: str
+    action: str  # register, alias, unalias, rollback, tag, archive, unarchive
+    version: int | None = None
+    alias: str | None = None
+    previous: int | None = None  # alias moves: the version that held it before
+    reason: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
 class ModelRegistry(Protocol):
-    """A store of model versions; ``ftp models`` reads it, the register step writes it."""
+    """A store of model versions; ``ftp models`` reads and changes it, the register step writes it.
+
+    Aliases follow MLflow: any name but the reserved ``latest`` and ``v<N>``; one version per alias, a
+    version may hold several; setting an alias moves it. Every change appends an ``AuditEntry``."""
 
     name: str
     location: str
@@ -71,10 +96,23 @@ class ModelRegistry(Protocol):
 
     def get(self, name: str, version: int | None = None) -> ModelVersion | None: ...
 
-    def set_tag(self, name: str, version: int, key: str, value: Any) -> ModelVersion:
-        """Set (or replace) one tag of an existing version and return the version as now stored; a
-        missing version is a ``UserError``. Setting a tag never changes anything else of the version."""
-        ...
+    def set_tag(self, name: str, version: int, key: str, value: Any) -> ModelVersion: ...
+
+    def alias(self, name: str, alias: str) -> int | None:
+        """The version ``alias`` points at, or None."""
+
+    def aliases(self, name: str) -> dict[str, int]:
+        """Every alias of ``name`` and its version."""
+
+    def set_alias(self, name: str, alias: str, version: int, reason: str = "") -> int | None:
+        """Point ``alias`` at ``version``; return the version that held it before (None: new alias)."""
+
+    def delete_alias(self, name: str, alias: str, reason: str = "") -> None: ...
+
+    def archive(self, name: str, version: int, archived: bool = True, reason: str = "") -> ModelVersion: ...
+
+    def history(self, name: str) -> builtins.list[AuditEntry]:
+        """Every change to ``name``, oldest first."""
 
 
 class Deployment(Value):
