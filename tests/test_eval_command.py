@@ -80,4 +80,4 @@ def test_no_champion_yet_is_said_not_failed(project: Path) -> None:
                       "evaluate.compare_to=[base, champion]")
     report = eval_json(run_dir)
     assert report["candidates"] == ["fine-tuned", "base"]
-    assert "no version of tiny-model is deployed yet" in report["not_evaluated"]["champion"]
+    assert "no version of tiny-model holds the champion alias or is deployed yet" in report["not_evaluated"]["champion"]

@@ -120,7 +120,6 @@ def eval_command(ref: str, data_path: str, compare: str, report_dir: str | None,
 
 def _run(named: Any, examples: list[dict[str, Any]], data: dict[str, Any], ev: Any, settings: Any,
          backend_settings: dict[str, Any], loaded: Any, hooks: Any, reporter: Any, folder: Path) -> Any:
-    from ftp.deploy import slots
     from ftp.eval.session import EvalSpec, evaluate
     from ftp.eval.standalone import EvalContext, Predictors
     from ftp.types import ModelRef
@@ -133,15 +132,16 @@ def _run(named: Any, examples: list[dict[str, Any]], data: dict[str, Any], ev: A
     if "base" in ev.compare_to:
         found["base"] = ModelRef(kind="base", base=model.base, backend=model.backend)
     if "champion" in ev.compare_to:
+        from ftp.eval.standalone import champion_of
+
         name = named.name or settings.registration.name or (settings.name if loaded else None)
-        live = slots.live_version(settings.deploy.store, name) if name else None
-        version = hooks.model_registry(settings.registration.registry, settings.registration.store).get(name, live) \
-            if live is not None and name else None
+        registry = hooks.model_registry(settings.registration.registry, settings.registration.store)
+        version, why = champion_of(registry, name, settings.deploy.store) if name else (
+            None, "the model has no registry name; give NAME:VERSION or --pipeline")
         if version is None:
-            missing["champion"] = (f"no version of {name} is deployed ({settings.deploy.store})" if name
-                                   else "the model has no registry name; give NAME:VERSION or --pipeline")
+            missing["champion"] = why
         elif version.version == named.version:
-            missing["champion"] = f"{name} v{live} is itself the live version"
+            missing["champion"] = f"{name} v{version.version} is itself the champion"
         else:
             found["champion"] = version.model
     loaders = {label: (m, partial(predictors.load, label, m)) for label, m in found.items()}

@@ -85,6 +85,25 @@ def named_model(text: str, runs_root: Path, registry_path: Path, hooks: Hooks, b
     return Named(version.model, version.name, version.version)
 
 
+def champion_of(registry: Any, name: str, deployments: Path) -> tuple[Any, str]:
+    """The champion of ``name``: the version holding the ``champion`` alias, else the one serving most
+    traffic in ``deployments``; (None, why) when there is none."""
+    from ftp.deploy import slots
+
+    lookup = getattr(registry, "alias", None)
+    number = lookup(name, "champion") if callable(lookup) else None
+    source = "the champion alias"
+    if number is None:
+        number, source = slots.live_version(deployments, name), "the live deployment"
+    if number is None:
+        return None, (f"no version of {name} holds the champion alias or is deployed yet ({deployments}); "
+                      "nothing to compare with")
+    version = registry.get(name, number)
+    if version is None:
+        return None, f"{name} v{number} ({source}) is not in the registry {registry.location}"
+    return version, ""
+
+
 @dataclass
 class EvalContext:
     """The ``StepContext`` of an evaluation outside a run: its report folder stands in for the run

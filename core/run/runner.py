@@ -20,7 +20,8 @@ from ftp.eval.answers import format_report
 from ftp.hooks import Hooks
 from ftp.config.pipeline_file import Pipeline
 from ftp.redact import ScrubbingFormatter
-from ftp.registry.lineage import new_version
+from ftp.registry.lineage import new_version, stored_version
+from ftp.registry.store import ArtifactStore
 from ftp.run.context import RunContext
 from ftp.run.store import STEPS, RunDir, atomic_write, now
 from ftp.config.settings import PipelineSettings
@@ -297,17 +298,17 @@ class Runner:
         return found, missing
 
     def _champion(self) -> tuple[ModelRef | None, str]:
-        """The version now live for this model name (most traffic in ``deploy.store``), from the registry."""
+        """The champion alias's version, else the live one (``ftp.eval.standalone.champion_of``)."""
+        from ftp.eval.standalone import champion_of
+
         s = self.settings
         name = s.registration.name or s.name
-        live = slots.live_version(s.deploy.store, name)
-        if live is None:
-            return None, f"no version of {name} is deployed yet ({s.deploy.store}); nothing to compare with"
-        version = self.hooks.model_registry(s.registration.registry, s.registration.store).get(name, live)
+        version, why = champion_of(self.hooks.model_registry(s.registration.registry, s.registration.store), name,
+                                   s.deploy.store)
         if version is None:
-            return None, f"{name} v{live} is deployed but not in the registry {s.registration.store}"
+            return None, why
         if version.run_id == self.run.run_id:
-            return None, f"{name} v{live}, the live version, is this run's own model"
+            return None, f"{name} v{version.version}, the champion, is this run's own model"
         return version.model, ""
 
     def step_evaluate(self) -> tuple[dict[str, Any], str]:
@@ -360,7 +361,7 @@ class Runner:
             self._outputs("validate").get("data", {}).get("train", {}).get("sha256", ""), split,
             {**s.hyperparameters(), "method": s.train.method}, report["metrics"], self.pipeline.sha256,
             self.pipeline.path.parent)
-        stored = registry.register(version)
+        stored = registry.register(stored_version(version, ArtifactStore(s.registration.artifacts), split, self.run.path))
         return stored.model_dump(mode="json"), f"{stored.name} v{stored.version} in {registry.location}"
 
     def step_deploy(self) -> tuple[dict[str, Any], str]:
