@@ -1,6 +1,7 @@
 """``ftp data check``, ``ftp data split`` and ``ftp advise``: commands on a data file alone.
 
-They run the same checks and split as the pipeline's validate and split steps.
+They run the same checks and split as the pipeline's validate and split steps. ``ftp data restore``
+gives back the exact data files of a registered version, from the artifact store.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def run_check(train: Path, validation: Path | None, test: Path | None, model: st
 
 @click.group()
 def data() -> None:
-    """Check and split data files without a pipeline file."""
+    """Check and split data files without a pipeline file; restore a registered version's data."""
 
 
 COLUMNS_HELP = "For a Parquet, CSV or save_to_disk table: prompt=COL,completion=COL[,system=COL]."
@@ -155,6 +156,32 @@ def data_split(source: str, out_dir: str, ratios: str, seed: int, as_json: bool,
         ref = getattr(result, part)
         click.echo(f"{part:<10} {ref.examples:>7,}  {ref.path}  sha256 {ref.sha256[:12]}")
     click.echo(f"manifest   {result.manifest}")
+
+
+@data.command("restore")
+@click.argument("ref", metavar="NAME[:VERSION|@ALIAS]")
+@click.option("--out", "out_dir", required=True, metavar="DIR", help="Where the files go (a new or empty folder).")
+@click.option("--registry", default=None, metavar="PATH", help="Registry file (default: .ftp/registry.db).")
+@click.option("--pipeline", "-p", default=None, metavar="FILE", help="Use this pipeline's register.store and artifacts.")
+@click.option("--json", "as_json", is_flag=True)
+def data_restore(ref: str, out_dir: str, registry: str | None, pipeline: str | None, as_json: bool) -> None:
+    """Write the train/validation/test files and manifest.json a registered version was trained on,
+    byte-identical (checked against their sha256 before anything is written)."""
+    from ftp.cli.storage import open_registry
+    from ftp.registry.lineage import restore_data
+    from ftp.registry.refs import parse_ref, resolve
+
+    reg, store = open_registry(registry, pipeline)
+    version = resolve(reg, parse_ref(ref))
+    written = restore_data(version, store, Path(out_dir))
+    if as_json:
+        click.echo(json.dumps({"name": version.name, "version": version.version,
+                               "files": {k: str(p) for k, p in written.items()},
+                               "sha256": {k: version.stored[k] for k in written}}))
+        return
+    for key, path in written.items():
+        click.echo(f"{key:<10} {path}  sha256 {version.stored[key][:12]}")
+    click.echo(f"restored the data of {version.name}:{version.version} into {out_dir}")
 
 
 @click.command()
