@@ -8,7 +8,6 @@ import json
 import os
 import sys
 import traceback
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -297,70 +296,6 @@ def _table(headers: list[str], rows: list[list[str]]) -> None:
     Console().print(t)
 
 
-# --- models -----------------------------------------------------------------------------------------
-
-
-def _registry(registry: str | None, pipeline: str | None, kind: str) -> Any:
-    location = Path(registry) if registry else None
-    if location is None and pipeline:
-        from ftp.config.pipeline_file import load_pipeline
-
-        hooks = _hooks()
-        loaded = load_pipeline(Path(pipeline), DEFAULT_BACKEND, hooks.catalog())
-        location, kind = loaded.settings.registration.store, loaded.settings.registration.registry
-    return _hooks().model_registry(kind, location or Path(".ftp/registry.db"))
-
-
-def registry_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    fn = click.option("--registry", default=None, metavar="PATH", help="Registry file (default: .ftp/registry.db).")(fn)
-    fn = click.option("--pipeline", "-p", default=None, metavar="FILE", help="Use this pipeline's register.store.")(fn)
-    return click.option("--kind", default="sqlite", show_default=True, help="Registry kind.")(fn)
-
-
-@cli.group()
-def models() -> None:
-    """Inspect the model registry."""
-
-
-@models.command("list")
-@registry_options
-@json_option
-@debug_option
-def models_list(registry: str | None, pipeline: str | None, kind: str, as_json: bool) -> None:
-    """List registered model versions."""
-    reg = _registry(registry, pipeline, kind)
-    versions = reg.list()
-    if as_json:
-        _emit_json([v.model_dump(mode="json") for v in versions])
-        return
-    if not versions:
-        click.echo(f"no model versions in {reg.location}")
-        return
-    _table(["name", "version", "created", "run id", "backend", "base model", "test metrics (fine-tuned)"],
-           [[v.name, str(v.version), v.created_at, v.run_id, v.backend, v.base_model,
-             ", ".join(f"{k} {val:.4f}" for k, val in v.metrics.get("test", {}).get("fine-tuned", {}).items())]
-            for v in versions])
-
-
-@models.command("show")
-@click.argument("ref", metavar="NAME[:VERSION|@ALIAS]")
-@registry_options
-@json_option
-@debug_option
-def models_show(ref: str, registry: str | None, pipeline: str | None, kind: str, as_json: bool) -> None:
-    """Show one model version with its full lineage (latest version when none is given)."""
-    from ftp.registry.refs import parse_ref, resolve
-
-    wanted = parse_ref(ref)
-    data = resolve(_registry(registry, pipeline, kind), wanted).model_dump(mode="json")
-    if as_json:
-        _emit_json(data)
-        return
-    import yaml
-
-    click.echo(yaml.safe_dump(data, sort_keys=False))
-
-
 def main(argv: list[str] | None = None) -> None:
     cli.main(args=argv, prog_name="ftp")
 
@@ -369,9 +304,10 @@ def _register_data_commands() -> None:
     from ftp.cli.data import advise, data
     from ftp.cli.evaluate import eval_command
     from ftp.cli.model import export, plan
+    from ftp.cli.models import models
     from ftp.cli.review import review
 
-    for command in (data, advise, plan, export, eval_command, review):
+    for command in (data, advise, plan, export, eval_command, review, models):
         cli.add_command(command)
 
 

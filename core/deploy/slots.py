@@ -74,3 +74,16 @@ def live_version(store: Path, name: str) -> int | None:
         row = db.execute("SELECT version FROM slots WHERE name = ? AND traffic > 0 ORDER BY traffic DESC, version ASC "
                          "LIMIT 1", (name,)).fetchone()
     return int(row["version"]) if row else None
+
+
+def live_versions(store: Path, name: str) -> dict[int, dict[str, int]]:
+    """Every version of ``name`` in a slot, with its slots and traffic weights ({version: {slot: %}}):
+    a slot at 0% still serves as the blue-green rollback target, so the registry must keep it too."""
+    if not Path(store).exists():
+        return {}
+    with connect(Path(store), SCHEMA) as db:
+        rows = db.execute("SELECT slot, version, traffic FROM slots WHERE name = ? ORDER BY slot", (name,)).fetchall()
+    held: dict[int, dict[str, int]] = {}
+    for row in rows:
+        held.setdefault(int(row["version"]), {})[str(row["slot"])] = int(row["traffic"])
+    return held
