@@ -391,3 +391,17 @@ def test_a_pipeline_file_names_the_registry_and_the_deployments(tmp_path: Path, 
     reg.delete_alias("triage", "champion")
     refused = run("archive", "triage:1", "-p", pipeline)
     assert refused.exit_code == 2 and "triage:1 is deployed (slot blue 100% in" in refused.stderr
+
+
+def test_the_register_step_sets_the_files_alias_and_refuses_a_reserved_one(project: Path) -> None:
+    from conftest import invoke
+
+    bad = invoke("run", "pipeline.yaml", "--set", "register.alias=latest")
+    assert bad.exit_code == 2 and "register.alias" in bad.stderr and "reserved" in bad.stderr
+    ok = invoke("run", "pipeline.yaml", "--quiet", "--set", "register.alias=challenger")
+    assert ok.exit_code == 0, ok.output + ok.stderr
+    from ftp.plugins.registry_sqlite import SqliteRegistry
+
+    reg = SqliteRegistry(project / ".ftp" / "registry.db")
+    assert reg.alias("tiny-model", "challenger") == 1
+    assert [e.action for e in reg.history("tiny-model")] == ["register", "alias"]

@@ -44,7 +44,7 @@ def test_resolving_against_a_registry(tmp_path: Path) -> None:
     assert resolve(reg, parse_ref("triage:1")).model.path == Path("m1")
     with pytest.raises(UserError, match="no model 'triage:9' in .*r.db; models: triage"):
         resolve(reg, parse_ref("triage:9"))
-    with pytest.raises(UserError, match="keeps no aliases; name a version instead"):
+    with pytest.raises(UserError, match=r"no alias 'production' for triage in .*r\.db \(aliases: none\)"):
         resolve(reg, parse_ref("triage@production"))
 
 

@@ -293,6 +293,13 @@ def _check_names(settings: PipelineSettings, catalog: Catalog, ctx: Located, bac
         if rule.no_regression_vs and rule.no_regression_vs not in settings.evaluate.compare_to:
             ctx.fail(("gate", metric, "no_regression_vs"), f"{rule.no_regression_vs} is not evaluated",
                      f"add {rule.no_regression_vs} to evaluate.compare_to")
+    if settings.registration.alias:  # a reserved alias (latest, v<N>) fails now, not after training
+        from ftp.registry.refs import check_alias
+
+        try:
+            check_alias(settings.registration.alias)
+        except UserError as exc:
+            ctx.fail(("register", "alias"), str(exc))
     if settings.data.train is None:
         ctx.fail(("data", "train"), "required key is missing", "name the training data file")
     for section, key in PATH_KEYS[:3]:

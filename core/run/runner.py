@@ -362,7 +362,13 @@ class Runner:
             {**s.hyperparameters(), "method": s.train.method}, report["metrics"], self.pipeline.sha256,
             self.pipeline.path.parent)
         stored = registry.register(stored_version(version, ArtifactStore(s.registration.artifacts), split, self.run.path))
-        return stored.model_dump(mode="json"), f"{stored.name} v{stored.version} in {registry.location}"
+        said = ""
+        if s.registration.alias:  # the gate passed, or this step would not run; idempotent on resume
+            from ftp.registry.history import move_alias
+
+            move_alias(registry, stored.name, s.registration.alias, stored.version, f"run {self.run.run_id}: gate passed")
+            said = f", @{s.registration.alias}"
+        return stored.model_dump(mode="json"), f"{stored.name} v{stored.version}{said} in {registry.location}"
 
     def step_deploy(self) -> tuple[dict[str, Any], str]:
         version = ModelVersion.model_validate(self._outputs("register"))
