@@ -24,5 +24,6 @@ BUILTIN: tuple[str, ...] = (
     "ftp.plugins.compare",
     "ftp.plugins.gate",
     "ftp.plugins.registry_sqlite",
+    "ftp.plugins.registry_mlflow",
     "ftp.plugins.deploy_local",
 )
