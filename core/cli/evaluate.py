@@ -85,11 +85,12 @@ def eval_command(ref: str, data_path: str, compare: str, report_dir: str | None,
     hooks = default_hooks()
     reporter = make_reporter("quiet" if as_json else "rich")
     loaded, settings, backend_settings = _settings(pipeline, backend, overrides, hooks, "")
-    store = Path(registry) if registry else settings.registration.store if loaded else Path(".ftp/registry.db")
+    store = Path(registry) if registry else settings.registration.location() if loaded else Path(".ftp/registry.db")
     from ftp.eval.standalone import named_model
 
     named = named_model(ref, runs_root(runs_dir or os.environ.get("FTP_RUNS_DIR")), store, hooks,
-                        loaded.backend if loaded else None, str(settings.model.base or "") if loaded else None)
+                        loaded.backend if loaded else None, str(settings.model.base or "") if loaded else None,
+                        settings.registration.registry if loaded else "sqlite")
     if loaded is None:
         _, settings, backend_settings = _settings(None, None, (), hooks, named.model.base)
     ev = settings.evaluate.model_copy(update={"compare_to": wanted, **(
@@ -135,7 +136,7 @@ def _run(named: Any, examples: list[dict[str, Any]], data: dict[str, Any], ev: A
         from ftp.eval.standalone import champion_of
 
         name = named.name or settings.registration.name or (settings.name if loaded else None)
-        registry = hooks.model_registry(settings.registration.registry, settings.registration.store)
+        registry = hooks.model_registry(settings.registration.registry, settings.registration.location())
         version, why = champion_of(registry, name, settings.deploy.store) if name else (
             None, "the model has no registry name; give NAME:VERSION or --pipeline")
         if version is None:

@@ -93,15 +93,17 @@ def data_tuning(hooks: Any, loaded: Any) -> list[str]:
     return tuning(situation)
 
 
-def resolve_model(ref: str, runs_dir: Path, registry: str | None) -> Any:
-    """A run id (or prefix), or NAME:VERSION / NAME@ALIAS from the registry, as a ModelRef."""
+def resolve_model(ref: str, runs_dir: Path, registry: str | None, pipeline: str | None = None) -> Any:
+    """A run id (or prefix), or NAME:VERSION / NAME@ALIAS from the registry (``--registry``, else the
+    pipeline's), as a ModelRef."""
     from ftp.registry.refs import parse_ref, resolve
     from ftp.run.store import find_run
     from ftp.types import TrainResult
 
     if ":" in ref or "@" in ref:
-        reg = _hooks().model_registry("sqlite", Path(registry or ".ftp/registry.db"))
-        return resolve(reg, parse_ref(ref)).model
+        from ftp.cli.storage import open_registry
+
+        return resolve(open_registry(registry, pipeline)[0], parse_ref(ref)).model
     run = find_run(runs_dir, ref)
     outputs = run.state.outputs("train")
     if not outputs:
@@ -115,15 +117,17 @@ def resolve_model(ref: str, runs_dir: Path, registry: str | None) -> Any:
 @click.option("--merge", is_flag=True, help="Merge the adapter into the base model: a plain transformers model.")
 @click.option("--runs-dir", default=None, metavar="DIR")
 @click.option("--registry", default=None, metavar="PATH", help="Registry file for NAME:VERSION (.ftp/registry.db).")
+@click.option("--pipeline", "-p", default=None, metavar="FILE", help="Use this pipeline's registry (register.*).")
 @click.option("--json", "as_json", is_flag=True)
-def export(ref: str, out_dir: str, merge: bool, runs_dir: str | None, registry: str | None, as_json: bool) -> None:
+def export(ref: str, out_dir: str, merge: bool, runs_dir: str | None, registry: str | None, pipeline: str | None,
+           as_json: bool) -> None:
     """Export a trained model: the PEFT adapter, or with --merge a merged safetensors model."""
     import os
 
     out = Path(out_dir)
     if out.exists() and any(out.iterdir()):
         raise UserError(f"--out {out_dir}: the folder exists and is not empty; choose a new one")
-    model = resolve_model(ref, Path(runs_dir or os.environ.get("FTP_RUNS_DIR") or "runs"), registry)
+    model = resolve_model(ref, Path(runs_dir or os.environ.get("FTP_RUNS_DIR") or "runs"), registry, pipeline)
     written = _hooks().trainer(model.backend).export(model, out, merge)
     if as_json:
         click.echo(json.dumps({"path": str(written), "merged": merge, "model": model.model_dump(mode="json")}))

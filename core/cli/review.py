@@ -73,7 +73,9 @@ def _tag_registry(folder: Path, run: Any, value: dict[str, Any]) -> str | None:
     store = Path(register.get("store") or ".ftp/registry.db")
     if not store.is_absolute():
         store = Path(run.state.pipeline_file).parent / store
-    registry = default_hooks().model_registry(str(register.get("registry") or "sqlite"), store)
+    uri = register.get("tracking_uri")  # an MLflow server, when the file names one
+    kind = str(register.get("kind") or register.get("registry") or "sqlite")
+    registry = default_hooks().model_registry(kind, Path(uri) if uri else store)
     if not hasattr(registry, "set_tag"):
         raise UserError(f"human review written to {folder / 'eval.json'}, but the {registry.name} registry "
                         "cannot set tags (its plugin has no set_tag)")

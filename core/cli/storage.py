@@ -33,7 +33,7 @@ def open_registry(registry: str | None, pipeline: str | None) -> tuple[ModelRegi
         from ftp.config.pipeline_file import load_pipeline
 
         register = load_pipeline(Path(pipeline), DEFAULT_BACKEND, hooks.catalog()).settings.registration
-        location = Path(registry) if registry else register.store
+        location = Path(registry) if registry else register.location()
         return hooks.model_registry(register.registry, location), ArtifactStore(register.artifacts)
     location = Path(registry) if registry else DEFAULT_REGISTRY
     return hooks.model_registry("sqlite", location), ArtifactStore(location.parent / "artifacts")

@@ -194,6 +194,11 @@ class RegisterSettings(Section):
     alias: str | None = None  # set this alias on the new version when the gate passed (e.g. challenger)
     tracking_uri: str | None = None  # kind: mlflow; default: $MLFLOW_TRACKING_URI
 
+    def location(self) -> Path:
+        """Where the registry lives: ``tracking_uri`` when set (an MLflow server; its plugin restores the
+        ``http://`` a Path folds), else the ``store`` file."""
+        return Path(self.tracking_uri) if self.tracking_uri else self.store
+
 
 class TrafficSettings(Section):
     new: int = Field(100, ge=0, le=100)

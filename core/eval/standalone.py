@@ -58,7 +58,7 @@ def deployed_model(text: str, backend: str | None, base: str | None) -> Named:
 
 
 def named_model(text: str, runs_root: Path, registry_path: Path, hooks: Hooks, backend: str | None = None,
-                base: str | None = None) -> Named:
+                base: str | None = None, kind: str = "sqlite") -> Named:
     """A model folder, a run id (its trained model), ``NAME`` / ``NAME:3`` / ``NAME@alias``, or
     ``deployment:NAME`` (of ``backend``, the pipeline's, whose base model is ``base``)."""
     from ftp.registry.refs import parse_ref, resolve
@@ -68,7 +68,7 @@ def named_model(text: str, runs_root: Path, registry_path: Path, hooks: Hooks, b
         return deployed_model(text, backend, base)
     if Path(text).is_dir():
         return Named(folder_model(Path(text)))
-    registry = hooks.model_registry("sqlite", registry_path)
+    registry = hooks.model_registry(kind, registry_path)
     if ":" in text or "@" in text:
         version = resolve(registry, parse_ref(text))
         return Named(version.model, version.name, version.version)

@@ -16,7 +16,7 @@ def plan(pipeline: Pipeline, hooks: Hooks, steps: list[str]) -> dict[str, Any]:
     s = pipeline.settings
     trainer = hooks.trainer(pipeline.backend)
     warnings = preflight(pipeline, trainer)
-    registry = hooks.model_registry(s.registration.registry, s.registration.store)
+    registry = hooks.model_registry(s.registration.registry, s.registration.location())
     deployer = hooks.deployer(pipeline.backend)
     given = s.data.validation is not None and s.data.test is not None
     handlers = {

@@ -303,7 +303,7 @@ class Runner:
 
         s = self.settings
         name = s.registration.name or s.name
-        version, why = champion_of(self.hooks.model_registry(s.registration.registry, s.registration.store), name,
+        version, why = champion_of(self.hooks.model_registry(s.registration.registry, s.registration.location()), name,
                                    s.deploy.store)
         if version is None:
             return None, why
@@ -353,7 +353,7 @@ class Runner:
         s = self.settings
         result = self._train_result()
         split = self._split()
-        registry = self.hooks.model_registry(s.registration.registry, s.registration.store)
+        registry = self.hooks.model_registry(s.registration.registry, s.registration.location())
         name = s.registration.name or s.name
         report = self._outputs("evaluate")["report"]
         version = new_version(
@@ -362,6 +362,9 @@ class Runner:
             {**s.hyperparameters(), "method": s.train.method}, report["metrics"], self.pipeline.sha256,
             self.pipeline.path.parent)
         stored = registry.register(stored_version(version, ArtifactStore(s.registration.artifacts), split, self.run.path))
+        log_run = getattr(registry, "log_run", None)  # a registry that tracks runs (MLflow) logs this one's files
+        if callable(log_run):
+            log_run(stored, self.run.path)
         said = ""
         if s.registration.alias:  # the gate passed, or this step would not run; idempotent on resume
             from ftp.registry.history import move_alias

@@ -85,7 +85,9 @@ class ModelRegistry(Protocol):
     """A store of model versions; ``ftp models`` reads and changes it, the register step writes it.
 
     Aliases follow MLflow: any name but the reserved ``latest`` and ``v<N>``; one version per alias, a
-    version may hold several; setting an alias moves it. Every change appends an ``AuditEntry``."""
+    version may hold several; setting an alias moves it. Every change appends an ``AuditEntry``.
+    A registry that also tracks runs (MLflow) may have ``log_run(version, run_dir)``: the register step
+    calls it after ``register`` with the run directory (metrics, reports, curves)."""
 
     name: str
     location: str
