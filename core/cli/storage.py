@@ -10,13 +10,15 @@ from __future__ import annotations
 import json
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from ftp.errors import UserError
 from ftp.registry.store import ArtifactStore
-from ftp.types import ModelRegistry, ModelVersion
+
+if TYPE_CHECKING:  # the values import pydantic: `ftp --help` must not
+    from ftp.types import ModelRegistry, ModelVersion
 
 DEFAULT_REGISTRY = Path(".ftp/registry.db")
 
@@ -88,6 +90,8 @@ def runs_rm(run_id: str, runs_dir: str | None, force: bool) -> None:
     found = found.lock()  # RunInUse (exit 2, naming the process) while another process runs or resumes it
     if not force:
         _refuse_needed(found)
+    from ftp.types import ModelVersion
+
     registered = ModelVersion.model_validate(found.state.outputs("register")) if found.state.outputs("register") else None
     size = _size(found.path)
     (found.path / "state.json").unlink()  # first: the run is gone for every other command at once
@@ -102,6 +106,8 @@ def runs_rm(run_id: str, runs_dir: str | None, force: bool) -> None:
 def _refuse_needed(run: Any) -> None:
     """Refuse what deleting would break: a version that loads from this run's folder (registered before
     the artifact store), or a cloud job whose record (for ``ftp runs cancel``) lives only here."""
+    from ftp.types import ModelVersion
+
     outputs = run.state.outputs("register")
     if outputs:
         version = ModelVersion.model_validate(outputs)
