@@ -10,6 +10,7 @@ quickstart has no base deployment, so the base model is not evaluated, which the
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sqlite3
 from pathlib import Path
@@ -69,6 +70,12 @@ def test_quickstart_runs_end_to_end_on_azure(quickstart: Path, fake_azure: Any) 
     assert details["job_id"] == job["id"] and details["training_file"] == job["training_file"]
     assert details["validation_file"] == job["validation_file"] and len(details["checkpoints"]) == 2
     assert v["pipeline_sha256"] and v["code_version"].startswith("ftp ")
+    # the data it was trained on is in the artifact store like a local version's (the model stays on Azure)
+    assert {"train", "validation", "test", "manifest", "pipeline"} <= set(v["stored"]) and "model" not in v["stored"]
+    assert v["lineage"]["backend"] == "azure" and "evaluation" in v["lineage"]
+    restored = invoke("data", "restore", "ticket-triage:1", "--out", "restored", "--registry", ".ftp/registry.db")
+    assert restored.exit_code == 0, restored.output + restored.stderr
+    assert hashlib.sha256(Path("restored/train.jsonl").read_bytes()).hexdigest() == v["data_sha256"]["train"]
 
     # Deployment: Standard/DeveloperTier as configured, recorded in the run and the local records.
     deployment = st["steps"]["deploy"]["outputs"]
