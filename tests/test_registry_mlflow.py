@@ -246,3 +246,31 @@ def test_ftp_run_registers_into_mlflow_and_logs_the_run(project: Path, mlflow_se
     assert downloaded.read_bytes() == adapter_file.read_bytes()
     digests = {d.dataset.name: d.dataset.digest for d in run.inputs.dataset_inputs}
     assert digests == {f"tiny-model-{part}": got.data_sha256[part][:32] for part in ("train", "validation", "test")}
+
+
+CHILD = ("import sys; from ftp.plugins.registry_mlflow import MlflowRegistry; from ftp.types import ModelVersion; "
+         "v = ModelVersion.model_validate_json(open(sys.argv[2]).read()); "
+         "print(MlflowRegistry(sys.argv[1]).register(v).version)")
+
+
+def test_eight_processes_registering_at_once_get_eight_versions(mlflow_server: MlflowServer, name: str,  # noqa: F811
+                                                                 tmp_path: Path) -> None:
+    import time
+
+    files = []
+    for n in range(1, 9):
+        spec = tmp_path / f"v{n}.json"
+        spec.write_text(version(name, f"run{n}", adapter(tmp_path / f"m{n}", f"s{n}")).model_dump_json())
+        files.append(spec)
+    start = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-c", CHILD, mlflow_server.uri, str(f)], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for f in files]
+    outs = [p.communicate(timeout=300) for p in procs]
+    took = time.perf_counter() - start
+    assert all(p.returncode == 0 for p in procs), [err[-800:] for _, err in outs]
+    numbers = sorted(int(out.strip().splitlines()[-1]) for out, _ in outs)
+    assert numbers == list(range(1, 9))
+    listed = MlflowRegistry(mlflow_server.uri).list(name)
+    assert sorted(v.version for v in listed) == numbers  # nothing lost, no version twice
+    assert {v.run_id for v in listed} == {f"run{n}" for n in range(1, 9)}
+    print(f"\n8 processes registered 8 MLflow versions in {took:.1f}s")
