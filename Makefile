@@ -13,7 +13,7 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# The CPU build of torch first: a bare torch requirement would pull a multi-GB CUDA build.
 	$(BIN)/python -m pip install -q torch==2.13.0
-	$(BIN)/python -m pip install -q -e ".[local,azure,eval,dev]"
+	$(BIN)/python -m pip install -q -e ".[local,azure,eval,serve,dev]"
 	touch $@
 
 install: $(BIN)/.installed
