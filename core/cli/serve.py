@@ -1,0 +1,66 @@
+"""``ftp serve``: the OpenAI-compatible server over the deployed versions (FastAPI and uvicorn are
+imported only when the command runs, so ``ftp --help`` stays light)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ftp.errors import UserError
+
+
+def _sources(pipeline: str | None, registry: str | None, deployments: str | None,
+             hooks: Any) -> tuple[Any, dict[str, Any], Any, Path]:
+    """(settings, backend settings, registry, deployments file) from the pipeline file or --registry."""
+    from ftp.config import DEFAULT_BACKEND
+    from ftp.config.settings import PipelineSettings
+
+    if pipeline is None and registry is None:
+        raise UserError("ftp serve needs -p pipeline.yaml (its register.* settings) or --registry PATH")
+    if pipeline is not None:
+        from ftp.config.pipeline_file import load_pipeline
+
+        loaded = load_pipeline(pipeline, DEFAULT_BACKEND, hooks.catalog())
+        settings, backend_settings = loaded.settings, loaded.backend_settings
+    else:
+        settings, backend_settings = PipelineSettings.model_validate({"name": "serve", "model": {"base": "none"}}), {}
+    reg = settings.registration
+    kind, location = (reg.registry, reg.location()) if registry is None else ("sqlite", Path(registry))
+    store = Path(deployments) if deployments else settings.deploy.store
+    return settings, backend_settings, hooks.model_registry(kind, location), store
+
+
+@click.command("serve")
+@click.option("-p", "--pipeline", type=click.Path(exists=True, dir_okay=False), help="pipeline file (register.*, deploy.store)")
+@click.option("--registry", type=click.Path(), help="a SQLite registry file instead of the pipeline's")
+@click.option("--deployments", type=click.Path(), help="the deployment records (default: deploy.store)")
+@click.option("--host", default="127.0.0.1", show_default=True, help="address to bind (loopback by default)")
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--token-env", metavar="VAR", help="require 'Authorization: Bearer $VAR' on /v1")
+def serve(pipeline: str | None, registry: str | None, deployments: str | None, host: str, port: int,
+          token_env: str | None) -> None:
+    """Serve the deployed versions over an OpenAI-compatible API (POST /v1/chat/completions)."""
+    from ftp.eval.standalone import EvalContext
+    from ftp.hooks import default_hooks
+    from ftp.run.progress import make_reporter
+    from ftp.serve.engine import Engine
+    from ftp.serve.routing import Router
+
+    token = None
+    if token_env:
+        token = os.environ.get(token_env)
+        if not token:
+            raise UserError(f"--token-env {token_env}: the variable is not set or empty; export it first")
+    hooks = default_hooks()
+    settings, backend_settings, reg, store = _sources(pipeline, registry, deployments, hooks)
+    ctx = EvalContext(Path(".ftp/serve"), settings, backend_settings, make_reporter("quiet"))
+    import uvicorn
+
+    from ftp.serve.app import create_app
+
+    app = create_app(Router(reg, store), Engine(hooks, ctx), token)
+    click.echo(f"ftp serve: http://{host}:{port}/v1 (deployments {store}, registry {reg.location})", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning")

@@ -1,0 +1,208 @@
+"""ftp serve end to end: a real server process over two trained, registered and deployed versions of
+the tiny model, driven by the official openai client in strict mode."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import invoke
+
+TOKEN = "s3cret-token"
+SERVE = "import sys; from ftp.cli.serve import serve; serve.main(args=sys.argv[1:], prog_name='ftp serve')"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_healthy(port: int, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
+    import urllib.request
+
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise AssertionError(f"ftp serve exited: {proc.stderr.read().decode() if proc.stderr else ''}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as answer:
+                if answer.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError("ftp serve did not answer /health in time")
+
+
+@pytest.fixture
+def deployed(project: Path) -> Path:
+    """Two versions of tiny-model: v1 in blue, v2 (another seed) in green with 30% of the traffic, and
+    the champion alias on v2."""
+    first = invoke("run", "pipeline.yaml", "--quiet", "--set", "train.epochs=6")  # long enough to answer text
+    assert first.exit_code == 0, first.stderr
+    second = invoke("run", "pipeline.yaml", "--quiet", "--set", "train.seed=5", "--set", "deploy.traffic.new=30")
+    assert second.exit_code == 0, second.stderr
+    from ftp.hooks import default_hooks
+
+    default_hooks().model_registry("sqlite", project / ".ftp" / "registry.db").set_alias("tiny-model", "champion", 2)
+    return project
+
+
+@pytest.fixture
+def server(deployed: Path) -> Iterator[int]:
+    port = free_port()
+    env = {**os.environ, "SERVE_TOKEN": TOKEN}
+    proc = subprocess.Popen([sys.executable, "-c", SERVE, "-p", "pipeline.yaml", "--port", str(port),
+                             "--token-env", "SERVE_TOKEN"], cwd=deployed, env=env,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        wait_healthy(port, proc)
+        yield port
+    finally:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+def test_slots_recorded(deployed: Path) -> None:
+    from ftp.serve.routing import slot_table
+
+    assert slot_table(deployed / ".ftp" / "deployments.db", "tiny-model") == {"blue": (1, 70), "green": (2, 30)}
+
+
+def client(port: int, token: str = TOKEN) -> Any:
+    import openai
+
+    return openai.OpenAI(base_url=f"http://127.0.0.1:{port}/v1", api_key=token, max_retries=0,
+                         _strict_response_validation=True)
+
+
+ASK = [{"role": "user", "content": "Ticket 1: my car is red and it is broken."}]
+
+
+def test_openai_client_against_the_server(server: int, deployed: Path) -> None:
+    import openai
+
+    api = client(server)
+    raw = api.chat.completions.with_raw_response.create(model="tiny-model:1", messages=ASK, max_tokens=8)
+    plain = raw.parse()
+    assert raw.headers["x-ftp-version"] == "tiny-model:1" and plain.model == "tiny-model:1"
+    assert plain.object == "chat.completion" and plain.id.startswith("chatcmpl-")
+    answer = plain.choices[0].message.content or ""
+    assert plain.choices[0].message.role == "assistant" and plain.choices[0].finish_reason in ("stop", "length")
+    used = plain.usage
+    assert used is not None and used.total_tokens == used.prompt_tokens + used.completion_tokens
+    assert 0 < used.prompt_tokens and used.completion_tokens <= 8
+
+    # streaming: the same greedy answer, chunk by chunk, then a usage chunk
+    chunks = list(api.chat.completions.create(model="tiny-model:1", messages=ASK, max_tokens=8, stream=True,
+                                              stream_options={"include_usage": True}))
+    assert {c.model for c in chunks} == {"tiny-model:1"} and len({c.id for c in chunks}) == 1
+    assert chunks[0].choices[0].delta.role == "assistant"
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == answer
+    assert chunks[-2].choices[0].finish_reason == plain.choices[0].finish_reason
+    assert chunks[-1].choices == [] and chunks[-1].usage == used
+    streamed_plain = list(api.chat.completions.create(model="tiny-model:1", messages=ASK, max_tokens=8, stream=True))
+    assert all(c.choices for c in streamed_plain)  # no usage chunk unless asked for
+
+    # stop: the answer cut before the first stop string, finish_reason "stop"
+    assert len(answer) >= 2, answer  # v1 trained 6 epochs answers JSON-like text
+    stop = answer[1]
+    cut = api.chat.completions.create(model="tiny-model:1", messages=ASK, max_tokens=8, stop=[stop, "never"])
+    assert cut.choices[0].message.content == answer[:answer.find(stop)]
+    assert cut.choices[0].finish_reason == "stop"
+    short = api.chat.completions.create(model="tiny-model:1", messages=ASK, max_completion_tokens=2, stop="never")
+    assert short.choices[0].finish_reason == "length" and short.usage is not None
+    assert short.usage.completion_tokens == 2 and answer.startswith(short.choices[0].message.content or "-")
+
+    # models: the deployment and its two versions, each version's parent its base model
+    listed = {m.id: m for m in api.models.list()}
+    assert set(listed) == {"tiny-model", "tiny-model:1", "tiny-model:2"}
+    assert getattr(listed["tiny-model:2"], "parent") and listed["tiny-model"].object == "model"
+
+    # routing: 70/30 over 200 unkeyed requests (30% +- 4 sd = 60 +- 26), sticky per user
+    seen = [api.chat.completions.create(model="tiny-model", messages=ASK, max_tokens=1).model for _ in range(200)]
+    assert set(seen) <= {"tiny-model:1", "tiny-model:2"}
+    assert 34 <= seen.count("tiny-model:2") <= 86, seen.count("tiny-model:2")
+    from ftp.serve.routing import pick_slot, slot_table, sticky_point
+
+    table = slot_table(deployed / ".ftp" / "deployments.db", "tiny-model")
+    for user in ("alice", "bob", "carol", "dave"):
+        expected = f"tiny-model:{table[pick_slot(table, sticky_point('tiny-model', user))][0]}"
+        got = {api.chat.completions.create(model="tiny-model", messages=ASK, max_tokens=1, user=user).model
+               for _ in range(5)}
+        assert got == {expected}
+    assert api.chat.completions.create(model="tiny-model:2", messages=ASK, max_tokens=1).model == "tiny-model:2"
+    assert api.chat.completions.create(model="tiny-model@champion", messages=ASK, max_tokens=1).model == "tiny-model:2"
+
+    # errors: OpenAI's shape and status; the server keeps serving after each
+    with pytest.raises(openai.AuthenticationError) as denied:
+        client(server, "wrong").chat.completions.create(model="tiny-model:1", messages=ASK, max_tokens=1)
+    assert denied.value.status_code == 401 and set(error_body(denied.value)) == {"message", "type", "param", "code"}
+    with pytest.raises(openai.NotFoundError) as unknown:
+        api.chat.completions.create(model="no-such-model", messages=ASK, max_tokens=1)
+    assert error_body(unknown.value)["code"] == "model_not_found"
+    with pytest.raises(openai.BadRequestError) as bad:
+        api.chat.completions.create(model="tiny-model:1", messages=[], max_tokens=1)
+    assert error_body(bad.value)["param"] == "messages"
+    with pytest.raises(openai.BadRequestError):
+        api.chat.completions.create(model="tiny-model:1", messages=ASK, max_tokens=1, n=2)
+    assert api.chat.completions.create(model="tiny-model:1", messages=ASK, max_tokens=8).choices[0].message.content == answer
+
+
+def error_body(exc: Any) -> dict[str, Any]:
+    """The ``error`` object of an openai status error (the client keeps the parsed JSON body)."""
+    body = exc.body
+    return dict(body.get("error", body)) if isinstance(body, dict) else {}
+
+
+def test_health_is_open_and_v1_needs_the_token(server: int) -> None:
+    import json
+    import urllib.error
+    import urllib.request
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{server}/health", timeout=5) as answer:
+        assert json.loads(answer.read()) == {"status": "ok"}
+    with pytest.raises(urllib.error.HTTPError) as denied:
+        urllib.request.urlopen(f"http://127.0.0.1:{server}/v1/models", timeout=5)
+    body = json.loads(denied.value.read())
+    assert denied.value.code == 401 and body["error"]["code"] == "invalid_api_key"
+    request = urllib.request.Request(f"http://127.0.0.1:{server}/v1/chat/completions", data=b"{not json",
+                                     headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"})
+    with pytest.raises(urllib.error.HTTPError) as bad:
+        urllib.request.urlopen(request, timeout=5)
+    assert bad.value.code == 400 and set(json.loads(bad.value.read())["error"]) == {"message", "type", "param", "code"}
+
+
+def test_a_traffic_change_is_served_without_restart(server: int, deployed: Path) -> None:
+    """A third run deploys v3 with all the traffic (green; blue keeps v1 at 0%): the running server routes
+    every request for the deployment to it, read from the slots on the next request."""
+    api = client(server)
+    before = api.chat.completions.create(model="tiny-model", messages=ASK, max_tokens=1).model
+    assert before in ("tiny-model:1", "tiny-model:2")
+    third = invoke("run", "pipeline.yaml", "--quiet", "--set", "train.seed=7", "--set", "deploy.traffic.new=100")
+    assert third.exit_code == 0, third.stderr
+    seen = {api.chat.completions.create(model="tiny-model", messages=ASK, max_tokens=1).model for _ in range(20)}
+    assert seen == {"tiny-model:3"}
+    assert "tiny-model:3" in {m.id for m in api.models.list()}
+
+
+def test_weighted_pick_and_stop_cut_by_hand() -> None:
+    from ftp.serve.engine import cut_at_stop
+    from ftp.serve.routing import pick_slot, sticky_point
+
+    table = {"green": (2, 30), "blue": (1, 70)}  # cumulative in slot-name order: blue [0, 70), green [70, 100)
+    assert [pick_slot(table, p) for p in (0.0, 69.9, 70.0, 99.99)] == ["blue", "blue", "green", "green"]
+    assert pick_slot({"blue": (1, 0), "green": (2, 100)}, 0.0) == "green"  # a 0% slot stays warm, unrouted
+    assert pick_slot({"blue": (1, 1), "green": (2, 1)}, 50.0) == "green"  # weights need not sum to 100
+    assert sticky_point("tiny-model", "alice") == sticky_point("tiny-model", "alice")
+    assert 0 <= sticky_point("tiny-model", "bob") < 100
+    assert cut_at_stop('{"colour": "red"}', ['"', "}"]) == ("{", True)
+    assert cut_at_stop("abc", ["x", ""]) == ("abc", False)
