@@ -170,6 +170,11 @@ def create_app(router: Router, engine: Engine, token: str | None = None) -> Any:
     async def http_error(_: Request, exc: HTTPException) -> JSONResponse:
         return JSONResponse(ApiError(exc.status_code, str(exc.detail)).body(), status_code=exc.status_code)
 
+    @app.exception_handler(Exception)
+    async def crashed(_: Request, exc: Exception) -> JSONResponse:  # a bug still answers in OpenAI's shape
+        return JSONResponse(ApiError(500, f"internal error: {type(exc).__name__}", kind="server_error").body(),
+                            status_code=500)
+
     @app.get("/health")
     async def health() -> dict[str, str]:
         return {"status": "ok"}
