@@ -17,7 +17,7 @@ import pytest
 from conftest import invoke
 
 TOKEN = "s3cret-token"
-SERVE = "import sys; from ftp.cli.serve import serve; serve.main(args=sys.argv[1:], prog_name='ftp serve')"
+SERVE = ["-m", "ftp", "serve"]  # the command a user types
 
 
 def free_port() -> int:
@@ -60,7 +60,7 @@ def deployed(project: Path) -> Path:
 def server(deployed: Path) -> Iterator[int]:
     port = free_port()
     env = {**os.environ, "SERVE_TOKEN": TOKEN}
-    proc = subprocess.Popen([sys.executable, "-c", SERVE, "-p", "pipeline.yaml", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, *SERVE, "-p", "pipeline.yaml", "--port", str(port),
                              "--token-env", "SERVE_TOKEN"], cwd=deployed, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:

@@ -306,9 +306,10 @@ def _register_data_commands() -> None:
     from ftp.cli.model import export, plan
     from ftp.cli.models import models
     from ftp.cli.review import review
+    from ftp.cli.serve import serve
     from ftp.cli.storage import gc, runs_rm
 
-    for command in (data, advise, plan, export, eval_command, review, models, gc):
+    for command in (data, advise, plan, export, eval_command, review, models, gc, serve):
         cli.add_command(command)
     runs.add_command(runs_rm)
 
