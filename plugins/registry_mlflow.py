@@ -25,7 +25,6 @@ Versions MLflow holds that ftp did not register (without those tags) are not lis
 from __future__ import annotations
 
 import builtins
-import getpass
 import json
 import os
 import re
@@ -42,7 +41,7 @@ from urllib.parse import urlsplit, urlunsplit
 from ftp import hookimpl
 from ftp.errors import UserError
 from ftp.plugins import mlflow_run
-from ftp.registry.history import split_rollback
+from ftp.registry.history import os_user, split_rollback
 from ftp.registry.refs import check_alias, is_reserved, reserved_version
 from ftp.run.store import now
 from ftp.types import AuditEntry, ModelVersion
@@ -101,13 +100,6 @@ def probe(uri: str, timeout_s: float = 10.0) -> None:
             return
         raise UserError(f"cannot reach the MLflow tracking server at {_shown(uri)} ({reason}); start it, or "
                         "fix register.tracking_uri / MLFLOW_TRACKING_URI") from exc
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError, ImportError):
-        return "unknown"
 
 
 def _code(exc: BaseException) -> str:
@@ -228,7 +220,7 @@ class MlflowRegistry:
 
     def _audit(self, name: str, action: str, version: int | None = None, alias: str | None = None,
                previous: int | None = None, reason: str = "", details: dict[str, Any] | None = None) -> None:
-        entry = AuditEntry(name=name, at=now(), user=_user(), action=action, version=version, alias=alias,
+        entry = AuditEntry(name=name, at=now(), user=os_user(), action=action, version=version, alias=alias,
                            previous=previous, reason=reason, details=details or {})
         text = entry.model_dump_json()
         if len(text) > LIMIT:

@@ -15,7 +15,6 @@ replaced. WAL needs a local file system (not NFS or SMB), as SQLite documents.
 from __future__ import annotations
 
 import builtins
-import getpass
 import json
 import sqlite3
 import time
@@ -27,7 +26,7 @@ from typing import Any
 
 from ftp import hookimpl
 from ftp.errors import FtpError, UserError
-from ftp.registry.history import split_rollback
+from ftp.registry.history import os_user, split_rollback
 from ftp.registry.refs import check_alias, is_reserved, reserved_version
 from ftp.run.store import now
 from ftp.sqlite_store import connect
@@ -104,19 +103,11 @@ def _ensure_wal(path: Path, patience: float = 30.0) -> None:
     _IN_WAL.add(key)
 
 
-def _user() -> str:
-    """The OS user the audit log names; "unknown" where the platform cannot say (no login, no $USER)."""
-    try:
-        return getpass.getuser()
-    except (OSError, KeyError, ImportError):
-        return "unknown"
-
-
 def _audit(db: Connection, name: str, action: str, version: int | None = None, alias: str | None = None,
            previous: int | None = None, reason: str = "", details: dict[str, Any] | None = None) -> None:
     db.execute("INSERT INTO audit (name, at, user, action, version, alias, previous, reason, details) "
                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-               (name, now(), _user(), action, version, alias, previous, reason,
+               (name, now(), os_user(), action, version, alias, previous, reason,
                 json.dumps(details or {}, sort_keys=True, default=str)))
 
 

@@ -380,14 +380,18 @@ def run_info(run_dir: Path) -> dict[str, str]:
 
 
 def write_html(report_dir: Path, run_dir: Path | None = None) -> Path:
-    """Write REPORT/eval.html (atomically) from REPORT/eval.json, REPORT/eval/examples.jsonl and, in a
-    run, RUN/loss_curve.json; returns its path."""
+    """REPORT/eval.html (atomic) from REPORT/eval.json, eval/examples.jsonl and, in a run, RUN/loss_curve.json."""
     report = _read_json(report_dir / "eval.json")
     if not isinstance(report, dict):
         raise UserError(f"{report_dir / 'eval.json'} is missing or not a JSON object: run the evaluation first")
     rows_file = report_dir / "eval" / "examples.jsonl"
     rows = [json.loads(line) for line in rows_file.read_text(encoding="utf-8").splitlines() if line.strip()] \
         if rows_file.is_file() else []
+    return html_for(report_dir, report, rows, run_dir)
+
+
+def html_for(report_dir: Path, report: dict[str, Any], rows: list[dict[str, Any]], run_dir: Path | None = None) -> Path:
+    """REPORT/eval.html from a report in memory: an evaluation that just ran need not read its files back."""
     curves = None
     if run_dir is not None:
         curves = _read_json(run_dir / "loss_curve.json")

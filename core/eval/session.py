@@ -5,8 +5,6 @@ comparison plugins pair them, and the report files are written. The pipeline's e
 
 from __future__ import annotations
 
-import importlib.metadata
-import json
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +18,7 @@ from ftp.eval.answers import auto_max_new_tokens, batch_size_for, eval_report, g
 from ftp.eval.files import answers_table, example_rows, metric_entries, write_report
 from ftp.eval.formats import answer_format, choose_metrics, same_answer
 from ftp.hooks import Hooks
-from ftp.run.store import atomic_write
+from ftp.registry.lineage import library_versions
 from ftp.types import AnswerFormat, EvalReport, EvalRequest, Example, Metric, ModelRef, Predictor, ScoredTable
 
 # label -> (what the model is, a loader giving its predictor or None and the reason it cannot answer)
@@ -50,16 +48,6 @@ class EvalOutcome:
     metrics: list[Metric]
     payload: dict[str, Any]
     skipped: dict[str, str]
-
-
-def library_versions() -> dict[str, str]:
-    out = {"ftp": __version__}
-    for name in LIBRARIES:
-        try:
-            out[name] = importlib.metadata.version(name)
-        except importlib.metadata.PackageNotFoundError:
-            continue
-    return out
 
 
 def pick_metrics(spec: EvalSpec, fmt: AnswerFormat, hooks: Hooks, with_loss: bool) -> tuple[list[str], str, bool]:
@@ -146,15 +134,15 @@ def evaluate(examples: list[Example], candidates: Mapping[str, tuple[ModelRef, L
                "comparisons": [c.model_dump(mode="json") for c in comparisons],
                "answer_format": fmt.model_dump(mode="json"),
                "metrics_chosen": {"names": names, "auto": auto, "reason": reason}, "decoding": decoding,
-               "versions": library_versions(), "data": spec.data, "seed": spec.seed, "resamples": ev.resamples,
+               "versions": {"ftp": __version__, **library_versions(LIBRARIES)}, "data": spec.data, "seed": spec.seed, "resamples": ev.resamples,
                "confidence": spec.confidence, "timing": timing, "phases": phases, "warnings": warnings,
                **({"not_evaluated": skipped} if skipped else {}),
                **({"overfitting": spec.overfitting} if spec.overfitting else {}),
                "examples": answers_table(examples, references, predictions)}
-    write_report(report_dir, payload, example_rows(examples, references, predictions, metrics))
-    from ftp.eval.html_report import write_html
+    rows = example_rows(examples, references, predictions, metrics)
+    from ftp.eval.html_report import html_for
 
-    write_html(report_dir, spec.run_dir)
-    lap("report")
-    atomic_write(report_dir / "eval.json", json.dumps({**payload, "phases": phases}, indent=2, ensure_ascii=False))
+    html_for(report_dir, payload, rows, spec.run_dir)
+    lap("report")  # payload["phases"] is this dict: eval.json, written last, holds every phase
+    write_report(report_dir, payload, rows)
     return EvalOutcome(report=report, metrics=metrics, payload=payload, skipped=skipped)

@@ -24,6 +24,17 @@ ROLLBACK = "rollback"
 ALIAS_ACTIONS = ("alias", "unalias", "rollback")
 
 
+def os_user() -> str:
+    """The OS user an audit entry names (every registry kind); "unknown" where the platform cannot say
+    (no login, no $USER)."""
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError, ImportError):
+        return "unknown"
+
+
 def rollback_reason(reason: str) -> str:
     """The reason ``set_alias`` receives for a rollback: how the move is marked as one."""
     return f"{ROLLBACK}: {reason}" if reason else ROLLBACK

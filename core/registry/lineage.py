@@ -11,6 +11,7 @@ import importlib.metadata
 import json
 import shutil
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -220,10 +221,11 @@ def git_state(where: Path | None) -> dict[str, Any]:
     return {"git_commit": commit, "git_dirty": bool(_git(where, "status", "--porcelain", "--", "."))}
 
 
-def library_versions() -> dict[str, str]:
-    """Installed versions of the training libraries, read from package metadata (nothing imported)."""
+def library_versions(names: Iterable[str] = LIBRARIES) -> dict[str, str]:
+    """Installed versions of ``names`` (the training libraries by default), read from package metadata
+    (nothing imported); the evaluation report records its own list through this too."""
     out: dict[str, str] = {}
-    for name in LIBRARIES:
+    for name in names:
         try:
             out[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
