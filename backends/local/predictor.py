@@ -80,13 +80,11 @@ class LocalPredictor:
 
 def kv_bytes_per_token(model: Any) -> int:
     """Bytes of key-value cache one token costs: keys and values of every layer, in the model's dtype."""
-    config = model.config
-    config = getattr(config, "text_config", None) or config
-    heads = getattr(config, "num_attention_heads", 8)
-    kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads
+    from .memory import shape_from_config
+
+    shape = shape_from_config(model.config.to_dict())
     itemsize = next(model.parameters()).element_size()
-    return 2 * config.num_hidden_layers * kv_heads * head_dim * max(itemsize, 2)
+    return 2 * shape.layers * shape.kv_dim * max(itemsize, 2)
 
 
 def _read_meta(path: Path) -> dict[str, Any]:

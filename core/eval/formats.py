@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 
+from ftp.eval.normalize import normalize
 from ftp.types import AnswerFormat
 
 MAX_LABELS = 50  # more distinct short answers than this is not a label set
@@ -92,10 +92,7 @@ def choose_metrics(fmt: AnswerFormat, *, with_loss: bool, gated: Sequence[str] =
     return chosen, reason
 
 
-_WORD = re.compile(r"\s+")
-
-
 def same_answer(a: str, b: str) -> bool:
     """Two answers a reader would call identical (whitespace and case aside): the sign of an adapter
     that was never applied, when the fine-tuned model says what the base model says."""
-    return _WORD.sub(" ", a.strip()).casefold() == _WORD.sub(" ", b.strip()).casefold()
+    return normalize(a, "basic") == normalize(b, "basic")

@@ -14,6 +14,7 @@ from typing import Any
 from ftp import __version__
 from ftp.config.settings import EvaluateSettings
 from ftp.data.files import reference_answer
+from ftp.errors import NotEvaluable
 from ftp.eval.answers import auto_max_new_tokens, batch_size_for, eval_report, generate_batched
 from ftp.eval.files import answers_table, example_rows, metric_entries, write_report
 from ftp.eval.formats import answer_format, choose_metrics, same_answer
@@ -48,6 +49,16 @@ class EvalOutcome:
     metrics: list[Metric]
     payload: dict[str, Any]
     skipped: dict[str, str]
+
+
+def answering(label: str, load: Callable[[], Predictor], reporter: Any) -> tuple[Predictor | None, str]:
+    """The candidate's predictor, or None and the backend's reason (shown) when it cannot answer prompts:
+    a run and ``ftp eval`` go on without that candidate."""
+    try:
+        return load(), ""
+    except NotEvaluable as exc:
+        reporter.event("warning", message=f"{label}: not evaluated: {exc}")
+        return None, str(exc)
 
 
 def pick_metrics(spec: EvalSpec, fmt: AnswerFormat, hooks: Hooks, with_loss: bool) -> tuple[list[str], str, bool]:

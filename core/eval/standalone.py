@@ -14,7 +14,7 @@ from typing import Any
 
 from ftp.config import DEFAULT_BACKEND
 from ftp.config.settings import PipelineSettings
-from ftp.errors import NotEvaluable, UserError
+from ftp.errors import UserError
 from ftp.hooks import Hooks
 from ftp.types import ModelRef, Predictor, TrainResult
 
@@ -152,11 +152,11 @@ class Predictors:
         self._trainers: dict[str, Any] = {}
 
     def load(self, label: str, model: ModelRef) -> tuple[Predictor | None, str]:
-        try:
-            trainer = self._trainers.get(model.backend)
-            if trainer is None:
-                trainer = self._trainers[model.backend] = self.hooks.trainer(model.backend)
-            return trainer.predictor(model, self.ctx), ""
-        except NotEvaluable as exc:
-            self.ctx.reporter.event("warning", message=f"{label}: not evaluated: {exc}")
-            return None, str(exc)
+        from ftp.eval.session import answering
+
+        return answering(label, lambda: self._trainer(model.backend).predictor(model, self.ctx), self.ctx.reporter)
+
+    def _trainer(self, backend: str) -> Any:
+        if backend not in self._trainers:
+            self._trainers[backend] = self.hooks.trainer(backend)
+        return self._trainers[backend]

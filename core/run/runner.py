@@ -15,7 +15,7 @@ from ftp.config.check import suggest
 from ftp.data.check import check_data
 from ftp.deploy import slots
 from ftp.data.files import read_jsonl, reference_answer
-from ftp.errors import FtpError, Interrupted, NotEvaluable, StepFailed, UserError
+from ftp.errors import FtpError, Interrupted, StepFailed, UserError
 from ftp.eval.answers import format_report
 from ftp.hooks import Hooks
 from ftp.config.pipeline_file import Pipeline
@@ -274,12 +274,10 @@ class Runner:
                 f"{', '.join(a.name for a in artifacts)}; {verdict}")
 
     def _predictor_or_reason(self, label: str, model: ModelRef) -> tuple[Predictor | None, str]:
-        """The candidate's predictor, or None and the backend's reason (shown) when it cannot answer prompts."""
-        try:
-            return self.ctx.predictor(model), ""
-        except NotEvaluable as exc:
-            self.reporter.event("warning", message=f"{label}: not evaluated: {exc}")
-            return None, str(exc)
+        """The candidate's predictor, or None and the backend's reason (``ftp.eval.session.answering``)."""
+        from ftp.eval.session import answering
+
+        return answering(label, lambda: self.ctx.predictor(model), self.reporter)
 
     def candidates(self) -> tuple[dict[str, ModelRef], dict[str, str]]:
         """The models the evaluation compares (``evaluate.compare_to``), and those it cannot, with why."""
