@@ -32,6 +32,8 @@ from ftp.types import (
     ModelRef,
     ModelRegistry,
     Predictor,
+    ServeContext,
+    ServingEngine,
     ReviewRequest,
     ScoredTable,
     SplitResult,
@@ -143,6 +145,11 @@ class Hooks:
     def deployer(self, backend: str) -> Deployer:
         return _required(self.pm.hook.ftp_deployer(backend=backend),
                          f"no plugin provides a deployer for backend {backend!r}", UserError)
+
+    def serving_engine(self, backend: str, context: ServeContext) -> ServingEngine:
+        return _required(self.pm.hook.ftp_serving_engine(backend=backend, context=context),
+                         f"no plugin provides a serving engine for backend {backend!r}; install the backend's "
+                         "plugin (ftp plugins lists them)", UserError)
 
     # command line
     def commands(self, cli: click.Group) -> None:

@@ -34,6 +34,8 @@ from ftp.types import (
     Predictor,
     ReviewRequest,
     ScoredTable,
+    ServeContext,
+    ServingEngine,
     SplitResult,
     StepContext,
     TokenCounter,
@@ -135,6 +137,14 @@ def ftp_model_registry(kind: str, location: Path) -> ModelRegistry | None:
 @hookspec(firstresult=True)
 def ftp_deployer(backend: str) -> Deployer | None:
     """Return the deployer for ``backend`` (and only for it)."""
+
+
+# --- serving ---
+
+
+@hookspec(firstresult=True)
+def ftp_serving_engine(backend: str, context: ServeContext) -> ServingEngine | None:
+    """Return the engine ``ftp serve`` answers ``backend``'s deployed versions with (one per backend)."""
 
 
 # --- command line ---

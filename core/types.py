@@ -34,7 +34,17 @@ from ftp.values.evaluation import (
     ReviewRequest,
     EvalReport,
 )
-from ftp.values.registry import AuditEntry, ModelVersion, ModelRegistry, Deployment, Provisioned, Deployer, DeployRequest
+from ftp.values.registry import (
+    AuditEntry,
+    ModelVersion,
+    ModelRegistry,
+    Deployment,
+    Provisioned,
+    Deployer,
+    DeployRequest,
+    TrafficChange,
+)
+from ftp.values.serving import GenerationRequest, Completion, ServedModel, ServeContext, ServingEngine
 
 __all__ = [
     "Severity",
@@ -79,4 +89,10 @@ __all__ = [
     "Provisioned",
     "Deployer",
     "DeployRequest",
+    "TrafficChange",
+    "GenerationRequest",
+    "Completion",
+    "ServedModel",
+    "ServeContext",
+    "ServingEngine",
 ]

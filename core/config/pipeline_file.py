@@ -29,7 +29,8 @@ from ftp.config.yaml_load import MAX_BYTES, load_value, load_yaml
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 PATH_KEYS: tuple[tuple[str, str], ...] = (("data", "train"), ("data", "validation"), ("data", "test"),
                                           ("registration", "store"), ("deploy", "store"),
-                                          ("evaluate", "json_schema"), ("registration", "artifacts"))
+                                          ("evaluate", "json_schema"), ("registration", "artifacts"),
+                                          ("serve", "request_log"))
 
 
 @dataclass

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-COMMON_SECTIONS = ("data", "model", "train", "review", "evaluate", "gate", "register", "deploy")
+COMMON_SECTIONS = ("data", "model", "train", "review", "evaluate", "gate", "register", "deploy", "serve")
 ATTRIBUTE = {"register": "registration"}  # file key -> attribute, where they differ
 
 
@@ -208,6 +208,36 @@ class DeploySettings(Section):
     strategy: Literal["blue-green", "replace"] = "blue-green"
     traffic: TrafficSettings = TrafficSettings()
     store: Path = Path(".ftp/deployments.db")
+    # test prompts the new slot must answer (without errors, in the data's answer format) before it takes
+    # traffic; 0 turns the smoke test off
+    smoke_test: int = Field(3, ge=0)
+    mirror: int = Field(0, ge=0, le=50)  # % of the live slot's requests also sent to the new slot, answers logged only
+    alias: str | None = "champion"  # the registry alias that follows promotion (None: aliases left alone)
+
+
+class ServeLimits(Section):
+    """Per-request limits of ``ftp serve``: beyond them a request is refused (400/413/429/504), the server goes on."""
+
+    max_request_bytes: int = Field(1_048_576, ge=1024)
+    max_messages: int = Field(256, ge=1)
+    max_tokens: int = Field(4096, ge=1)  # the largest max_tokens a request may ask for
+    max_concurrent: int = Field(64, ge=1)  # requests in flight; more answer 429
+    timeout_s: float = Field(120.0, gt=0)  # a request still unanswered after this answers 504
+
+
+class ServeSettings(Section):
+    engine: Literal["transformers", "vllm"] = "transformers"  # local versions; vllm where it is installed
+    log_content: bool = False  # prompt and answer text in the request log (hashes and lengths otherwise)
+    request_log: Path | None = None  # default: requests.db beside deploy.store
+    retention_days: float = Field(30, gt=0)  # request-log rows older than this are deleted
+    max_log_rows: int = Field(1_000_000, ge=1000)  # and beyond this many, the oldest
+    batch_window_ms: float = Field(5.0, ge=0)  # how long a request waits for others to batch with
+    max_batch_size: int = Field(16, ge=1)
+    default_max_tokens: int = Field(256, ge=1)
+    limits: ServeLimits = ServeLimits()
+
+    def log_path(self, deploy_store: Path) -> Path:
+        return self.request_log or Path(deploy_store).parent / "requests.db"
 
 
 class CommonSettings(Section):
@@ -222,6 +252,7 @@ class CommonSettings(Section):
     # The file says ``register:``; the attribute cannot, as pydantic models already have a ``register``.
     registration: RegisterSettings = Field(RegisterSettings(), alias="register")
     deploy: DeploySettings = DeploySettings()
+    serve: ServeSettings = ServeSettings()
 
 
 class PipelineSettings(CommonSettings):

@@ -139,9 +139,26 @@ class Provisioned(Value):
     details: dict[str, Any] = Field(default_factory=dict)
 
 
+class TrafficChange(Value):
+    """New weights for a deployment's slots (``ftp deploy set-traffic / promote / rollback``), handed to
+    the deployer before the records change, so a backend that splits traffic itself (an Azure ML managed
+    online endpoint) applies them there first; a refusal there leaves the records as they were."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
+    name: str
+    slots: dict[str, int]  # slot -> version
+    traffic: dict[str, int]  # slot -> % (sums to 100)
+    mirror: dict[str, int] = Field(default_factory=dict)  # slot -> % of live traffic copied to it (at most one)
+    endpoints: dict[int, Provisioned] = Field(default_factory=dict)  # version -> what its deployer made
+    backend_settings: dict[str, Any] = Field(default_factory=dict)
+
+
 class Deployer(Protocol):
     """Provisions a registered version (an endpoint, or nothing beyond the record); the core owns the
-    slots and traffic weights and records them after ``deploy`` returns."""
+    slots and traffic weights and records them after ``deploy`` returns. A deployer whose backend splits
+    traffic itself also has ``apply_traffic(change: TrafficChange) -> None``; the core calls it, when
+    present, before it records new weights."""
 
     name: str
 
