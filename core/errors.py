@@ -52,3 +52,12 @@ class NotEvaluable(FtpError):
 
     The evaluate step goes on without that candidate and says why; it is not a failure of the run.
     """
+
+
+class RequestRejected(UserError):
+    """A serving request the model cannot take as sent (a prompt longer than its context, messages its
+    chat template refuses): ``ftp serve`` answers HTTP 400 with OpenAI's ``code`` and ``param``."""
+
+    def __init__(self, message: str, code: str | None = None, param: str | None = "messages") -> None:
+        self.code, self.param = code, param
+        super().__init__(message)

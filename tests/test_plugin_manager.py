@@ -86,7 +86,7 @@ def test_collect_all_answers_are_stamped_with_their_plugin(pm: Any) -> None:
 def test_ftp_plugins_json_lists_hooks() -> None:
     result = invoke("plugins", "--json")
     table = {p["name"]: p for p in json.loads(result.output)}
-    assert table["ftp.backends.local"]["hooks"] == ["ftp_backends", "ftp_predictor", "ftp_token_counter", "ftp_trainer"]
+    assert table["ftp.backends.local"]["hooks"] == ["ftp_backends", "ftp_predictor", "ftp_serving_engine", "ftp_token_counter", "ftp_trainer"]
     assert table["ftp.plugins.metrics"]["version"] and table["ftp.plugins.metrics"]["builtin"]
     assert "ftp_review" in invoke("plugins").output
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from conftest import invoke
+from conftest import PIPELINE, invoke, make_examples, write_jsonl
 
 TOKEN = "s3cret-token"
 SERVE = ["-m", "ftp", "serve"]  # the command a user types
@@ -42,18 +42,40 @@ def wait_healthy(port: int, proc: subprocess.Popen[bytes], seconds: float = 60) 
     raise AssertionError("ftp serve did not answer /health in time")
 
 
-@pytest.fixture
-def deployed(project: Path) -> Path:
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory, tiny_model_dir: Path) -> Path:
     """Two versions of tiny-model: v1 in blue, v2 (another seed) in green with 30% of the traffic, and
-    the champion alias on v2."""
-    first = invoke("run", "pipeline.yaml", "--quiet", "--set", "train.epochs=6")  # long enough to answer text
-    assert first.exit_code == 0, first.stderr
-    second = invoke("run", "pipeline.yaml", "--quiet", "--set", "train.seed=5", "--set", "deploy.traffic.new=30")
-    assert second.exit_code == 0, second.stderr
-    from ftp.hooks import default_hooks
+    the champion alias on v2; trained once per module, copied for each test (which may change it)."""
+    root = tmp_path_factory.mktemp("serve-project")
+    write_jsonl(root / "data" / "train.jsonl", make_examples(60))
+    (root / "pipeline.yaml").write_text(PIPELINE.format(model=tiny_model_dir), encoding="utf-8")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.chdir(root)
+        patch.delenv("FTP_RUNS_DIR", raising=False)
+        patch.setenv("FTP_CACHE_DIR", str(root / ".cache"))
+        first = invoke("run", "pipeline.yaml", "--quiet", "--set", "train.epochs=6")  # long enough to answer text
+        assert first.exit_code == 0, first.stderr
+        second = invoke("run", "pipeline.yaml", "--quiet", "--set", "train.seed=5", "--set", "deploy.traffic.new=30",
+                        "--set", "deploy.smoke_test=0")  # 2 epochs: not yet answering in the data's format
+        assert second.exit_code == 0, second.stderr
+        from ftp.hooks import default_hooks
 
-    default_hooks().model_registry("sqlite", project / ".ftp" / "registry.db").set_alias("tiny-model", "champion", 2)
-    return project
+        default_hooks().model_registry("sqlite", root / ".ftp" / "registry.db").set_alias("tiny-model", "champion", 2)
+    return root
+
+
+@pytest.fixture
+def deployed(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the module's project as the working directory (its registry still points at the
+    original's stored models, which stay put)."""
+    import shutil
+
+    copy = tmp_path / "project"
+    shutil.copytree(built, copy)
+    monkeypatch.chdir(copy)
+    monkeypatch.delenv("FTP_RUNS_DIR", raising=False)
+    monkeypatch.setenv("FTP_CACHE_DIR", str(copy / ".cache"))
+    return copy
 
 
 @pytest.fixture
@@ -124,7 +146,7 @@ def test_openai_client_against_the_server(server: int, deployed: Path) -> None:
 
     # models: the deployment and its two versions, each version's parent its base model
     listed = {m.id: m for m in api.models.list()}
-    assert set(listed) == {"tiny-model", "tiny-model:1", "tiny-model:2"}
+    assert set(listed) == {"tiny-model", "tiny-model:1", "tiny-model:2", "tiny-model:base"}
     assert getattr(listed["tiny-model:2"], "parent") and listed["tiny-model"].object == "model"
 
     # routing: 70/30 over 200 unkeyed requests (30% +- 4 sd = 60 +- 26), sticky per user
@@ -169,7 +191,7 @@ def test_health_is_open_and_v1_needs_the_token(server: int) -> None:
     import urllib.request
 
     with urllib.request.urlopen(f"http://127.0.0.1:{server}/health", timeout=5) as answer:
-        assert json.loads(answer.read()) == {"status": "ok"}
+        assert json.loads(answer.read())["status"] == "ok"
     with pytest.raises(urllib.error.HTTPError) as denied:
         urllib.request.urlopen(f"http://127.0.0.1:{server}/v1/models", timeout=5)
     body = json.loads(denied.value.read())
@@ -187,7 +209,8 @@ def test_a_traffic_change_is_served_without_restart(server: int, deployed: Path)
     api = client(server)
     before = api.chat.completions.create(model="tiny-model", messages=ASK, max_tokens=1).model
     assert before in ("tiny-model:1", "tiny-model:2")
-    third = invoke("run", "pipeline.yaml", "--quiet", "--set", "train.seed=7", "--set", "deploy.traffic.new=100")
+    third = invoke("run", "pipeline.yaml", "--quiet", "--set", "train.seed=7", "--set", "deploy.traffic.new=100",
+                   "--set", "deploy.smoke_test=0")
     assert third.exit_code == 0, third.stderr
     seen = {api.chat.completions.create(model="tiny-model", messages=ASK, max_tokens=1).model for _ in range(20)}
     assert seen == {"tiny-model:3"}
@@ -195,7 +218,7 @@ def test_a_traffic_change_is_served_without_restart(server: int, deployed: Path)
 
 
 def test_weighted_pick_and_stop_cut_by_hand() -> None:
-    from ftp.serve.engine import cut_at_stop
+    from ftp.backends.local.batching import cut_at_stop, safe_prefix
     from ftp.serve.routing import pick_slot, sticky_point
 
     table = {"green": (2, 30), "blue": (1, 70)}  # cumulative in slot-name order: blue [0, 70), green [70, 100)
@@ -206,3 +229,101 @@ def test_weighted_pick_and_stop_cut_by_hand() -> None:
     assert 0 <= sticky_point("tiny-model", "bob") < 100
     assert cut_at_stop('{"colour": "red"}', ['"', "}"]) == ("{", True)
     assert cut_at_stop("abc", ["x", ""]) == ("abc", False)
+    assert safe_prefix("abc</", ["</s>"]) == "abc" and safe_prefix("ab\ufffd", []) == "ab"  # held back while unsure
+    assert safe_prefix("abc", ["</s>"]) == "abc"
+
+
+def get(port: int, path: str, token: str = TOKEN) -> tuple[int, dict[str, str], bytes]:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as answer:
+            return answer.status, dict(answer.headers), answer.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def test_base_model_pins_limits_metrics_and_request_log(server: int, deployed: Path) -> None:
+    import openai
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from ftp.serve.request_log import read_requests
+
+    api = client(server)
+    base = api.chat.completions.with_raw_response.create(model="tiny-model:base", messages=ASK, max_tokens=6)
+    assert base.parse().model == "tiny-model:base" and base.headers["x-ftp-model-version"] == "0"
+    fine = api.chat.completions.create(model="tiny-model:1", messages=ASK, max_tokens=6).choices[0].message.content
+    assert base.parse().choices[0].message.content != fine  # the base answers without the adapter
+
+    # a pin header overrides the draw, even to a slot without traffic; azureml's header works too
+    pinned = api.chat.completions.with_raw_response.create(model="tiny-model", messages=ASK, max_tokens=1,
+                                                           extra_headers={"x-ftp-slot": "green"})
+    assert pinned.parse().model == "tiny-model:2" and pinned.headers["x-ftp-route"] == "pinned"
+    assert api.chat.completions.create(model="tiny-model", messages=ASK, max_tokens=1,
+                                       extra_headers={"azureml-model-deployment": "blue"}).model == "tiny-model:1"
+    with pytest.raises(openai.BadRequestError, match="no slot 'red'"):
+        api.chat.completions.create(model="tiny-model", messages=ASK, max_tokens=1, extra_headers={"x-ftp-slot": "red"})
+
+    # sampling: a seeded request repeats itself
+    seeded = [api.chat.completions.create(model="tiny-model:1", messages=ASK, max_tokens=8, temperature=1.2, seed=3)
+              .choices[0].message.content for _ in range(2)]
+    assert seeded[0] == seeded[1]
+
+    # limits: OpenAI-shaped 400s and 413, then the server goes on
+    with pytest.raises(openai.BadRequestError, match="max_tokens: at most 4096"):
+        api.chat.completions.create(model="tiny-model:1", messages=ASK, max_tokens=5000)
+    with pytest.raises(openai.BadRequestError) as long_prompt:
+        api.chat.completions.create(model="tiny-model:1", messages=[{"role": "user", "content": "red " * 400}],
+                                    max_tokens=4)
+    assert error_body(long_prompt.value)["code"] == "context_length_exceeded"
+    with pytest.raises(openai.APIStatusError) as huge:
+        api.chat.completions.create(model="tiny-model:1", messages=[{"role": "user", "content": "x" * 1_100_000}],
+                                    max_tokens=1)
+    assert huge.value.status_code == 413
+    assert api.chat.completions.create(model="tiny-model:1", messages=ASK, max_tokens=6).choices[0].message.content == fine
+
+    # /metrics: Prometheus text, counted per model, slot and version
+    status, headers, body = get(server, "/metrics")
+    assert status == 200 and headers["content-type"].startswith("text/plain")
+    families = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    ok = [s for s in families["ftp_requests"].samples
+          if s.name == "ftp_requests_total" and s.labels["version"] == "1" and s.labels["status"] == "200"]
+    assert ok and ok[0].value >= 3
+    assert any(s.labels["status"] == "400" for s in families["ftp_requests"].samples)
+    assert "ftp_request_duration_seconds" in families and "ftp_tokens" in families
+    assert get(server, "/metrics", "wrong")[0] == 401
+
+    # the request log: one row per request, no text (serve.log_content is off), the pinned route recorded
+    deadline = time.monotonic() + 10
+    rows: list[dict[str, Any]] = []
+    while time.monotonic() < deadline and len(rows) < 10:
+        time.sleep(0.3)
+        rows = read_requests(deployed / ".ftp" / "requests.db")
+    assert len(rows) >= 10
+    assert all(r["prompt_text"] is None and r["output_text"] is None for r in rows)
+    assert {"pinned"} <= {r["routing_reason"] for r in rows} and {200, 400, 413} <= {r["status"] for r in rows}
+    served = [r for r in rows if r["status"] == 200 and r["model_version"] == 1]
+    assert all(r["prompt_sha256"] and r["prompt_chars"] and r["latency_ms"] > 0 and r["completion_tokens"] for r in served)
+
+
+def test_forwarding_to_an_openai_compatible_server(server: int) -> None:
+    """The forwarder the vLLM engine answers through, against a real server (this one): the same
+    answers as the openai client gets, plain and streamed, and the server's errors as ftp's."""
+    from ftp.errors import RequestRejected
+    from ftp.serve.forward import OpenAICompatible
+    from ftp.types import Completion, GenerationRequest
+
+    ask = GenerationRequest(messages=ASK, max_tokens=8)
+    expected = client(server).chat.completions.create(model="tiny-model:1", messages=ASK, max_tokens=8)
+    forward = OpenAICompatible("test", f"http://127.0.0.1:{server}/v1", "tiny-model:1",
+                               {"Authorization": f"Bearer {TOKEN}"})
+    done = forward.complete(ask)
+    assert done.text == expected.choices[0].message.content and expected.usage is not None
+    assert done.completion_tokens == expected.usage.completion_tokens
+    pieces = list(forward.stream(ask))
+    assert isinstance(pieces[-1], Completion) and "".join(p for p in pieces if isinstance(p, str)) == done.text
+    assert pieces[-1].prompt_tokens == done.prompt_tokens
+    with pytest.raises(RequestRejected, match="answered 400"):
+        forward.complete(GenerationRequest(messages=ASK, max_tokens=4096, stop=["a", "b", "c", "d", "e"]))

@@ -126,3 +126,18 @@ def ftp_token_counter(backend: str, model: str | None) -> Any:
     from .tokens import token_counter
 
     return token_counter(model)
+
+
+@hookimpl
+def ftp_serving_engine(backend: str, context: Any) -> Any:
+    """transformers + PEFT (every adapter beside one base model, dynamic batching), or vLLM when
+    ``serve.engine: vllm``."""
+    if backend != NAME:
+        return None
+    if context.serve.get("engine") == "vllm":
+        from .vllm_engine import VllmEngine
+
+        return VllmEngine(context)
+    from .serving import LocalEngine
+
+    return LocalEngine(context)

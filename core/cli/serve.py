@@ -43,11 +43,8 @@ def _sources(pipeline: str | None, registry: str | None, deployments: str | None
 def serve(pipeline: str | None, registry: str | None, deployments: str | None, host: str, port: int,
           token_env: str | None) -> None:
     """Serve the deployed versions over an OpenAI-compatible API (POST /v1/chat/completions)."""
-    from ftp.eval.standalone import EvalContext
     from ftp.hooks import default_hooks
-    from ftp.run.progress import make_reporter
-    from ftp.serve.engine import Engine
-    from ftp.serve.routing import Router
+    from ftp.types import ServeContext
 
     token = None
     if token_env:
@@ -56,11 +53,26 @@ def serve(pipeline: str | None, registry: str | None, deployments: str | None, h
             raise UserError(f"--token-env {token_env}: the variable is not set or empty; export it first")
     hooks = default_hooks()
     settings, backend_settings, reg, store = _sources(pipeline, registry, deployments, hooks)
-    ctx = EvalContext(Path(".ftp/serve"), settings, backend_settings, make_reporter("quiet"))
+    context = ServeContext(serve=settings.serve.model_dump(mode="json"), backend_settings=backend_settings)
+    app = build_app(hooks, settings.serve, context, reg, store, token)
     import uvicorn
 
-    from ftp.serve.app import create_app
+    click.echo(f"ftp serve: http://{host}:{port}/v1 (deployments {store}, registry {reg.location}, "
+               f"request log {settings.serve.log_path(store)})", err=True)
+    uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
 
-    app = create_app(Router(reg, store), Engine(hooks, ctx), token)
-    click.echo(f"ftp serve: http://{host}:{port}/v1 (deployments {store}, registry {reg.location})", err=True)
-    uvicorn.run(app, host=host, port=port, log_level="warning")
+
+def build_app(hooks: Any, serve_settings: Any, context: Any, registry: Any, store: Path, token: str | None) -> Any:
+    """The app over the deployments in ``store``: router, engines, request log and metrics."""
+    from ftp.serve.app import create_app
+    from ftp.serve.engine import Engines
+    from ftp.serve.handling import Service
+    from ftp.serve.metrics import ServeMetrics
+    from ftp.serve.request_log import RequestLog
+    from ftp.serve.routing import Router
+
+    s = serve_settings
+    log = RequestLog(s.log_path(store), log_content=s.log_content, retention_days=s.retention_days,
+                     max_rows=s.max_log_rows)
+    service = Service(Router(registry, store), Engines(hooks, context, store), s, token, log, ServeMetrics())
+    return create_app(service)

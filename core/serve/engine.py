@@ -1,75 +1,68 @@
-"""Answers from registered versions: each version's model loaded once through its backend's trainer
-(the same ``Predictors`` evaluation uses), then asked greedily.
+"""The served versions: each loaded once, on its first request, by its backend's serving engine
+(``ftp_serving_engine``), which may share weights between them (the local engine keeps one base model
+for every adapter on it).
 
-This slice answers one request at a time under a lock: no dynamic batching, no adapters sharing one
-base model in memory, no sampling (temperature, top_p and seed are accepted and ignored).
+Which backend serves a version is what its deployer recorded in ``deploy.store`` (an Azure deployment),
+else the version's own backend.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
-from ftp.errors import FtpError
-from ftp.eval.standalone import EvalContext, Predictors
+from ftp.errors import FtpError, UserError
 from ftp.hooks import Hooks
-from ftp.types import Message, ModelVersion, Predictor
+from ftp.types import ModelRef, ModelVersion, ServeContext, ServedModel, ServingEngine
 
 
 class NotServable(FtpError):
-    """A version whose backend gives no local predictor (HTTP 503)."""
+    """A version this server cannot load (HTTP 503, with the reason)."""
 
 
-@dataclass(frozen=True)
-class Completion:
-    text: str
-    finish_reason: str  # "stop" or "length"
-    prompt_tokens: int
-    completion_tokens: int
+def base_of(version: ModelVersion) -> ModelVersion:
+    """The version's base model as a version of its own (``NAME:base``), on the same backend."""
+    return version.model_copy(update={"model": ModelRef(kind="base", base=version.base_model, backend=version.backend),
+                                      "version": 0})
 
 
-def cut_at_stop(text: str, stop: Sequence[str]) -> tuple[str, bool]:
-    """``text`` up to the earliest stop string (which is dropped, as OpenAI does), and whether one hit."""
-    hits = [i for i in (text.find(s) for s in stop if s) if i >= 0]
-    return (text[:min(hits)], True) if hits else (text, False)
+class Engines:
+    """Serving engines per backend and served models per version, loaded on first use."""
 
+    def __init__(self, hooks: Hooks, context: ServeContext, deployments: Path) -> None:
+        self.hooks, self.context, self.deployments = hooks, context, Path(deployments)
+        self.engines: dict[str, ServingEngine] = {}
+        self.served: dict[tuple[str, int, bool], ServedModel] = {}
+        self.locks: dict[tuple[str, int, bool], threading.Lock] = {}
+        self.guard = threading.Lock()
 
-class Engine:
-    """Predictors per version, cached; generation serialised by one lock (a model in memory is not
-    safe to call from several threads at once)."""
+    def model(self, version: ModelVersion, base: bool = False) -> ServedModel:
+        """The served model of ``version`` (``base``: its base model); NotServable when it cannot be."""
+        key = (version.name, version.version, base)
+        if key in self.served:
+            return self.served[key]
+        with self.guard:
+            lock = self.locks.setdefault(key, threading.Lock())
+        with lock:  # one load per version, while other versions keep answering
+            if key not in self.served:
+                self.served[key] = self._load(base_of(version) if base else version, version)
+        return self.served[key]
 
-    def __init__(self, hooks: Hooks, ctx: EvalContext) -> None:
-        self.predictors = Predictors(hooks, ctx)
-        self._loaded: dict[tuple[str, int], Predictor] = {}
-        self.lock = threading.Lock()
+    def _load(self, version: ModelVersion, deployed: ModelVersion) -> ServedModel:
+        from ftp.deploy.slots import endpoint_of
 
-    def predictor(self, version: ModelVersion) -> Predictor:
-        """The version's predictor, loaded on first use (under the lock, so two requests load it once)."""
-        key = (version.name, version.version)
-        if key not in self._loaded:
-            predictor, why = self.predictors.load(f"{version.name}:{version.version}", version.model)
-            if predictor is None:
-                raise NotServable(f"{version.name}:{version.version} cannot be served here: {why}")
-            self._loaded[key] = predictor
-        return self._loaded[key]
+        endpoint = endpoint_of(self.deployments, deployed.name, deployed.version)
+        backend = endpoint.backend if endpoint is not None else version.backend
+        label = f"{deployed.name}:{'base' if version.version == 0 else deployed.version}"
+        try:
+            with self.guard:
+                if backend not in self.engines:
+                    self.engines[backend] = self.hooks.serving_engine(backend, self.context)
+                engine = self.engines[backend]
+            return engine.load(version, endpoint if version.version else None)
+        except UserError as exc:
+            raise NotServable(f"{label} cannot be served here: {exc}") from None
 
-    def complete(self, version: ModelVersion, messages: list[Message], max_tokens: int,
-                 stop: Sequence[str] = ()) -> Completion:
-        """One greedy answer, cut at ``stop``; ``length`` when the answer used every token allowed."""
-        with self.lock:
-            predictor = self.predictor(version)
-            text = predictor.generate([messages], max_tokens)[0]
-            used = count(predictor, text)
-            prompt = count(predictor, "\n".join(str(m.get("content") or "") for m in messages))
-        text, stopped = cut_at_stop(text, stop)
-        finish = "stop" if stopped or used < max_tokens else "length"
-        return Completion(text, finish, prompt, count(predictor, text) if stopped else used)
-
-
-def count(predictor: Any, text: str) -> int:
-    """Tokens in ``text`` by the model's tokenizer when the predictor has one, else words (cloud
-    predictors without a tokenizer): the usage numbers are then an estimate."""
-    counter = getattr(predictor, "count_tokens", None)
-    return int(counter(text)) if callable(counter) else len(text.split())
+    def close(self) -> None:
+        for engine in self.engines.values():
+            engine.close()

@@ -31,11 +31,12 @@ class Route:
 
     version: ModelVersion
     slot: str | None
-    reason: str  # "hash" (sticky user), "random" (weighted draw), "pinned" (NAME:V or NAME@alias)
+    reason: str  # "hash" (sticky user), "random" (weighted draw), "pinned" (slot header, NAME:V, NAME@alias), "mirror"
+    base: bool = False  # the version's base model, without its adapter (NAME:base)
 
     @property
     def label(self) -> str:
-        return f"{self.version.name}:{self.version.version}"
+        return f"{self.version.name}:{'base' if self.base else self.version.version}"
 
 
 def slot_table(deployments: Path, name: str) -> dict[str, tuple[int, int]]:
@@ -72,18 +73,26 @@ class Router:
         self.registry, self.deployments = registry, Path(deployments)
         self.rng = rng or random.Random()
 
-    def route(self, model: str, user: str | None = None) -> Route:
-        """The version that answers ``model`` for ``user``; UserError (bad name), UnknownModel, NoTraffic."""
+    def route(self, model: str, user: str | None = None, pin: str | None = None) -> Route:
+        """The version that answers ``model`` for ``user`` (``pin``: a slot named by the request's header);
+        UserError (bad name), UnknownModel, NoTraffic."""
         from ftp.registry.refs import parse_ref, resolve
 
+        if model.endswith(":base"):
+            live = self.route(model[: -len(":base")], user, pin)
+            return Route(live.version, live.slot, live.reason, base=True)
         ref = parse_ref(model)
         table = slot_table(self.deployments, ref.name)
         if ref.version is None and ref.alias is None:
             if not table:
                 raise UnknownModel(f"the model {model!r} does not exist: no deployment of that name in "
                                    f"{self.deployments}; see GET /v1/models")
+            if pin is not None:
+                if pin not in table:
+                    raise UserError(f"x-ftp-slot: {model} has no slot {pin!r}; its slots: {', '.join(sorted(table))}")
+                return Route(self._get(ref.name, table[pin][0]), pin, "pinned")
             if not any(t > 0 for _, t in table.values()):
-                raise NoTraffic(f"{model}: no slot of the deployment takes traffic; set some with ftp deploy")
+                raise NoTraffic(f"{model}: no slot of the deployment takes traffic; set some with ftp deploy set-traffic")
             point, reason = (sticky_point(ref.name, user), "hash") if user else (self.rng.random() * 100, "random")
             slot = pick_slot(table, point)
             return Route(self._get(ref.name, table[slot][0]), slot, reason)
@@ -93,6 +102,18 @@ class Router:
             raise UnknownModel(f"the model {model!r} does not exist: {exc}") from None
         held = next((s for s, (v, _) in sorted(table.items()) if v == version.version), None)
         return Route(version, held, "pinned")
+
+    def mirror(self, route: Route) -> Route | None:
+        """The shadow copy of a routed request: to the deployment's mirrored slot, for its share of the
+        requests the live slots answer (never of pinned ones, nor of requests that slot answers itself)."""
+        from ftp.deploy.slots import mirror_of
+
+        if route.reason == "pinned" or route.slot is None or route.base:
+            return None
+        mirrored = mirror_of(self.deployments, route.version.name)
+        if mirrored is None or mirrored[0] == route.slot or self.rng.random() * 100 >= mirrored[2]:
+            return None
+        return Route(self._get(route.version.name, mirrored[1]), mirrored[0], "mirror")
 
     def _get(self, name: str, number: int) -> ModelVersion:
         version = self.registry.get(name, number)
@@ -117,6 +138,8 @@ class Router:
                 entries.append({"id": f"{name}:{number}", "object": "model", "created": _epoch(version.created_at),
                                 "owned_by": "ftp", "root": str(version.model.path or f"{name}:{number}"),
                                 "parent": version.base_model})
+            entries.append({"id": f"{name}:base", "object": "model", "created": 0, "owned_by": "ftp",
+                            "root": entries[-1]["parent"] or f"{name}:base", "parent": None})
         return entries
 
 

@@ -28,6 +28,8 @@ class GenerationRequest(Value):
     top_p: float = Field(1.0, gt=0, le=1)
     seed: int | None = None
     stop: list[str] = Field(default_factory=list)
+    # seconds the engine may spend on it; past that it frees the request's place and raises TimeoutError
+    timeout_s: float | None = Field(None, gt=0)
 
 
 class Completion(Value):
@@ -35,6 +37,7 @@ class Completion(Value):
     finish_reason: Literal["stop", "length"]
     prompt_tokens: int  # with the chat template's tokens, as the model saw the prompt
     completion_tokens: int
+    queue_ms: float | None = None  # time spent waiting for a batch, where the engine batches
 
 
 class ServedModel(Protocol):
