@@ -302,6 +302,7 @@ def main(argv: list[str] | None = None) -> None:
 
 def _register_data_commands() -> None:
     from ftp.cli.data import advise, data
+    from ftp.cli.deploy import deploy
     from ftp.cli.evaluate import eval_command
     from ftp.cli.model import export, plan
     from ftp.cli.models import models
@@ -309,7 +310,7 @@ def _register_data_commands() -> None:
     from ftp.cli.serve import serve
     from ftp.cli.storage import gc, runs_rm
 
-    for command in (data, advise, plan, export, eval_command, review, models, gc, serve):
+    for command in (data, advise, plan, export, eval_command, review, models, gc, serve, deploy):
         cli.add_command(command)
     runs.add_command(runs_rm)
 
