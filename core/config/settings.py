@@ -227,12 +227,13 @@ class ServeLimits(Section):
 
 class ServeSettings(Section):
     engine: Literal["transformers", "vllm"] = "transformers"  # local versions; vllm where it is installed
+    vllm_args: list[str] = []  # more `vllm serve` arguments (e.g. --gpu-memory-utilization 0.5)
     log_content: bool = False  # prompt and answer text in the request log (hashes and lengths otherwise)
     request_log: Path | None = None  # default: requests.db beside deploy.store
     retention_days: float = Field(30, gt=0)  # request-log rows older than this are deleted
     max_log_rows: int = Field(1_000_000, ge=1000)  # and beyond this many, the oldest
     batch_window_ms: float = Field(5.0, ge=0)  # how long a request waits for others to batch with
-    max_batch_size: int = Field(16, ge=1)
+    max_batch_size: int = Field(32, ge=1)
     default_max_tokens: int = Field(256, ge=1)
     limits: ServeLimits = ServeLimits()
 

@@ -12,14 +12,14 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ftp.errors import RequestRejected, UserError
 from ftp.serve.engine import Engines, NotServable
 from ftp.serve.protocol import DONE, ApiError, ChatRequest, check_token, chunk, completion_body, event, parse_request
 from ftp.serve.protocol import text_of, usage_chunk
-from ftp.serve.request_log import RequestLog, RequestRecord, prompt_sha256, prompt_text
+from ftp.serve.request_log import RequestLog, RequestRecord, prompt_sha256, prompt_text, utc_now
 from ftp.serve.routing import NoTraffic, Route, Router, UnknownModel
 from ftp.types import Completion, GenerationRequest
 
@@ -37,6 +37,7 @@ class Exchange:
     model: str = ""
     cid: str = field(default_factory=lambda: f"chatcmpl-{uuid.uuid4().hex}")
     started: float = field(default_factory=time.perf_counter)
+    arrived: str = field(default_factory=utc_now)  # the log's time stamp: when the request came in
     route: Route | None = None
     prompt: str = ""
     ttft_ms: float | None = None
@@ -221,7 +222,7 @@ class Service:
     def record(self, ex: Exchange, status: int, error_type: str | None = None, mirrored: bool = False) -> None:
         route, done = ex.route, ex.done
         row = RequestRecord(
-            request_id=ex.cid, model=ex.model or "", status=status,
+            request_id=ex.cid, model=ex.model or "", status=status, ts=ex.arrived,
             latency_ms=round((time.perf_counter() - ex.started) * 1000, 3),
             endpoint=route.version.name if route else None, slot=route.slot if route else None,
             model_version=(0 if route.base else route.version.version) if route else None,
@@ -233,5 +234,5 @@ class Service:
             output_chars=len(done.text) if done else None,
             prompt_text=ex.prompt or None, output_text=done.text if done else None)
         if self.log is not None:
-            self.log.append(row if self.settings.log_content else replace(row, prompt_text=None, output_text=None))
+            self.log.append(row)  # the log keeps texts only with serve.log_content
         self.metrics.observe(row)
