@@ -13,7 +13,7 @@ from typing import Any
 
 from ftp import hookimpl
 from ftp.config.model_source import model_source
-from ftp.errors import NotEvaluable, UserError
+from ftp.errors import NotEvaluable, StepFailed, UserError
 from ftp.types import (
     BackendLimits,
     BackendSpec,
@@ -21,7 +21,10 @@ from ftp.types import (
     ModelRef,
     Predictor,
     Provisioned,
+    ServeContext,
+    ServingEngine,
     StepContext,
+    TrafficChange,
     TrainRequest,
     TrainResult,
     TrainSpec,
@@ -29,10 +32,11 @@ from ftp.types import (
 
 from .settings import AzureSettings
 
-# What Azure OpenAI fine-tuning accepts (gpt-4o-mini, gpt-4.1-mini): tokens per training example, the
+# What Azure OpenAI fine-tuning accepts (gpt-4.1-mini, gpt-4o-mini): tokens per training example, the
 # fewest examples, the largest training file; and a default price for ``ftp data check``'s estimate
-# (USD per 1M training tokens, gpt-4o-mini; unverified, the user's to check).
-LIMITS = BackendLimits(max_tokens_per_example=65_536, min_examples=10, max_file_mb=512, price_per_1m_tokens=3.0)
+# (USD per 1M training tokens, gpt-4.1-mini, the default base model; unverified, the user's to check).
+LIMITS = BackendLimits(max_tokens_per_example=65_536, min_examples=10, max_file_mb=512, price_per_1m_tokens=5.0)
+DEFAULT_BASE = "gpt-4.1-mini-2025-04-14"  # see retirement.py for why this one
 
 NAME = "azure"
 EVAL_DEPLOYMENT = "azure_eval_deployment"
@@ -81,7 +85,10 @@ class AzureTrainer:
             return ignored(spec.settings, "azureml")
         if model_source(base_model).on_this_machine:
             raise UserError(f"model.base {base_model!r} is a local model; give the Azure OpenAI base model in "
-                            "backends.azure.model.base, e.g. gpt-4o-mini-2024-07-18")
+                            f"backends.azure.model.base, e.g. {DEFAULT_BASE}")
+        from .retirement import check_base
+
+        warnings = check_base(base_model, allow_deprecated=s.allow_deprecated_base)
         if not s.endpoint:
             raise UserError("backends.azure.endpoint is not set; export AZURE_OPENAI_ENDPOINT="
                             "https://RESOURCE.openai.azure.com (the file reads ${AZURE_OPENAI_ENDPOINT})")
@@ -89,7 +96,7 @@ class AzureTrainer:
         from .auth import check_auth
 
         check_auth(s)
-        return ignored(spec.settings, "openai")
+        return warnings + ignored(spec.settings, "openai")
 
     def train(self, request: TrainRequest, ctx: StepContext) -> TrainResult:
         s = settings_of(request.backend_settings)
@@ -182,11 +189,32 @@ class AzureDeployer:
         from .deploy import create_or_update, name_for
 
         version = request.version
-        name = name_for(s, version)
+        name = name_for(s, version, request.strategy)  # blue-green: one deployment per version, beside the live one
         ctx.record_resource(DEPLOYMENT, {"name": name, "model": version.artifact, "state": "Creating"})
         made = create_or_update(s, name, version.artifact, s.deployment.sku, s.deployment.capacity)
         ctx.record_resource(DEPLOYMENT, made.as_dict())
         return Provisioned(backend=NAME, endpoint=made.endpoint, details=made.as_dict())
+
+    def apply_traffic(self, change: TrafficChange) -> None:
+        """New slot weights where Azure splits traffic itself: the managed online endpoint whose deployments
+        the slots are (``kind: azureml``). Azure OpenAI deployments and serverless endpoints split nothing,
+        so there is nothing to set on Azure: ftp serve routes by the recorded weights. A refusal (a
+        UserError, or Azure's one-line error) comes before the core records the weights."""
+        from .deploy import online_weights
+
+        target = online_weights(change)
+        if target is None:
+            return
+        s = settings_of(change.backend_settings)
+        require_extra()
+        from .azureml_trainer import check_settings, make_adapter
+
+        check_settings(s)
+        endpoint, live, mirror = target
+        now = make_adapter(s).set_traffic(endpoint, live, mirror)
+        if {k: v for k, v in now.items() if v} != live:
+            raise StepFailed("deploy", f"Azure ML online endpoint {endpoint} reports traffic {now} after the update, "
+                                       f"not {live}; see the endpoint in Azure ML studio")
 
 
 @hookimpl
@@ -219,3 +247,14 @@ def ftp_predictor(model: ModelRef, ctx: StepContext) -> Predictor | None:
 @hookimpl
 def ftp_deployer(backend: str) -> AzureDeployer | None:
     return AzureDeployer() if backend == NAME else None
+
+
+@hookimpl
+def ftp_serving_engine(backend: str, context: ServeContext) -> ServingEngine | None:
+    """Azure versions answer from their own deployments (backends/azure/serving.py); nothing is loaded here."""
+    if backend != NAME:
+        return None
+    require_extra()
+    from .serving import AzureServingEngine
+
+    return AzureServingEngine(context)

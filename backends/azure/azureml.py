@@ -28,6 +28,10 @@ How it is tested (tests/azure/test_azureml.py), without reaching Azure:
   and which models need a marketplace subscription; in a subprocess, that importing this module
   loads no azure package.
 
+- Managed online endpoints (tests/azure/test_azure_traffic.py, test_azure_serving.py), through HTTP
+  too: the traffic update (GET of the endpoint and its deployments, the workspace GET, the endpoint PUT
+  and its long-running operation, the final GET) and the key listing (GET, listKeys).
+
 Not covered offline: the token exchange of a real credential (tests hand in a fake TokenCredential),
 and whether the live service accepts these bodies beyond the REST spec's examples.
 """
@@ -88,9 +92,10 @@ class AzureMLAdapter:
         """The workspace MLClient; building it makes no call, so errors surface at the first use."""
         if self._ml_client is None:
             MLClient = _sdk().MLClient
+            # the client-wide polling interval too: some SDK calls (online endpoints) take no per-call one
             self._ml_client = MLClient(self.credential, subscription_id=self.subscription_id,
                                        resource_group_name=self.resource_group, workspace_name=self.workspace,
-                                       show_progress=False, **self._options)
+                                       show_progress=False, **{**self._lro, **self._options})
         return self._ml_client
 
     def _registry_client(self, registry: str) -> Any:
@@ -270,6 +275,34 @@ class AzureMLAdapter:
         return {"name": str(created.name), "id": str(created.id or ""), "model_id": str(created.model_id),
                 "scoring_uri": str(created.scoring_uri or ""),
                 "provisioning_state": str(created.provisioning_state or "")}
+
+    # --- managed online endpoints ---
+
+    def online_key(self, endpoint: str) -> str:
+        """A credential for the endpoint's scoring URI, sent as ``Authorization: Bearer``: its primary key
+        (auth mode key), else the token Azure ML issues (aml_token) or an Entra ID token (aad_token)."""
+        with self._azure(step="serve", action=f"credential listing of online endpoint {endpoint}",
+                         missing=f"managed online endpoint '{endpoint}' is not in {self._scope}"):
+            found = self._client().online_endpoints.get_keys(endpoint)
+        secret = getattr(found, "primary_key", None) or getattr(found, "access_token", None)
+        if not secret:
+            raise StepFailed("serve", f"Azure ML online endpoint {endpoint} returned neither a key nor a token")
+        return str(secret)
+
+    def set_traffic(self, endpoint: str, traffic: Mapping[str, int], mirror: Mapping[str, int]) -> dict[str, int]:
+        """Set the endpoint's ``traffic`` and ``mirror_traffic`` (deployment -> %) and return the traffic
+        Azure ML then reports, as azure-ai-ml does it: get the endpoint, change its weights, and
+        ``begin_create_or_update`` it (a PUT of the whole endpoint, followed to its end). Deployments
+        left out get 0%."""
+        client = self._client()
+        with self._azure(step="deploy", action=f"traffic update of online endpoint {endpoint}",
+                         missing=f"managed online endpoint '{endpoint}' or one of its deployments "
+                                 f"({', '.join(sorted({**traffic, **mirror}))}) is not in {self._scope}"):
+            current = client.online_endpoints.get(endpoint)
+            current.traffic = dict(traffic)
+            current.mirror_traffic = dict(mirror)
+            updated = client.online_endpoints.begin_create_or_update(current).result()
+        return {str(k): int(v) for k, v in (getattr(updated, "traffic", None) or {}).items()}
 
 
 # --- SDK access -----------------------------------------------------------------------------------

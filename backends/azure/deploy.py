@@ -109,9 +109,30 @@ def create_or_update(settings: AzureSettings, name: str, model: str, sku: Sku, c
                            endpoint=deployment_endpoint(settings, name), state=state)
 
 
-def name_for(settings: AzureSettings, version: Any) -> str:
-    """The deployment of a registered version: ``backends.azure.deployment.name``, else ``<name>-v<version>``."""
+def name_for(settings: AzureSettings, version: Any, strategy: str = "replace") -> str:
+    """The deployment of a registered version. ``replace``: ``backends.azure.deployment.name`` (the one
+    deployment is updated in place), else ``<register.name>-v<version>``. ``blue-green``: always one per
+    version, ``<deployment.name>-v<version>`` (or ``<register.name>-v<version>``), because the live
+    version must keep answering beside the new one: with one name the PUT would replace it."""
+    if strategy == "blue-green":
+        return deployment_name(f"{settings.deployment.name or version.name}-v{version.version}")
     return settings.deployment.name or deployment_name(f"{version.name}-v{version.version}")
+
+
+def deployment_of(endpoint: str | None) -> str | None:
+    """The deployment name in a recorded ``{endpoint}/openai/deployments/{name}`` URL (``deployment_endpoint``)."""
+    marker = "/openai/deployments/"
+    if not endpoint or marker not in endpoint:
+        return None
+    return endpoint.split(marker, 1)[1].split("/", 1)[0].split("?", 1)[0] or None
+
+
+def resource_of(endpoint: str | None) -> str | None:
+    """The resource endpoint (``https://RESOURCE.openai.azure.com``) of a recorded deployment URL."""
+    marker = "/openai/"
+    if not endpoint or marker not in endpoint:
+        return None
+    return endpoint.split(marker, 1)[0] or None
 
 
 def deployment_name(text: str) -> str:
@@ -119,3 +140,39 @@ def deployment_name(text: str) -> str:
     import re
 
     return (re.sub(r"[^A-Za-z0-9._-]", "-", text).strip("-.") or "ftp")[:64]
+
+
+def online_weights(change: Any) -> tuple[str, dict[str, int], dict[str, int]] | None:
+    """A ``TrafficChange`` as the weights of one Azure ML managed online endpoint: (endpoint, deployment ->
+    traffic %, deployment -> mirror %). None when no slot is a deployment of an online endpoint (Azure
+    OpenAI deployments and serverless endpoints split nothing themselves: ftp serve routes by the
+    recorded weights). A ``UserError`` when Azure ML could not carry the change: slots on different
+    endpoints, a slot with a share that is no deployment of the endpoint, or a mirror that breaks Azure
+    ML's rules (one deployment, at most 50%, never one that takes live traffic)."""
+    held: dict[str, tuple[str, str]] = {}  # slot -> (endpoint, deployment)
+    for slot, version in change.slots.items():
+        made = change.endpoints.get(version)
+        details = made.details if made is not None else {}
+        if details.get("online_endpoint") and details.get("deployment"):
+            held[slot] = (str(details["online_endpoint"]), str(details["deployment"]))
+    if not held:
+        return None
+    endpoints = sorted({endpoint for endpoint, _ in held.values()})
+    if len(endpoints) > 1:
+        raise UserError(f"{change.name}: its slots are deployments of different online endpoints ({', '.join(endpoints)}); "
+                        "Azure ML splits traffic only between deployments of one endpoint")
+    shared = {slot for slot, pct in {**change.traffic, **change.mirror}.items() if pct}
+    outside = sorted(shared - set(held))
+    if outside:
+        raise UserError(f"{change.name}: slot {', '.join(f'{s} (version {change.slots.get(s)})' for s in outside)} is "
+                        f"no deployment of online endpoint {endpoints[0]}, so Azure ML cannot route its share; "
+                        "deploy that version to the endpoint or give its slot 0%")
+    live = {held[s][1]: int(pct) for s, pct in change.traffic.items() if s in held and pct}
+    mirror = {held[s][1]: int(pct) for s, pct in change.mirror.items() if s in held and pct}
+    if len(mirror) > 1 or any(pct > 50 for pct in mirror.values()) or set(mirror) & set(live):
+        raise UserError(f"{change.name}: mirror {mirror}: Azure ML mirrors to one deployment, at most 50%, and never "
+                        "to one that takes live traffic")
+    if live and sum(live.values()) != 100:
+        raise UserError(f"{change.name}: traffic {live} sums to {sum(live.values())}%; an online endpoint's weights "
+                        "must sum to 100")
+    return endpoints[0], live, mirror

@@ -54,7 +54,8 @@ class RetrySettings(Strict):
 class DeploymentSettings(Strict):
     """The deployment the deploy step creates through the management plane."""
 
-    name: str | None = Field(None, description="default: <register.name>-v<version>")
+    name: str | None = Field(None, description="default: <register.name>-v<version>; with deploy.strategy "
+                             "blue-green every version gets its own: <name>-v<version>")
     sku: Sku = "Standard"
     capacity: int = Field(1, gt=0)
 
@@ -102,6 +103,8 @@ class AzureSettings(Strict):
     management_endpoint: str = "https://management.azure.com"
     management_api_version: str | None = Field(None, description="ARM api-version; default: the SDK's own")
     deployment: DeploymentSettings = DeploymentSettings()
+    allow_deprecated_base: bool = Field(False, description="fine-tune a base model Azure has closed to new "
+                                        "customers (this subscription trained it before); see retirement.py")
     evaluation: EvaluationSettings = EvaluationSettings()
     max_cost: float | None = Field(None, ge=0, description="refuse to submit a job estimated above this (USD)")
     prices: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_PRICES),

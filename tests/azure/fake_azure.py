@@ -457,7 +457,7 @@ class FakeAzure:
 
 
 QUOTA_ERROR = {"error": {"code": "InsufficientQuota", "message": (
-    "This operation require 50 new capacity in quota Tokens Per Minute (thousands) - gpt-4o-mini - FineTune, "
+    "This operation require 50 new capacity in quota Tokens Per Minute (thousands) - gpt-4.1-mini - FineTune, "
     "which is bigger than the current available capacity 0. The current quota usage is 50 and the quota limit is 50.")}}
 
 

@@ -69,15 +69,15 @@ def test_the_same_content_is_not_uploaded_twice(quickstart: Path, fake_azure: An
 
 
 def test_a_base_deployment_makes_the_comparison_a_real_one(quickstart: Path, fake_azure: Any) -> None:
-    fake_azure.base_deployments["gpt-4o-mini"] = "gpt-4o-mini-2024-07-18"
-    result = run("--set", "backends.azure.evaluation.base_deployment=gpt-4o-mini")
+    fake_azure.base_deployments["gpt-4.1-mini"] = "gpt-4.1-mini-2025-04-14"
+    result = run("--set", "backends.azure.evaluation.base_deployment=gpt-4.1-mini")
     assert result.exit_code == 0, result.stderr
     report = json.loads((only_run(quickstart) / "eval.json").read_text())
     assert set(report["metrics"]) == {"fine-tuned", "base"}
     assert set(report.get("not_evaluated", {})) == {"champion"}  # the quickstart compares with one, none deployed yet
     asked = {c["deployment"] for c in fake_azure.chats}
-    assert "gpt-4o-mini" in asked and len(asked) == 2
-    chat = next(c for c in fake_azure.chats if c["deployment"] == "gpt-4o-mini")
+    assert "gpt-4.1-mini" in asked and len(asked) == 2
+    chat = next(c for c in fake_azure.chats if c["deployment"] == "gpt-4.1-mini")
     assert chat["temperature"] == 0.0 and chat["messages"][-1]["role"] == "user" and chat["max_tokens"] > 0
     # The test prompts, not the reference answers, are what the deployments saw.
     assert all(m["role"] != "assistant" for c in fake_azure.chats for m in c["messages"][-1:])
@@ -87,7 +87,8 @@ def test_the_deployment_sku_and_capacity_come_from_the_file(quickstart: Path, fa
     result = run("--set", "backends.azure.deployment={sku: globalstandard, capacity: 10, name: triage-prod}",
                  "--set", "backends.azure.evaluation.fine_tuned=none")
     assert result.exit_code == 0, result.stderr
-    assert fake_azure.deployments["triage-prod"]["sku"] == {"name": "GlobalStandard", "capacity": 10}
+    # the quickstart deploys blue-green, so the version gets its own deployment under the configured name
+    assert fake_azure.deployments["triage-prod-v1"]["sku"] == {"name": "GlobalStandard", "capacity": 10}
     arm_puts = [url for route, url in fake_azure.calls if route == "arm_put"]
     assert len(arm_puts) == 1 and "api-version=" in arm_puts[0]
 
@@ -101,3 +102,21 @@ def test_polling_backs_off_while_nothing_changes(quickstart: Path, fake_azure: A
     assert 2 in waits and 3 in waits and max(waits) == 3  # 1, 2, 3 (capped), back to 1 when something happens
     log = (only_run(quickstart) / "run.log").read_text()
     assert "Job started." in log and "Job succeeded." in log  # events reach run.log as well as the display
+
+
+def test_blue_green_gives_each_version_its_own_deployment_beside_the_live_one(quickstart: Path, fake_azure: Any) -> None:
+    named = ("--set", "backends.azure.deployment.name=triage-prod", "--set", "backends.azure.evaluation.fine_tuned=none")
+    assert run(*named).exit_code == 0 and run(*named).exit_code == 0  # the quickstart deploys blue-green
+    first, second = (fake_azure.deployments[n]["properties"]["model"]["name"] for n in ("triage-prod-v1", "triage-prod-v2"))
+    assert first != second and set(fake_azure.deployments) == {"triage-prod-v1", "triage-prod-v2"}
+    deployed = state(run_dirs(quickstart)[-1])["steps"]["deploy"]["outputs"]
+    assert deployed["endpoint"] == f"{ENDPOINT}/openai/deployments/triage-prod-v2"
+
+
+def test_replace_updates_the_one_named_deployment_in_place(quickstart: Path, fake_azure: Any) -> None:
+    named = ("--set", "backends.azure.deployment.name=triage-prod", "--set", "backends.azure.evaluation.fine_tuned=none",
+             "--set", "deploy.strategy=replace")
+    assert run(*named).exit_code == 0 and run(*named).exit_code == 0
+    assert set(fake_azure.deployments) == {"triage-prod"} and fake_azure.count("arm_put") == 2
+    latest = list(fake_azure.jobs.values())[-1]["fine_tuned_model"]
+    assert fake_azure.deployments["triage-prod"]["properties"]["model"]["name"] == latest  # the new model, same name

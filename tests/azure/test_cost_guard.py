@@ -22,7 +22,7 @@ def estimate_event(output: str) -> dict[str, Any]:
 
 def test_the_estimate_is_tokens_times_epochs_times_the_configured_price(quickstart: Path, fake_azure: Any) -> None:
     result = run("--yes", "--json", "--steps", "validate,split,train",
-                 "--set", "backends.azure.prices={gpt-4o-mini: 4.0}", "--set", "train.epochs=3")
+                 "--set", "backends.azure.prices={gpt-4.1-mini: 4.0}", "--set", "train.epochs=3")
     assert result.exit_code == 0, result.stderr
     event = estimate_event(result.output)
     assert event["epochs"] == 3 and event["tokens"] > 1000
@@ -47,7 +47,7 @@ def test_max_cost_without_a_price_for_the_model_is_refused(quickstart: Path, fak
 def test_without_yes_the_user_is_asked(quickstart: Path, fake_azure: Any) -> None:
     declined = run(input="n\n")
     assert declined.exit_code == 1
-    assert "Submit the fine-tuning job of gpt-4o-mini-2024-07-18 to Azure (about" in declined.stderr
+    assert "Submit the fine-tuning job of gpt-4.1-mini-2025-04-14 to Azure (about" in declined.stderr
     assert "not submitted" in declined.stderr and not fake_azure.jobs
     run_id = state(only_run(quickstart))["run_id"]
 

@@ -32,7 +32,7 @@ def test_quickstart_runs_end_to_end_on_azure(quickstart: Path, fake_azure: Any) 
     # One upload per file (train and validation), one job, GA body with the pipeline's values.
     assert fake_azure.count("upload") == 2 and len(fake_azure.jobs) == 1
     body = fake_azure.job_bodies[0]
-    assert body["model"] == "gpt-4o-mini-2024-07-18"
+    assert body["model"] == "gpt-4.1-mini-2025-04-14"
     assert body["hyperparameters"] == {"n_epochs": 2, "batch_size": 8, "learning_rate_multiplier": 1.0}
     assert body["seed"] == 42 and body["suffix"] == "ticket-triage" and body["validation_file"]
     job = next(iter(fake_azure.jobs.values()))
@@ -47,7 +47,7 @@ def test_quickstart_runs_end_to_end_on_azure(quickstart: Path, fake_azure: Any) 
     assert (run_dir / "azure" / "results.csv").read_text().startswith("step,train_loss")
     assert st["steps"]["review"]["outputs"]["overfitting"] == "no sign of overfitting"
     train = st["steps"]["train"]["outputs"]
-    assert train["model"] == {"kind": "cloud", "base": "gpt-4o-mini-2024-07-18", "backend": "azure", "path": None,
+    assert train["model"] == {"kind": "cloud", "base": "gpt-4.1-mini-2025-04-14", "backend": "azure", "path": None,
                               "cloud_id": job["fine_tuned_model"], "deployment": None}
     assert train["metrics"]["eval_loss"] < 2.1 and train["train_tokens"] == job["trained_tokens"]
 
@@ -58,7 +58,7 @@ def test_quickstart_runs_end_to_end_on_azure(quickstart: Path, fake_azure: Any) 
     eval_dep = st["resources"]["azure_eval_deployment"]
     assert eval_dep["sku"] == "DeveloperTier" and eval_dep["state"] == "Succeeded"
     assert {c["deployment"] for c in fake_azure.chats} == {eval_dep["name"]}
-    assert "base: not evaluated: no deployment of gpt-4o-mini-2024-07-18 to ask" in " ".join(result.output.split())
+    assert "base: not evaluated: no deployment of gpt-4.1-mini-2025-04-14 to ask" in " ".join(result.output.split())
 
     # Registry: the cloud model with its job, files and the same lineage fields as a local run.
     versions = json.loads(invoke("models", "list", "--json", "--registry", ".ftp/registry.db").output)

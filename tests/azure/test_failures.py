@@ -103,10 +103,10 @@ def test_retries_stop_within_their_bounds(quickstart: Path, fake_azure: Any) -> 
 
 
 def test_a_non_transient_4xx_fails_at_once_with_the_service_message(quickstart: Path, fake_azure: Any) -> None:
-    result = run("--set", "backends.azure.model.base=gpt-4o-2024-08-06")
+    result = run("--set", "backends.azure.model.base=gpt-4.1-nano-2025-04-14")  # Azure can, the fake cannot
     assert result.exit_code == 1
     assert error_line(result).endswith("Azure refused the job: POST /openai/fine_tuning/jobs: HTTP 400 invalidPayload: "
-                                       "The specified base model does not support fine-tuning: gpt-4o-2024-08-06")
+                                       "The specified base model does not support fine-tuning: gpt-4.1-nano-2025-04-14")
     assert fake_azure.count("create_job") == 1
     assert "retrying" not in (only_run(quickstart) / "run.log").read_text()
 
