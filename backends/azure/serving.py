@@ -29,6 +29,8 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from pydantic import ValidationError
+
 from ftp.data.files import message_text
 from ftp.errors import UserError
 from ftp.types import Completion, GenerationRequest, ModelVersion, Provisioned, ServeContext
@@ -46,7 +48,14 @@ GONE = ("; Azure deletes a fine-tuned model's deployment after 15 days without c
 def serving_settings(context: ServeContext) -> tuple[AzureSettings, float]:
     """``backends.azure`` for serving, and the seconds a request may take (``serve.limits.timeout_s``):
     retries that would outlast the server's own timeout are cut to it, as nobody waits for them."""
-    settings = AzureSettings.model_validate(context.backend_settings or {})
+    # Only backends.azure's own keys: ftp serve -p hands every engine the block of the backend it read the
+    # file for (the default, local), whose keys mean nothing here; defaults and the recorded URLs then serve.
+    raw = {k: v for k, v in (context.backend_settings or {}).items() if k in AzureSettings.model_fields}
+    try:
+        settings = AzureSettings.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        raise UserError(f"backends.azure.{'.'.join(str(p) for p in first['loc'])}: {first['msg']}") from None
     limits = (context.serve or {}).get("limits") or {}
     timeout = float(limits.get("timeout_s") or DEFAULT_TIMEOUT)
     retry = settings.retry.model_copy(update={"max_total": min(settings.retry.max_total, timeout)})
@@ -203,6 +212,11 @@ class DeploymentModel:
         plane = self.planes.get()
         response = _forwarded(self.version, lambda: plane.http.request(
             "POST", plane.url(path), params=plane.params(), json=body, stream=True))
+        if "json" in str(response.headers.get("Content-Type", "")):  # answered whole despite stream: true
+            done = completion_of(response.json(), request, self.version)
+            yield from ([done.text] if done.text else [])
+            yield done
+            return
         pieces: list[str] = []
         finish, usage = "stop", None
         try:

@@ -411,10 +411,33 @@ class FakeAzure:
             return _error(404, "DeploymentNotFound", "The API deployment for this resource does not exist.")
         body = json.loads(request.body or b"{}")
         self.chats.append({"deployment": deployment, **body})
+        answer, usage = ANSWER.format(deployment=deployment), {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}
+        if body.get("stream"):
+            return self._chat_stream(deployment, answer, usage, bool((body.get("stream_options") or {}).get("include_usage")))
         return _json(200, {"id": f"chatcmpl-{_hex()}", "object": "chat.completion", "model": deployment,
                            "choices": [{"index": 0, "finish_reason": "stop",
-                                        "message": {"role": "assistant", "content": ANSWER.format(deployment=deployment)}}],
-                           "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}})
+                                        "message": {"role": "assistant", "content": answer}}],
+                           "usage": usage})
+
+    @staticmethod
+    def _chat_stream(deployment: str, answer: str, usage: dict[str, int], include_usage: bool) -> Reply:
+        """``stream: true``: SSE chunks (the role first, the answer word by word, the finish reason, the
+        usage chunk when asked for), then ``data: [DONE]``, as the data plane streams them."""
+        cid = f"chatcmpl-{_hex()}"
+
+        def chunk(choices: list[dict[str, Any]], **extra: Any) -> str:
+            event = {"id": cid, "object": "chat.completion.chunk", "created": 1764583200, "model": deployment,
+                     "choices": choices, **extra}
+            return f"data: {json.dumps(event)}\n\n"
+
+        words = answer.split(" ")
+        pieces = [w if i == 0 else " " + w for i, w in enumerate(words)]
+        text = chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])
+        text += "".join(chunk([{"index": 0, "delta": {"content": p}, "finish_reason": None}]) for p in pieces)
+        text += chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}])
+        if include_usage:
+            text += chunk([], usage=usage)
+        return 200, {"Content-Type": "text/event-stream"}, text + "data: [DONE]\n\n"
 
     def _chat_v1(self, request: requests.PreparedRequest) -> Reply:
         return self._chat(request, json.loads(request.body or b"{}").get("model", ""))

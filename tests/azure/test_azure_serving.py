@@ -210,6 +210,21 @@ def test_an_older_api_version_streams_without_usage_and_ftp_counts(api: Any) -> 
     assert "stream_options" not in body_of(api.calls[0]) and query(api.calls[0]) == {"api-version": ["2024-06-01"]}
 
 
+def test_a_whole_answer_to_a_stream_request_is_passed_on_whole(api: Any) -> None:
+    api.post(CHAT.format("ticket-triage-v3"), json=chat_completion("billing", usage={
+        "prompt_tokens": 8, "completion_tokens": 1, "total_tokens": 9}))
+    items = list(engine().load(version(), recorded("ticket-triage-v3")).stream(ask()))
+    assert items[0] == "billing" and items[-1].completion_tokens == 1 and len(items) == 2
+
+
+def test_another_backends_block_is_ignored_and_a_bad_azure_key_is_one_line(api: Any) -> None:
+    api.post(CHAT.format("ticket-triage-v3"), json=chat_completion("ok"))
+    local_block = ServeContext(backend_settings={"devices": "auto", "pack_multiple": True})  # ftp serve -p's default
+    assert AzureServingEngine(local_block).load(version(), recorded("ticket-triage-v3")).complete(ask()).text == "ok"
+    with pytest.raises(UserError, match=r"^backends.azure.retry.attempts: "):
+        AzureServingEngine(ServeContext(backend_settings={"retry": {"attempts": 0}}))
+
+
 def test_an_error_event_mid_stream_is_one_line(api: Any) -> None:
     failure = {"error": {"code": "server_error", "message": "The model produced invalid content."}}
     api.post(CHAT.format("ticket-triage-v3"), body=sse(delta(role=True), delta("ship"), failure, done=False),
