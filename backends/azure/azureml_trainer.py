@@ -156,7 +156,7 @@ class AzureMLFineTuning:
         known = self.ctx.resource(ENDPOINT)
         reuse = (succeeded(known) and known.get("model_id") == version.artifact
                  and self.settings.deployment.name in (None, known.get("name")))
-        name = str(known["name"]) if reuse else name_for(self.settings, version)
+        name = str(known["name"]) if reuse else name_for(self.settings, version, request.strategy)
         resource = FINE_TUNED if reuse or not known else DEPLOYED  # keep the evaluation's endpoint on record
         base_model_id = str(version.backend_details.get("base_model_id") or "")
         made = ensure(self.adapter, self.ctx, resource, name, version.artifact, base_model_id,

@@ -52,8 +52,18 @@ def serve(pipeline: str | None, registry: str | None, deployments: str | None, h
         if not token:
             raise UserError(f"--token-env {token_env}: the variable is not set or empty; export it first")
     hooks = default_hooks()
-    settings, backend_settings, reg, store = _sources(pipeline, registry, deployments, hooks)
-    context = ServeContext(serve=settings.serve.model_dump(mode="json"), backend_settings=backend_settings)
+    settings, _, reg, store = _sources(pipeline, registry, deployments, hooks)
+    serve_settings = settings.serve.model_dump(mode="json")
+
+    def context(backend: str) -> ServeContext:
+        """The engine's settings: the pipeline file read for ``backend``, so each engine gets its own block."""
+        if pipeline is None:
+            return ServeContext(serve=serve_settings)
+        from ftp.config.pipeline_file import load_pipeline
+
+        return ServeContext(serve=serve_settings,
+                            backend_settings=load_pipeline(pipeline, backend, hooks.catalog()).backend_settings)
+
     app = build_app(hooks, settings.serve, context, reg, store, token)
     import uvicorn
 
@@ -63,7 +73,8 @@ def serve(pipeline: str | None, registry: str | None, deployments: str | None, h
 
 
 def build_app(hooks: Any, serve_settings: Any, context: Any, registry: Any, store: Path, token: str | None) -> Any:
-    """The app over the deployments in ``store``: router, engines, request log and metrics."""
+    """The app over the deployments in ``store``: router, engines, request log and metrics; ``context``
+    gives each backend's engine its ServeContext (a ServeContext: the same for all)."""
     from ftp.serve.app import create_app
     from ftp.serve.engine import Engines
     from ftp.serve.handling import Service
@@ -74,5 +85,6 @@ def build_app(hooks: Any, serve_settings: Any, context: Any, registry: Any, stor
     s = serve_settings
     log = RequestLog(s.log_path(store), log_content=s.log_content, retention_days=s.retention_days,
                      max_rows=s.max_log_rows)
-    service = Service(Router(registry, store), Engines(hooks, context, store), s, token, log, ServeMetrics())
+    contexts = context if callable(context) else (lambda backend: context)
+    service = Service(Router(registry, store), Engines(hooks, contexts, store), s, token, log, ServeMetrics())
     return create_app(service)

@@ -9,6 +9,7 @@ else the version's own backend.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from ftp.errors import FtpError, UserError
@@ -29,7 +30,8 @@ def base_of(version: ModelVersion) -> ModelVersion:
 class Engines:
     """Serving engines per backend and served models per version, loaded on first use."""
 
-    def __init__(self, hooks: Hooks, context: ServeContext, deployments: Path) -> None:
+    def __init__(self, hooks: Hooks, context: Callable[[str], ServeContext], deployments: Path) -> None:
+        """``context(backend)``: the serve settings and that backend's own settings block."""
         self.hooks, self.context, self.deployments = hooks, context, Path(deployments)
         self.engines: dict[str, ServingEngine] = {}
         self.served: dict[tuple[str, int, bool], ServedModel] = {}
@@ -57,7 +59,7 @@ class Engines:
         try:
             with self.guard:
                 if backend not in self.engines:
-                    self.engines[backend] = self.hooks.serving_engine(backend, self.context)
+                    self.engines[backend] = self.hooks.serving_engine(backend, self.context(backend))
                 engine = self.engines[backend]
             return engine.load(version, endpoint if version.version else None)
         except UserError as exc:
