@@ -67,23 +67,11 @@ def test_quickstart_beats_the_base_model(tmp_path: Path, capsys: pytest.CaptureF
 
 
 def served_answer(work: Path, env: dict[str, str]) -> None:
-    import socket
     import urllib.request
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "ftp", "serve", "-p", str(work / "pipeline.yaml"), "--port",
-                               str(port)], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            try:
-                urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.3)
+    from serve_helpers import serving
+
+    with serving(work, "-p", "pipeline.yaml", env=env) as port:
         ticket = ("Triage this support ticket as JSON.\n\nTicket: Hi, the mobile app shows a blank screen on "
                   "startup since Thursday. Could you take a look?")
         body = json.dumps({"model": "ticket-triage", "messages": [{"role": "user", "content": ticket}],
@@ -92,9 +80,6 @@ def served_answer(work: Path, env: dict[str, str]) -> None:
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=300) as answer:
             reply = json.loads(answer.read())
-        assert reply["model"] == "ticket-triage:1"
-        record = json.loads(reply["choices"][0]["message"]["content"])
-        assert set(record) == {"category", "priority", "product"} and all(isinstance(v, str) for v in record.values())
-    finally:
-        server.kill()
-        server.wait(timeout=30)
+    assert reply["model"] == "ticket-triage:1"
+    record = json.loads(reply["choices"][0]["message"]["content"])
+    assert set(record) == {"category", "priority", "product"} and all(isinstance(v, str) for v in record.values())

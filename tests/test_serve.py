@@ -3,10 +3,6 @@ the tiny model, driven by the official openai client in strict mode."""
 
 from __future__ import annotations
 
-import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,31 +11,9 @@ from typing import Any
 import pytest
 
 from conftest import PIPELINE, invoke, make_examples, write_jsonl
+from serve_helpers import serving
 
 TOKEN = "s3cret-token"
-SERVE = ["-m", "ftp", "serve"]  # the command a user types
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_healthy(port: int, proc: subprocess.Popen[bytes], seconds: float = 60) -> None:
-    import urllib.request
-
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if proc.poll() is not None:
-            raise AssertionError(f"ftp serve exited: {proc.stderr.read().decode() if proc.stderr else ''}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("ftp serve did not answer /health in time")
 
 
 @pytest.fixture(scope="module")
@@ -80,17 +54,8 @@ def deployed(built: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
 
 @pytest.fixture
 def server(deployed: Path) -> Iterator[int]:
-    port = free_port()
-    env = {**os.environ, "SERVE_TOKEN": TOKEN}
-    proc = subprocess.Popen([sys.executable, *SERVE, "-p", "pipeline.yaml", "--port", str(port),
-                             "--token-env", "SERVE_TOKEN"], cwd=deployed, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_healthy(port, proc)
+    with serving(deployed, "-p", "pipeline.yaml", "--token-env", "SERVE_TOKEN", env={"SERVE_TOKEN": TOKEN}) as port:
         yield port
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def test_slots_recorded(deployed: Path) -> None:

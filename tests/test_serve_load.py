@@ -18,7 +18,7 @@ import pytest
 
 from conftest import invoke, write_jsonl
 from judge_server import JudgeServer, Reply, running
-from test_serve import SERVE, free_port, wait_healthy
+from serve_helpers import free_port, serving
 
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "benchmarks" / "serve_load.py"
@@ -84,16 +84,8 @@ def served(project: Path) -> Iterator[int]:
     """One trained, registered and deployed version of the tiny model behind a real ``ftp serve``."""
     trained = invoke("run", "pipeline.yaml", "--quiet", "--set", "train.epochs=1", "--set", "deploy.smoke_test=0")
     assert trained.exit_code == 0, trained.stderr
-    port = free_port()
-    proc = subprocess.Popen([sys.executable, *SERVE, "-p", "pipeline.yaml", "--port", str(port), "--token-env",
-                             "SERVE_TOKEN"], cwd=project, env={**os.environ, "SERVE_TOKEN": TOKEN},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_healthy(port, proc)
+    with serving(project, "-p", "pipeline.yaml", "--token-env", "SERVE_TOKEN", env={"SERVE_TOKEN": TOKEN}) as port:
         yield port
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 def run_tool(port: int, *args: str, out: Path) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
