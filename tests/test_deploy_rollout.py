@@ -7,11 +7,9 @@ from __future__ import annotations
 
 import getpass
 import json
-import socket
 import sqlite3
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import pytest
 from click.testing import CliRunner
 
 from conftest import invoke, make_examples, write_jsonl
+from serve_helpers import serving
 from ftp import hookimpl
 from ftp.cli import cli
 from ftp.deploy import slots, smoke, traffic
@@ -363,25 +362,6 @@ def test_smoke_test_wants_every_answer_in_the_data_format() -> None:
 # --- end to end on tiny trained models --------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_healthy(port: int, proc: subprocess.Popen[bytes], seconds: float = 90) -> None:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        assert proc.poll() is None, f"ftp serve exited: {proc.stderr.read().decode() if proc.stderr else ''}"
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as answer:
-                if answer.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError("ftp serve did not answer /health in time")
-
-
 def served(port: int, user: str) -> str:
     body = json.dumps({"model": "tiny-model", "user": user, "max_tokens": 1,
                        "messages": [{"role": "user", "content": "Ticket 1: my car is red and it is broken."}]})
@@ -423,11 +403,7 @@ def test_smoke_tested_deploys_promote_and_rollback_followed_by_a_running_server(
     assert slots.state_of(store, "tiny-model").traffic() == {"blue": 100, "green": 0}
     assert slots.mirror_of(store, "tiny-model") == ("green", 2, 10) and registry_alias(project) == 1
 
-    port = free_port()
-    proc = subprocess.Popen([*FTP, "serve", "-p", "pipeline.yaml", "--port", str(port)], cwd=project,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        wait_healthy(port, proc)
+    with serving(project, "-p", "pipeline.yaml") as port:
         users = [f"user-{i}" for i in range(6)]
         assert {served(port, u) for u in users} == {"tiny-model:1"}
         promoted = subprocess.run([*FTP, "deploy", "promote", "tiny-model", "-p", "pipeline.yaml"], cwd=project,
@@ -439,9 +415,6 @@ def test_smoke_tested_deploys_promote_and_rollback_followed_by_a_running_server(
         assert back.exit_code == 0, back.stderr
         assert {served(port, u) for u in users} == {"tiny-model:1"} and registry_alias(project) == 1
         assert slots.mirror_of(store, "tiny-model") == ("green", 2, 10)  # the weights before, mirror included
-    finally:
-        proc.kill()
-        proc.wait(timeout=10)
 
 
 @pytest.mark.slow
