@@ -5,8 +5,7 @@ at a time under a lock, as the model cannot take two ``generate`` calls at once.
     python benchmarks/plain_server.py --base BASE_DIR --adapter ADAPTER_DIR --port 8101
 """
 
-from __future__ import annotations
-
+# No ``from __future__ import annotations``: FastAPI reads the route's ``Request`` annotation at definition.
 import argparse
 import threading
 import time
