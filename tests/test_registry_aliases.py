@@ -404,4 +404,6 @@ def test_the_register_step_sets_the_files_alias_and_refuses_a_reserved_one(proje
 
     reg = SqliteRegistry(project / ".ftp" / "registry.db")
     assert reg.alias("tiny-model", "challenger") == 1
-    assert [e.action for e in reg.history("tiny-model")] == ["register", "alias"]
+    # the register step's alias, then deploy.alias (champion) following the version that took all the traffic
+    assert [(e.action, e.alias) for e in reg.history("tiny-model")] == [("register", None), ("alias", "challenger"),
+                                                                         ("alias", "champion")]

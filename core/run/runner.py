@@ -27,7 +27,6 @@ from ftp.config.settings import PipelineSettings
 from ftp.types import (
     DataBundle,
     DatasetRef,
-    DeployRequest,
     EvalReport,
     Finding,
     ModelRef,
@@ -371,33 +370,11 @@ class Runner:
         return stored.model_dump(mode="json"), f"{stored.name} v{stored.version}{said} in {registry.location}"
 
     def step_deploy(self) -> tuple[dict[str, Any], str]:
-        """Provision, smoke-test the new version through its serving engine before it gets any traffic
-        (a failure records nothing), then record its slot, weights and mirror (the deployer's own split
-        first) and move ``deploy.alias`` when it ends with all the traffic."""
-        from ftp.deploy import smoke, traffic
-        from ftp.types import ServeContext
+        from ftp.deploy.step import deploy_step
 
-        version = ModelVersion.model_validate(self._outputs("register"))
-        s, d = self.settings, self.settings.deploy
-        traffic_new, mirror = traffic.deploy_weights(d)
-        request = DeployRequest(version=version, strategy=d.strategy, traffic_new=traffic_new, store=d.store,
-                                backend_settings=self.pipeline.backend_settings)
-        deployer = self.hooks.deployer(self.pipeline.backend)
-        provisioned = deployer.deploy(request, self.ctx)
-        engine = lambda: self.hooks.serving_engine(provisioned.backend, ServeContext(  # noqa: E731
-            serve=s.serve.model_dump(mode="json"), backend_settings=self.pipeline.backend_settings))
-        report = smoke.before_traffic(engine, version, provisioned, s, self._split().test.path, self._split().train.path)
-        if isinstance(report, str) and d.smoke_test:  # no serving engine for the backend here
-            self.reporter.event("warning", message=f"deploy: smoke test skipped: {report}")
-        elif not isinstance(report, str) and not report.passed:
-            raise StepFailed("deploy", f"smoke test failed, no traffic given: {report.summary} "
-                                       "(deploy.smoke_test: 0 turns it off)")
-        registry = self.hooks.model_registry(s.registration.registry, s.registration.location()) if d.alias else None
-        deployment, outcome, said = traffic.deploy(request, provisioned, self.run.run_id, mirror=mirror, alias=d.alias,
-                                                   registry=registry, apply=getattr(deployer, "apply_traffic", None))
-        return ({**deployment.model_dump(mode="json"), "mirror": outcome.after.mirror,
-                 "smoke_test": report if isinstance(report, str) else report.as_json()},
-                traffic.deploy_summary(deployment, outcome, said, report))
+        split = self._split()
+        return deploy_step(self.hooks, self.settings, self.pipeline.backend, self.pipeline.backend_settings, self.ctx,
+                           ModelVersion.model_validate(self._outputs("register")), split.test.path, split.train.path)
 
 
 # --- helpers shared with the CLI ------------------------------------------------------------------
