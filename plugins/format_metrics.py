@@ -9,7 +9,6 @@ calling the hook directly) gets one read off its references by :func:`guess_form
 
 from __future__ import annotations
 
-import json
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -17,6 +16,7 @@ from typing import Any
 
 from ftp import hookimpl
 from ftp.errors import UserError
+from ftp.eval.formats import in_format, json_object
 from ftp.types import AnswerFormat, EvalRequest, Metric, MetricSpec
 
 Check = Callable[[str], bool]
@@ -24,19 +24,11 @@ MAX_LABELS = 50  # more distinct answers than this is not a label set
 MAX_LABEL_CHARS = 60
 
 
-def _object(text: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(text.strip())
-    except (json.JSONDecodeError, ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def guess_format(references: Sequence[str]) -> AnswerFormat:
     """What the references look like, when the run gave no answer format: JSON when most are objects
     (keys: the commonest top-level key set), labels when a few short answers repeat, else text."""
     refs = [r.strip() for r in references]
-    objects = [o for o in map(_object, refs) if o is not None]
+    objects = [o for o in map(json_object, refs) if o is not None]
     if refs and len(objects) * 2 > len(refs):
         keys, count = Counter(tuple(sorted(o)) for o in objects).most_common(1)[0]
         return AnswerFormat(kind="json", keys=list(keys), share=count / len(refs),
@@ -48,36 +40,19 @@ def guess_format(references: Sequence[str]) -> AnswerFormat:
     return AnswerFormat(kind="text", reason="references are free text")
 
 
-def _has_keys(answer: str, keys: set[str]) -> bool:
-    value = _object(answer)
-    return value is not None and set(value) == keys
-
-
 def format_check(settings: dict[str, Any], answer_format: AnswerFormat,
                  references: Sequence[str] = ()) -> tuple[Check, str]:
     """The in-format test for one answer and a one-line description of it for the report."""
     regex = (settings.get("evaluate") or {}).get("format_regex")
     if regex:
         try:
-            compiled = re.compile(regex)
+            re.compile(regex)
         except re.error as exc:
             raise UserError(f"evaluate.format_regex: {regex!r} is not a valid regular expression ({exc}); "
                             "fix it") from None
-        return (lambda a: compiled.fullmatch(a.strip()) is not None), f"matches evaluate.format_regex {regex!r}"
-    if answer_format.kind == "label":
-        given = (settings.get("evaluate") or {}).get("labels") or answer_format.labels or references
-        labels = {str(label).strip().casefold() for label in given}
-        shown = ", ".join(sorted(labels)[:10]) + (", ..." if len(labels) > 10 else "")
-        return (lambda a: a.strip().casefold() in labels), f"one of {len(labels)} labels: {shown}"
-    if answer_format.kind == "json":
-        keys = set(answer_format.keys)
-        if not keys:
-            return (lambda a: _object(a) is not None), "a JSON object"
-        return (lambda a: _has_keys(a, keys)), f"a JSON object with exactly the keys {', '.join(sorted(keys))}"
-    if answer_format.pattern:
-        compiled = re.compile(answer_format.pattern)
-        return (lambda a: compiled.fullmatch(a.strip()) is not None), f"text matching {answer_format.pattern!r}"
-    return (lambda a: bool(a.strip())), "non-empty text"
+        return in_format(answer_format, regex=regex)
+    labels = (settings.get("evaluate") or {}).get("labels") or answer_format.labels or references
+    return in_format(answer_format, labels=[str(label) for label in labels])
 
 
 @hookimpl

@@ -11,8 +11,6 @@ format off the test and training answers; ``evaluate.format_regex`` and ``evalua
 
 from __future__ import annotations
 
-import json
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,34 +40,11 @@ class SmokeReport:
                 "format_failures": self.format_failures, "format": self.format, "summary": self.summary}
 
 
-def _object(text: str) -> dict[str, Any] | None:
-    try:
-        value = json.loads(text.strip())
-    except (json.JSONDecodeError, ValueError, RecursionError):
-        return None
-    return value if isinstance(value, dict) else None
-
-
 def format_test(fmt: AnswerFormat | None) -> tuple[Callable[[str], bool], str]:
-    """The in-format test for one answer and its description, as evaluation's format compliance has
-    them: a full match of the pattern when there is one; else a label of the set (case aside), a JSON
-    object with exactly the expected top-level keys, or any non-empty text."""
-    if fmt is None:
-        return (lambda a: bool(a.strip())), "non-empty text"
-    if fmt.pattern:
-        compiled = re.compile(fmt.pattern)
-        return (lambda a: compiled.fullmatch(a.strip()) is not None), f"text matching {fmt.pattern!r}"
-    if fmt.kind == "label" and fmt.labels:
-        labels = {label.strip().casefold() for label in fmt.labels}
-        shown = ", ".join(sorted(labels)[:10]) + (", ..." if len(labels) > 10 else "")
-        return (lambda a: a.strip().casefold() in labels), f"one of the labels {shown}"
-    if fmt.kind == "json":
-        keys = set(fmt.keys)
-        if not keys:
-            return (lambda a: _object(a) is not None), "a JSON object"
-        return (lambda a: (o := _object(a)) is not None and set(o) == keys), \
-            f"a JSON object with exactly the keys {', '.join(sorted(keys))}"
-    return (lambda a: bool(a.strip())), "non-empty text"
+    """The in-format test for one answer, as evaluation's format compliance has it (ftp.eval.formats)."""
+    from ftp.eval.formats import in_format
+
+    return in_format(fmt)
 
 
 def _quoted(text: str) -> str:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from ftp.eval.normalize import normalize
 from ftp.types import AnswerFormat
@@ -96,3 +97,38 @@ def same_answer(a: str, b: str) -> bool:
     """Two answers a reader would call identical (whitespace and case aside): the sign of an adapter
     that was never applied, when the fine-tuned model says what the base model says."""
     return normalize(a, "basic") == normalize(b, "basic")
+
+
+def json_object(text: str) -> dict[str, object] | None:
+    """``text`` as a JSON object, or None (an array, a number, not JSON)."""
+    try:
+        value = json.loads(text.strip())
+    except (json.JSONDecodeError, ValueError, RecursionError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def in_format(fmt: AnswerFormat | None, regex: str | None = None,
+              labels: Sequence[str] | None = None) -> tuple[Callable[[str], bool], str]:
+    """The in-format test for one answer and its one-line description, the same for evaluation's format
+    compliance and the deploy smoke test: a full match of ``regex`` (``evaluate.format_regex``) when
+    given; else by the format's kind: a label of the set (strip + casefold), a JSON object with exactly
+    the expected top-level keys (any object when none are known), or a full match of the format's
+    pattern; else any non-empty answer. ``regex`` must already be valid."""
+    if regex:
+        compiled = re.compile(regex)
+        return (lambda a: compiled.fullmatch(a.strip()) is not None), f"matches evaluate.format_regex {regex!r}"
+    if fmt is not None and fmt.kind == "label" and (labels or fmt.labels):
+        known = {str(label).strip().casefold() for label in (labels or fmt.labels)}
+        shown = ", ".join(sorted(known)[:10]) + (", ..." if len(known) > 10 else "")
+        return (lambda a: a.strip().casefold() in known), f"one of {len(known)} labels: {shown}"
+    if fmt is not None and fmt.kind == "json":
+        keys = set(fmt.keys)
+        if not keys:
+            return (lambda a: json_object(a) is not None), "a JSON object"
+        return ((lambda a: (o := json_object(a)) is not None and set(o) == keys),
+                f"a JSON object with exactly the keys {', '.join(sorted(keys))}")
+    if fmt is not None and fmt.pattern:
+        pattern = re.compile(fmt.pattern)
+        return (lambda a: pattern.fullmatch(a.strip()) is not None), f"text matching {fmt.pattern!r}"
+    return (lambda a: bool(a.strip())), "non-empty text"
