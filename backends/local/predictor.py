@@ -1,9 +1,17 @@
-"""A loaded local model that answers prompts (greedy) and scores examples (answer-token loss)."""
+"""A loaded local model that answers prompts (greedy) and scores examples (answer-token loss).
+
+An evaluation asks for both on the same test examples: the answers, then the loss of the reference
+answers. ``generate_scored`` gets the loss on the way: generation leaves the prompt's keys and values in
+its cache, so scoring a reference answer needs only the answer's own tokens run through the model, not
+the whole prompt a second time (on a CPU that second pass cost a quarter of ``ftp eval``).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -11,9 +19,11 @@ from typing import Any
 from ftp.types import Example, Message, ModelRef
 
 from . import models
-from .chat import ChatFormat, chat_format, encode
-from .modeling import Placement, load_model, load_tokenizer
+from .chat import IGNORE, ChatFormat, Encoded, chat_format, encode
+from .modeling import Placement, causal_lm, load_model, shared_tokenizer
 from .training import META_FILE, Trained, evaluate_loss
+
+Scored = tuple[tuple[str, ...], float, int]  # examples scored together (their keys), summed loss, answer tokens
 
 
 class LocalPredictor:
@@ -22,6 +32,7 @@ class LocalPredictor:
         self.model, self.fmt, self.where = model, fmt, where
         self.max_length = max_length
         self.adapter_off = adapter_off
+        self.scored: list[Scored] = []  # filled by generate_scored, read by loss
 
     @contextlib.contextmanager
     def _mode(self) -> Iterator[None]:
@@ -49,33 +60,69 @@ class LocalPredictor:
         return max(1, min(256, int(free * 0.5 // max(per_sequence, 1))))
 
     def generate(self, conversations: Sequence[list[Message]], max_new_tokens: int) -> list[str]:
+        return self._answer(conversations, max_new_tokens, None)
+
+    def generate_scored(self, examples: Sequence[Example], max_new_tokens: int) -> list[str]:
+        """``generate`` for each example's prompt (every message but the last), scoring the example's
+        answer-token loss from the prompt's key-value cache on the way, for ``loss`` to use. Examples it
+        cannot score so (see ``score_continuations``) ``loss`` scores the usual way."""
+        return self._answer([ex["messages"][:-1] for ex in examples], max_new_tokens, examples)
+
+    def _answer(self, conversations: Sequence[list[Message]], max_new_tokens: int,
+                examples: Sequence[Example] | None) -> list[str]:
         import torch
 
         tok = self.fmt.tokenizer
         prompts = [self.fmt.render(list(c), add_generation_prompt=True) for c in conversations]
-        side = tok.padding_side
-        tok.padding_side = "left"
-        try:
-            enc = tok(prompts, add_special_tokens=False, return_tensors="pt", padding=True).to(self.where.device)
-        finally:
-            tok.padding_side = side
+        # padding_side per call: the tokenizer may be shared (modeling.shared_tokenizer) and is never changed
+        enc = tok(prompts, add_special_tokens=False, return_tensors="pt", padding=True,
+                  padding_side="left").to(self.where.device)
         with self._mode(), torch.no_grad():
             out = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
-                                      eos_token_id=self.fmt.stop_ids, pad_token_id=tok.pad_token_id)
+                                      eos_token_id=self.fmt.stop_ids, pad_token_id=tok.pad_token_id,
+                                      return_dict_in_generate=True)
+            if examples is not None:
+                cache = out.cache if getattr(out, "cache", None) is not None else getattr(out, "past_key_values", None)
+                found = score_continuations(self.model, self.fmt, examples, enc, cache, self.max_length)
+                if found is not None:
+                    self.scored.append(found)
         answers = []
-        for row in out[:, enc["input_ids"].shape[1]:].tolist():
+        for row in out.sequences[:, enc["input_ids"].shape[1]:].tolist():
             cut = next((i for i, t in enumerate(row) if t in self.fmt.stop_ids), len(row))
             answers.append(tok.decode(row[:cut], skip_special_tokens=True).strip())
         return answers
 
     def loss(self, examples: Sequence[Example]) -> float | None:
-        rows = [e for e in (encode(self.fmt, ex["messages"], self.max_length) for ex in examples) if e.trained_tokens]
-        if not rows:
-            return None
-        rows.sort(key=lambda e: len(e.input_ids))  # similar lengths per batch: little padding to score
-        size = 64 if str(self.where.device).startswith("cuda") else 8  # 15 batches of 8 took 1.4 s per candidate on an H200
-        with self._mode():
-            return evaluate_loss(self.model, rows, self.fmt.tokenizer.pad_token_id, self.where.device, size)
+        """Mean cross-entropy over the answer tokens of ``examples``: the sums ``generate_scored`` left for
+        groups of them, and one pass over the rest."""
+        total, count = 0.0, 0
+        wanted = Counter(example_key(ex) for ex in examples)
+        for keys, summed, tokens in self.scored:
+            group = Counter(keys)
+            if all(wanted[k] >= n for k, n in group.items()):
+                wanted -= group
+                total, count = total + summed, count + tokens
+        rows: list[Encoded] = []
+        for ex in examples:
+            key = example_key(ex)
+            if wanted[key] <= 0:
+                continue
+            wanted[key] -= 1
+            row = encode(self.fmt, ex["messages"], self.max_length)
+            if row.trained_tokens:
+                rows.append(row)
+        if rows:
+            rows.sort(key=lambda e: len(e.input_ids))  # similar lengths per batch: little padding to score
+            size = 64 if str(self.where.device).startswith("cuda") else 8  # 15 batches of 8 took 1.4 s per candidate on an H200
+            with self._mode():
+                mean = evaluate_loss(self.model, rows, self.fmt.tokenizer.pad_token_id, self.where.device, size)
+            scored = sum(label != IGNORE for r in rows for label in r.labels[1:])  # what evaluate_loss averaged over
+            total, count = total + mean * scored, count + scored
+        return total / count if count else None
+
+
+def example_key(example: Example) -> str:
+    return json.dumps(example.get("messages"), sort_keys=True, ensure_ascii=False)
 
 
 def kv_bytes_per_token(model: Any) -> int:
@@ -85,6 +132,92 @@ def kv_bytes_per_token(model: Any) -> int:
     shape = shape_from_config(model.config.to_dict())
     itemsize = next(model.parameters()).element_size()
     return 2 * shape.layers * shape.kv_dim * max(itemsize, 2)
+
+
+def continuation(row: Encoded, prompt: list[int]) -> tuple[list[int], list[int]] | None:
+    """The tokens of a whole example after its prompt's, and their labels, when the example is its prompt
+    continued: the prompt's tokens first, none of them trained, nothing cut off; else None (a multi-turn
+    example trains earlier answers inside the prompt, and a token can merge across the prompt's end)."""
+    n = len(prompt)
+    if row.truncated or not row.trained_tokens or len(row.input_ids) <= n or row.input_ids[:n] != prompt:
+        return None
+    if any(label != IGNORE for label in row.labels[:n]):
+        return None
+    return row.input_ids[n:], row.labels[n:]
+
+
+def cache_scorable(model: Any, cache: Any, length: int) -> bool:
+    """Whether generation's cache can be continued with some of its columns masked out: plain key-value
+    layers (no recurrent state that already holds the generated tokens), attention that takes any mask
+    (SDPA, eager, ftp's packed attention, which is SDPA for padded rows), and ``length`` inside any
+    sliding window, so that no layer has dropped a column."""
+    from transformers.cache_utils import DynamicCache, DynamicLayer, DynamicSlidingWindowLayer
+
+    from .attention import NAME
+
+    layers = getattr(cache, "layers", None)
+    if not isinstance(cache, DynamicCache) or not layers:
+        return False
+    if any(type(layer) not in (DynamicLayer, DynamicSlidingWindowLayer) for layer in layers):
+        return False
+    config = causal_lm(model).config
+    if getattr(config, "_attn_implementation", None) not in ("sdpa", "eager", NAME):
+        return False
+    if getattr(config, "attention_chunk_size", None):
+        return False
+    window = getattr(config, "sliding_window", None)
+    return not window or length < int(window) - 1
+
+
+def score_continuations(model: Any, fmt: ChatFormat, examples: Sequence[Example], enc: Any, cache: Any,
+                        max_length: int) -> Scored | None:
+    """The summed answer loss and answer-token count of the examples it can score (and their keys), from
+    the cache generation left; None when it can score none.
+
+    Generation ran the left-padded prompts ``enc``: the cache holds every prompt's keys and values in the
+    first ``width`` columns, then the generated tokens'. Each example's tokens after its prompt run
+    against it, led by the prompt's last token again (whose output predicts the answer's first token),
+    at the positions that continue the prompt's. That token's first column and the generated tokens'
+    are masked out, so every position sees what it sees in one pass over the whole example, at the cost
+    of a few tokens per example instead of the whole prompt again. Examples that are not their prompt
+    continued (``continuation``) are left out, and ``loss`` scores them the usual way."""
+    import torch
+
+    from .loss import AnswerLoss
+
+    device = enc["input_ids"].device
+    ids, mask = enc["input_ids"].cpu(), enc["attention_mask"].cpu().long()  # one copy, not one per row
+    width, lengths = ids.shape[1], mask.sum(dim=1).tolist()
+    rests: dict[int, tuple[list[int], list[int]]] = {}
+    for i, ex in enumerate(examples):
+        found = continuation(encode(fmt, ex["messages"], max_length), ids[i, width - lengths[i]:].tolist())
+        if found is not None:
+            rests[i] = found
+    past = cache.get_seq_length()
+    span = max((len(tokens) for tokens, _ in rests.values()), default=0)  # the last token predicts nothing
+    if not rests or not cache_scorable(model, cache, past + span):
+        return None
+    rows = len(examples)
+    new_ids = torch.full((rows, span), int(fmt.tokenizer.pad_token_id), dtype=torch.long)
+    new_mask = torch.zeros((rows, span), dtype=torch.long)
+    targets = torch.full((rows, span), IGNORE, dtype=torch.long)
+    last = ids[:, -1].tolist()
+    for i, (tokens, labels) in rests.items():
+        new_ids[i, :len(tokens)] = torch.tensor([last[i], *tokens[:-1]])  # each predicts the next, labelled
+        new_mask[i, :len(tokens)] = 1
+        targets[i, :len(labels)] = torch.tensor(labels)
+    positions = torch.tensor(lengths).unsqueeze(1) - 1 + torch.arange(span)
+    seen = torch.cat([mask, torch.zeros((rows, past - width), dtype=torch.long), new_mask], dim=1)
+    seen[:, width - 1] = 0  # the prompt's last token is run again: its new column stands in for this one
+    scorer = AnswerLoss(model)
+    named = "cache" if "cache" in inspect.signature(scorer.decoder.forward).parameters else "past_key_values"
+    hidden = scorer.decoder(input_ids=new_ids.to(device), attention_mask=seen.to(device),
+                            position_ids=positions.to(device), use_cache=True, **{named: cache}).last_hidden_state
+    targets = targets.to(device)
+    trained = targets != IGNORE
+    summed = scorer._chunk(hidden[trained], targets[trained])  # one pass of the output layer for the batch
+    count = sum(label != IGNORE for _, labels in rests.values() for label in labels)
+    return tuple(example_key(examples[i]) for i in rests), float(summed), int(count)
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
@@ -105,14 +238,19 @@ def load_predictor(ref: ModelRef, trained: Trained | None, settings: dict[str, A
 
     where = placement(settings.get("devices", "auto"), settings.get("dtype", "auto"))
     base_dir = models.resolve(ref.base)
+    folder = base_dir if ref.kind == "base" else ref.path
+    assert folder is not None
+    tokenizer = shared_tokenizer(folder)  # first: a folder without a fast tokenizer fails before any weights load
+    choice = (hp.get("chat_template") or "auto") if ref.kind == "base" else meta.get("chat_template", "tokenizer")
+    return LocalPredictor(_weights(ref, base_dir, where), chat_format(tokenizer, choice), where, max_length)
+
+
+def _weights(ref: ModelRef, base_dir: Path, where: Placement) -> Any:
     if ref.kind == "base":
-        return LocalPredictor(load_model(base_dir, where), chat_format(load_tokenizer(base_dir),
-                              hp.get("chat_template") or "auto"), where, max_length)
+        return load_model(base_dir, where)
     assert ref.path is not None
-    fmt = chat_format(load_tokenizer(ref.path), meta.get("chat_template", "tokenizer"))
     if ref.kind == "full":
-        return LocalPredictor(load_model(ref.path, where), fmt, where, max_length)
+        return load_model(ref.path, where)
     from peft import PeftModel
 
-    model = PeftModel.from_pretrained(load_model(base_dir, where), str(ref.path))
-    return LocalPredictor(model, fmt, where, max_length)
+    return PeftModel.from_pretrained(load_model(base_dir, where), str(ref.path))

@@ -3,9 +3,10 @@ summary of an evaluation; ``ftp.eval.session`` runs an evaluation with them."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from ftp.types import Comparison, EvalReport, Metric, Predictor
+from ftp.types import Comparison, EvalReport, Example, Metric, Predictor
 
 
 def auto_max_new_tokens(predictor: Predictor, references: list[str]) -> int:
@@ -32,15 +33,23 @@ def batch_size_for(predictor: Predictor, setting: int | str, prompts: int, max_n
 
 
 def generate_batched(predictor: Predictor, conversations: list[Any], max_new_tokens: int, batch_size: int,
-                     reporter: Any, label: str) -> list[str]:
-    """Every conversation's answer, in the given order; generated in batches of similar length."""
+                     reporter: Any, label: str, examples: Sequence[Example] | None = None) -> list[str]:
+    """Every conversation's answer, in the given order; generated in batches of similar length.
+
+    ``examples`` (whose prompts the conversations are, when the loss will be asked for): a predictor with
+    ``generate_scored`` answers them instead, scoring their loss from the same pass over the prompts."""
     task = reporter.progress(f"generate ({label})", len(conversations))
     order = prompt_order(conversations)
     answers: dict[int, str] = {}
+    scored = getattr(predictor, "generate_scored", None) if examples is not None else None
     try:
         for i in range(0, len(order), batch_size):
             chunk = order[i:i + batch_size]
-            for index, answer in zip(chunk, predictor.generate([conversations[j] for j in chunk], max_new_tokens)):
+            if callable(scored) and examples is not None:
+                got = scored([examples[j] for j in chunk], max_new_tokens)
+            else:
+                got = predictor.generate([conversations[j] for j in chunk], max_new_tokens)
+            for index, answer in zip(chunk, got):
                 answers[index] = answer
             task.update(len(answers))
     finally:

@@ -122,7 +122,8 @@ def evaluate(examples: list[Example], candidates: Mapping[str, tuple[ModelRef, L
         reporter.event("evaluating", candidate=label, examples=len(examples),
                        message=f"{label}: answering {len(examples)} test prompts (batches of {size})")
         started = time.perf_counter()
-        answers = generate_batched(predictor, conversations, limit, size, reporter, label)
+        scoring = examples if {"loss", "perplexity"} & set(names) else None  # the loss from the same pass
+        answers = generate_batched(predictor, conversations, limit, size, reporter, label, scoring)
         timing[label] = {"seconds": round(time.perf_counter() - started, 3), "answers": len(answers)}
         predictions[label] = answers
         lap("generate")
