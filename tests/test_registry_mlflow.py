@@ -217,7 +217,8 @@ def test_ftp_run_registers_into_mlflow_and_logs_the_run(project: Path, mlflow_se
     run_dir = next((project / "runs" / "tiny").iterdir())
     registry = MlflowRegistry(mlflow_server.uri)
     got = registry.get("tiny-model")
-    assert got is not None and got.version == 1 and got.run_id == run_dir.name and got.aliases == ["challenger"]
+    assert got is not None and got.version == 1 and got.run_id == run_dir.name
+    assert sorted(got.aliases) == ["challenger", "champion"]  # register.alias, then deploy.alias at 100%
     assert registry.client.get_model_version_by_alias("tiny-model", "challenger").version == "1"
     state = json.loads((run_dir / "state.json").read_text())
     assert got.data_sha256 == state["steps"]["register"]["outputs"]["data_sha256"]
