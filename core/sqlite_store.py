@@ -30,3 +30,26 @@ def connect(path: Path, schema: str) -> Iterator[sqlite3.Connection]:
         raise
     finally:
         conn.close()
+
+
+def ensure_wal(path: Path, what: str, patience: float = 30.0) -> None:
+    """Switch ``path`` to WAL journal mode (persistent in the file), so readers never block writers.
+    SQLite does not call the busy handler for a journal-mode change, so processes creating the file at
+    the same moment can get "database is locked" at once: retry for ``patience`` seconds instead.
+    ``what`` names the file in the error (the registry, the request log)."""
+    import time
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + patience
+    conn = sqlite3.connect(path, timeout=patience, isolation_level=None)
+    try:
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL").fetchone()
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise FtpError(f"{path}: cannot switch {what} to WAL mode: {exc}") from None
+                time.sleep(0.01)
+    finally:
+        conn.close()

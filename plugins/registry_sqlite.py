@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import builtins
 import json
-import sqlite3
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,11 +23,11 @@ from sqlite3 import Connection, Row
 from typing import Any
 
 from ftp import hookimpl
-from ftp.errors import FtpError, UserError
+from ftp.errors import UserError
 from ftp.registry.history import os_user, split_rollback
 from ftp.registry.refs import check_alias, is_reserved, reserved_version
 from ftp.run.store import now
-from ftp.sqlite_store import connect
+from ftp.sqlite_store import connect, ensure_wal
 from ftp.types import AuditEntry, ModelVersion
 
 SCHEMA = """
@@ -86,20 +84,7 @@ def _ensure_wal(path: Path, patience: float = 30.0) -> None:
     key = str(path.resolve())
     if key in _IN_WAL:
         return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + patience
-    conn = sqlite3.connect(path, timeout=patience, isolation_level=None)
-    try:
-        while True:
-            try:
-                conn.execute("PRAGMA journal_mode=WAL").fetchone()
-                break
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise FtpError(f"{path}: cannot switch the registry to WAL mode: {exc}") from None
-                time.sleep(0.01)
-    finally:
-        conn.close()
+    ensure_wal(path, "the registry", patience)
     _IN_WAL.add(key)
 
 

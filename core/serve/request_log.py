@@ -23,7 +23,6 @@ import queue
 import re
 import sqlite3
 import threading
-import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -155,22 +154,9 @@ def migrate(db: sqlite3.Connection, path: Path) -> int:
 
 
 def ensure_wal(path: Path, patience: float = 30.0) -> None:
-    """WAL journal mode (persistent in the file). SQLite does not call the busy handler for this change,
-    so processes creating the file at once retry on "locked" for ``patience`` seconds."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    deadline = time.monotonic() + patience
-    conn = sqlite3.connect(path, timeout=patience, isolation_level=None)
-    try:
-        while True:
-            try:
-                conn.execute("PRAGMA journal_mode=WAL").fetchone()
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise FtpError(f"{path}: cannot switch the request log to WAL mode: {exc}") from None
-                time.sleep(0.01)
-    finally:
-        conn.close()
+    from ftp.sqlite_store import ensure_wal as switch
+
+    switch(path, "the request log", patience)
 
 
 def prune(db: sqlite3.Connection, retention_days: float, max_rows: int) -> int:
