@@ -109,7 +109,9 @@ def test_blue_green_gives_each_version_its_own_deployment_beside_the_live_one(qu
     assert run(*named).exit_code == 0 and run(*named).exit_code == 0  # the quickstart deploys blue-green
     first, second = (fake_azure.deployments[n]["properties"]["model"]["name"] for n in ("triage-prod-v1", "triage-prod-v2"))
     assert first != second and set(fake_azure.deployments) == {"triage-prod-v1", "triage-prod-v2"}
-    deployed = state(run_dirs(quickstart)[-1])["steps"]["deploy"]["outputs"]
+    # the second run's deploy (two runs may start within one second, so their ids do not order them)
+    deployed = next(out for out in (state(d)["steps"]["deploy"]["outputs"] for d in run_dirs(quickstart))
+                    if out.get("version") == 2)
     assert deployed["endpoint"] == f"{ENDPOINT}/openai/deployments/triage-prod-v2"
 
 
