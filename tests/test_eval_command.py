@@ -10,9 +10,14 @@ from conftest import invoke, make_examples, write_jsonl
 
 
 def run_all(project: Path, *args: str) -> Path:
+    """The new run's folder (found by difference: two tiny runs can start within one second, and run ids
+    of one second do not sort by time)."""
+    runs = project / "runs" / "tiny"
+    before = set(runs.iterdir()) if runs.exists() else set()
     result = invoke("run", "pipeline.yaml", "--quiet", *args)
     assert result.exit_code == 0, result.output + result.stderr
-    return sorted((project / "runs" / "tiny").iterdir())[-1]
+    (made,) = set(runs.iterdir()) - before
+    return made
 
 
 def eval_json(folder: Path) -> dict[str, Any]:
