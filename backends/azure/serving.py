@@ -32,7 +32,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ftp.data.files import message_text
-from ftp.errors import UserError
+from ftp.errors import RequestRejected, UserError
 from ftp.types import Completion, GenerationRequest, ModelVersion, Provisioned, ServeContext
 
 from .deploy import deployment_of, name_for, resource_of
@@ -145,6 +145,8 @@ def _forwarded(label: str, call: Callable[[], Any]) -> Any:
     try:
         return call()
     except AzureError as exc:
+        if exc.status == 400:  # the request as sent (a content filter, a prompt too long): the client's to fix
+            raise RequestRejected(f"{label}: {exc}", code=str(exc.code) if exc.code else None) from None
         hint = GONE if exc.status == 404 and "deploymentnotfound" in str(exc.code or "").lower() else ""
         raise AzureError(f"{label}: {exc}{hint}", status=exc.status, code=exc.code, transient=exc.transient) from None
 

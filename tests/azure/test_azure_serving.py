@@ -20,7 +20,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import pytest
-from ftp.errors import FtpError, UserError
+from ftp.errors import FtpError, RequestRejected, UserError
 from ftp.types import GenerationRequest, ModelRef, ModelVersion, Provisioned, ServeContext
 
 responses = pytest.importorskip("responses")
@@ -249,7 +249,9 @@ def test_an_azure_error_is_one_line_with_status_code_and_message(api: Any) -> No
     assert str(failed.value) == (
         "ticket-triage:3: POST /openai/deployments/ticket-triage-v3/chat/completions: HTTP 400 content_filter: The "
         "response was filtered due to the prompt triggering Azure OpenAI's content management policy.")
-    assert not isinstance(failed.value, UserError) and len(api.calls) == 1  # a 400 is not retried
+    assert len(api.calls) == 1  # a 400 is not retried
+    # the request as sent is the client's to fix: ftp serve answers it 400 with Azure's code, not 5xx
+    assert isinstance(failed.value, RequestRejected) and failed.value.code == "content_filter"
 
 
 def test_a_deployment_azure_deleted_says_to_deploy_again(api: Any) -> None:
