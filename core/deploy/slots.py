@@ -57,6 +57,13 @@ class State:
     def traffic(self) -> dict[str, int]:
         return {s: t for s, (_, t) in sorted(self.slots.items())}
 
+    def mirrored(self) -> tuple[str, int, int] | None:
+        """(slot, version, percent) of the mirrored slot, or None."""
+        for slot, percent in self.mirror.items():
+            if slot in self.slots and percent > 0:
+                return slot, self.slots[slot][0], percent
+        return None
+
     def as_json(self) -> dict[str, Any]:
         return {"slots": self.versions(), "traffic": self.traffic(), "mirror": dict(self.mirror)}
 
@@ -151,12 +158,29 @@ def deployment(name: str, provisioned: Provisioned, slot: str, version: int, sta
                       slots=state.versions(), endpoint=provisioned.endpoint, created_at=now())
 
 
+@contextmanager
+def reading(store: Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection: ``ftp serve`` reads the slots on every request, and a write transaction
+    (``opened``) for each would queue every server behind every other and behind ``ftp deploy``."""
+    conn = sqlite3.connect(f"{Path(store).resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+    conn.row_factory = sqlite3.Row
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
 def read_store(store: Path, reader: Any, empty: Any) -> Any:
-    """``reader(db)`` on an existing store; ``empty`` when there is no file yet (nothing deployed)."""
+    """``reader(db)`` on an existing store; ``empty`` when there is no file yet (nothing deployed). A
+    file of the first schema (no ``mirror`` table yet) is migrated once, in a write transaction."""
     if not Path(store).exists():
         return empty
-    with opened(Path(store)) as db:
-        return reader(db)
+    try:
+        with reading(Path(store)) as db:
+            return reader(db)
+    except sqlite3.OperationalError:
+        with opened(Path(store)) as db:
+            return reader(db)
 
 
 def names(store: Path) -> list[str]:
@@ -187,11 +211,7 @@ def live_versions(store: Path, name: str) -> dict[int, dict[str, int]]:
 def mirror_of(store: Path, name: str) -> tuple[str, int, int] | None:
     """(slot, version, percent) of ``name``'s mirrored slot: that share of the live slot's requests is
     also sent to it, its answers logged and discarded; None when nothing is mirrored."""
-    state = state_of(store, name)
-    for slot, percent in state.mirror.items():
-        if slot in state.slots and percent > 0:
-            return slot, state.slots[slot][0], percent
-    return None
+    return state_of(store, name).mirrored()
 
 
 def endpoint_of(store: Path, name: str, version: int) -> Provisioned | None:

@@ -33,6 +33,7 @@ class Route:
     slot: str | None
     reason: str  # "hash" (sticky user), "random" (weighted draw), "pinned" (slot header, NAME:V, NAME@alias), "mirror"
     base: bool = False  # the version's base model, without its adapter (NAME:base)
+    mirrored: tuple[str, int, int] | None = None  # the deployment's mirror (slot, version, %) when it was routed
 
     @property
     def label(self) -> str:
@@ -41,10 +42,9 @@ class Route:
 
 def slot_table(deployments: Path, name: str) -> dict[str, tuple[int, int]]:
     """``{slot: (version, traffic %)}`` of deployment ``name``, read now from the deployment records."""
-    from ftp.deploy.slots import live_versions
+    from ftp.deploy.slots import state_of
 
-    return {slot: (version, traffic) for version, held in live_versions(deployments, name).items()
-            for slot, traffic in held.items()}
+    return dict(state_of(deployments, name).slots)
 
 
 def sticky_point(name: str, user: str) -> float:
@@ -81,8 +81,11 @@ class Router:
         if model.endswith(":base"):
             live = self.route(model[: -len(":base")], user, pin)
             return Route(live.version, live.slot, live.reason, base=True)
+        from ftp.deploy.slots import state_of
+
         ref = parse_ref(model)
-        table = slot_table(self.deployments, ref.name)
+        state = state_of(self.deployments, ref.name)  # one read per request: the slots and the mirror
+        table = state.slots
         if ref.version is None and ref.alias is None:
             if not table:
                 raise UnknownModel(f"the model {model!r} does not exist: no deployment of that name in "
@@ -95,7 +98,7 @@ class Router:
                 raise NoTraffic(f"{model}: no slot of the deployment takes traffic; set some with ftp deploy set-traffic")
             point, reason = (sticky_point(ref.name, user), "hash") if user else (self.rng.random() * 100, "random")
             slot = pick_slot(table, point)
-            return Route(self._get(ref.name, table[slot][0]), slot, reason)
+            return Route(self._get(ref.name, table[slot][0]), slot, reason, mirrored=state.mirrored())
         try:
             version = resolve(self.registry, ref)
         except UserError as exc:
@@ -106,12 +109,8 @@ class Router:
     def mirror(self, route: Route) -> Route | None:
         """The shadow copy of a routed request: to the deployment's mirrored slot, for its share of the
         requests the live slots answer (never of pinned ones, nor of requests that slot answers itself)."""
-        from ftp.deploy.slots import mirror_of
-
-        if route.reason == "pinned" or route.slot is None or route.base:
-            return None
-        mirrored = mirror_of(self.deployments, route.version.name)
-        if mirrored is None or mirrored[0] == route.slot or self.rng.random() * 100 >= mirrored[2]:
+        mirrored = route.mirrored  # only a drawn route carries it: pinned and base ones are never mirrored
+        if mirrored is None or route.base or mirrored[0] == route.slot or self.rng.random() * 100 >= mirrored[2]:
             return None
         return Route(self._get(route.version.name, mirrored[1]), mirrored[0], "mirror")
 
