@@ -225,6 +225,12 @@ def _read_meta(path: Path) -> dict[str, Any]:
     return json.loads(meta.read_text(encoding="utf-8")) if meta.exists() else {}
 
 
+def trained_format(path: Path, tokenizer: Any) -> ChatFormat:
+    """The chat template a trained model folder was trained with (its META_FILE names it; the template
+    saved with its tokenizer otherwise), on ``tokenizer``: evaluation and serving render prompts alike."""
+    return chat_format(tokenizer, str(_read_meta(path).get("chat_template") or "tokenizer"))
+
+
 def load_predictor(ref: ModelRef, trained: Trained | None, settings: dict[str, Any], hp: dict[str, Any]) -> LocalPredictor:
     """Reuse the model still in memory after training when possible; else load from disk. Settings the
     caller has none for (outside a run: ``None``) come from what the model was trained with."""
@@ -241,8 +247,11 @@ def load_predictor(ref: ModelRef, trained: Trained | None, settings: dict[str, A
     folder = base_dir if ref.kind == "base" else ref.path
     assert folder is not None
     tokenizer = shared_tokenizer(folder)  # first: a folder without a fast tokenizer fails before any weights load
-    choice = (hp.get("chat_template") or "auto") if ref.kind == "base" else meta.get("chat_template", "tokenizer")
-    return LocalPredictor(_weights(ref, base_dir, where), chat_format(tokenizer, choice), where, max_length)
+    if ref.kind == "base":
+        fmt = chat_format(tokenizer, hp.get("chat_template") or "auto")
+    else:
+        fmt = trained_format(folder, tokenizer)
+    return LocalPredictor(_weights(ref, base_dir, where), fmt, where, max_length)
 
 
 def _weights(ref: ModelRef, base_dir: Path, where: Placement) -> Any:

@@ -8,7 +8,6 @@ training, so a version trained with another template than its base's still sees 
 
 from __future__ import annotations
 
-import json
 import re
 import threading
 from collections.abc import Iterator
@@ -20,6 +19,7 @@ from ftp.types import Completion, GenerationRequest, ModelVersion, Provisioned, 
 
 from .batching import BASE_ADAPTER, Batcher, Cancelled, Job
 from .chat import ChatFormat, chat_format
+from .predictor import trained_format
 
 
 class Host:
@@ -55,13 +55,6 @@ class Host:
 def adapter_name(version: ModelVersion) -> str:
     """A PEFT adapter name for a version (module names allow neither ``.`` nor ``:``)."""
     return re.sub(r"\W", "_", f"{version.name}_v{version.version}")
-
-
-def stored_format(path: Path, tokenizer: Any) -> ChatFormat:
-    """The chat template a version was trained with (``ftp_model.json`` names it), on ``tokenizer``."""
-    meta_file = path / "ftp_model.json"
-    meta = json.loads(meta_file.read_text(encoding="utf-8")) if meta_file.exists() else {}
-    return chat_format(tokenizer, str(meta.get("chat_template") or "tokenizer"))
 
 
 class LocalServed:
@@ -139,7 +132,7 @@ class LocalEngine:
         with self.lock:
             if ref.kind == "adapter" and ref.path is not None:
                 host = self._host(models.resolve(ref.base))
-                fmt = stored_format(ref.path, load_tokenizer(ref.path))
+                fmt = trained_format(ref.path, load_tokenizer(ref.path))
                 if len(fmt.tokenizer) != len(host.tokenizer):
                     raise UserError(f"{label}: its tokenizer has {len(fmt.tokenizer)} tokens, its base's "
                                     f"{len(host.tokenizer)}; an adapter with a resized vocabulary needs its merged model")
@@ -148,7 +141,7 @@ class LocalEngine:
                 return LocalServed(f"{label} (adapter on {ref.base})", host, name, fmt)
             if ref.kind == "full" and ref.path is not None:
                 host = self._host(ref.path)
-                return LocalServed(f"{label} (merged)", host, None, stored_format(ref.path, host.tokenizer))
+                return LocalServed(f"{label} (merged)", host, None, trained_format(ref.path, host.tokenizer))
             if ref.kind == "base":
                 host = self._host(models.resolve(ref.base))
                 return LocalServed(ref.base, host, None, chat_format(host.tokenizer, "auto"))
