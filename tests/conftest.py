@@ -218,19 +218,14 @@ def fake_azure(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     import responses
 
     sys.path.insert(0, str(Path(__file__).parent / "azure"))
-    from fake_azure import ENDPOINT, TENANT, FakeAzure, FakeClock
+    from fake_azure import ENDPOINT, FakeAzure, FakeClock, sign_in_as_service_principal
     from ftp.backends.azure import auth, http
 
     fake = FakeAzure()
     monkeypatch.setenv("AZURE_OPENAI_ENDPOINT", ENDPOINT)
     monkeypatch.setenv("AZURE_OPENAI_API_KEY", fake.api_key)
     monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", "00000000-1111-2222-3333-444444444444")
-    monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
-    monkeypatch.setenv("AZURE_CLIENT_ID", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")
-    monkeypatch.setenv("AZURE_CLIENT_SECRET", fake.client_secret)
-    for var in ("AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_USERNAME", "IDENTITY_ENDPOINT",
-                "MSI_ENDPOINT"):
-        monkeypatch.delenv(var, raising=False)
+    sign_in_as_service_principal(monkeypatch, fake.client_secret)
     fake.clock = FakeClock()
     monkeypatch.setattr(http, "CLOCK", fake.clock)
     auth.reset_credential()

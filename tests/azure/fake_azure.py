@@ -46,6 +46,20 @@ DATA_SCOPE = "https://cognitiveservices.azure.com/.default"
 ARM_SCOPE = "https://management.azure.com/.default"
 ANSWER = "(fake answer from {deployment})"
 BASE_MODELS = ("gpt-4o-mini-2024-07-18", "gpt-4.1-mini-2025-04-14")
+CLIENT_ID = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
+# credentials DefaultAzureCredential would try before a service principal's secret
+OTHER_CREDENTIALS = ("AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_USERNAME",
+                     "IDENTITY_ENDPOINT", "MSI_ENDPOINT")
+
+
+def sign_in_as_service_principal(monkeypatch: Any, secret: str, unset: tuple[str, ...] = ()) -> None:
+    """The environment of a service principal with ``secret`` in the fake's tenant, and none of the
+    other credentials (nor ``unset``) the Azure SDK could pick first."""
+    monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
+    monkeypatch.setenv("AZURE_CLIENT_ID", CLIENT_ID)
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", secret)
+    for var in (*OTHER_CREDENTIALS, *unset):
+        monkeypatch.delenv(var, raising=False)
 
 Reply = tuple[int, dict[str, str], str] | Exception
 

@@ -120,16 +120,11 @@ class FakeOnlineEndpoint:
 @pytest.fixture
 def online(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOnlineEndpoint]:
     sys.path.insert(0, str(Path(__file__).parent))
-    from fake_azure import TENANT, FakeAzure
+    from fake_azure import FakeAzure, sign_in_as_service_principal
     from ftp.backends.azure import auth
 
     login = FakeAzure()
-    monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
-    monkeypatch.setenv("AZURE_CLIENT_ID", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")
-    monkeypatch.setenv("AZURE_CLIENT_SECRET", login.client_secret)
-    for var in ("AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_USERNAME", "IDENTITY_ENDPOINT",
-                "MSI_ENDPOINT"):
-        monkeypatch.delenv(var, raising=False)
+    sign_in_as_service_principal(monkeypatch, login.client_secret)
     auth.reset_credential()
     fake = FakeOnlineEndpoint(login=login, deployments=["ticket-triage-v1", "ticket-triage-v2"],
                               traffic={"ticket-triage-v1": 100})

@@ -260,17 +260,13 @@ def azure_ml(quickstart: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Fake
     """The environment a real set-up has (a service principal for Entra ID, the subscription), pointing at
     the fakes, and a clock that records the backend's waits instead of sleeping."""
     sys.path.insert(0, str(Path(__file__).parent))
-    from fake_azure import TENANT, FakeAzure, FakeClock
+    from fake_azure import FakeAzure, FakeClock, sign_in_as_service_principal
     from ftp.backends.azure import auth, http
 
     login = FakeAzure()
     monkeypatch.setenv("AZURE_SUBSCRIPTION_ID", SUB)
-    monkeypatch.setenv("AZURE_TENANT_ID", TENANT)
-    monkeypatch.setenv("AZURE_CLIENT_ID", "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")
-    monkeypatch.setenv("AZURE_CLIENT_SECRET", login.client_secret)
-    for var in ("AZURE_FEDERATED_TOKEN_FILE", "AZURE_CLIENT_CERTIFICATE_PATH", "AZURE_USERNAME", "IDENTITY_ENDPOINT",
-                "MSI_ENDPOINT", "AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY"):
-        monkeypatch.delenv(var, raising=False)
+    sign_in_as_service_principal(monkeypatch, login.client_secret,
+                                 unset=("AZURE_OPENAI_ENDPOINT", "AZURE_OPENAI_API_KEY"))
     clock = FakeClock()
     monkeypatch.setattr(http, "CLOCK", clock)
     auth.reset_credential()
