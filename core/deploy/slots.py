@@ -183,9 +183,13 @@ def read_store(store: Path, reader: Any, empty: Any) -> Any:
             return reader(db)
 
 
+def names_in(db: sqlite3.Connection) -> list[str]:
+    return sorted({r["name"] for r in db.execute("SELECT name FROM history")})
+
+
 def names(store: Path) -> list[str]:
     """Every deployment name in ``store``."""
-    return read_store(store, lambda db: sorted({r["name"] for r in db.execute("SELECT name FROM history")}), [])
+    return read_store(store, names_in, [])
 
 
 def state_of(store: Path, name: str) -> State:

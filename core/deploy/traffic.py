@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ftp.config.check import suggest
-from ftp.deploy.slots import (State, deployment, kept_mirror, opened, plan, read_endpoints, read_state, save_endpoint,
-                              write_state, read_store)
+from ftp.deploy.slots import (State, deployment, kept_mirror, names_in, opened, plan, read_endpoints, read_state,
+                              read_store, save_endpoint, write_state)
 from ftp.errors import FtpError, UserError
 from ftp.types import Deployment, DeployRequest, ModelRegistry, Provisioned, TrafficChange
 
@@ -312,10 +312,6 @@ def change(store: Path, name: str, action: str, compute: Compute, *, reason: str
                 return Outcome(name, action, entry, before, proposal.after, proposal.alias, proposal.note)
         # changed by another process while the deployer applied ours: compute again from the new state
     raise FtpError(f"{name}: the deployment changed under this command {RETRIES} times in a row; run it again")
-
-
-def names_in(db: sqlite3.Connection) -> list[str]:
-    return sorted({r["name"] for r in db.execute("SELECT name FROM history")})
 
 
 def move_alias_after(registry: ModelRegistry | None, outcome: Outcome, reason: str) -> str:
