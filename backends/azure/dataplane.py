@@ -22,6 +22,13 @@ class DataPlane:
         self.endpoint = settings.endpoint
         self.http = Http(data_plane_headers(settings), settings.retry, clock)
 
+    def chat_completions(self, deployment: str, body: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """The path and body that ask ``deployment`` for a chat completion: the v1 API names the
+        deployment as the body's ``model``, dated api-versions in the path."""
+        if self.settings.api_version == V1:
+            return "chat/completions", {**body, "model": deployment}
+        return f"deployments/{deployment}/chat/completions", body
+
     def url(self, path: str) -> str:
         prefix = "/openai/v1/" if self.settings.api_version == V1 else "/openai/"
         return self.endpoint + prefix + path.lstrip("/")

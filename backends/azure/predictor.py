@@ -13,7 +13,6 @@ step's metrics instead).
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,7 +21,7 @@ from ftp.types import Example, Message
 
 from .dataplane import DataPlane
 from .http import AzureError, Http
-from .settings import V1, RetrySettings
+from .settings import RetrySettings
 
 log = logging.getLogger("ftp.azure")
 
@@ -32,7 +31,6 @@ class _ChatAnswers:
 
     name = ""
     temperature = 0.0
-    _encoding: Any = None
 
     def _send(self, messages: list[Message], max_new_tokens: int) -> Any:
         raise NotImplementedError
@@ -56,14 +54,9 @@ class _ChatAnswers:
         return None
 
     def count_tokens(self, text: str) -> int:
-        if self._encoding is None:
-            from .tokens import tiktoken_counter
+        from .tokens import count_text
 
-            counter = tiktoken_counter()
-            self._encoding = counter.encoding if counter else False
-        if self._encoding:
-            return len(self._encoding.encode(text, disallowed_special=()))
-        return math.ceil(len(text) / 4)
+        return count_text(text)
 
 
 class ChatPredictor(_ChatAnswers):
@@ -76,9 +69,7 @@ class ChatPredictor(_ChatAnswers):
 
     def _url_and_body(self, messages: list[Message], max_new_tokens: int) -> tuple[str, dict[str, Any]]:
         body: dict[str, Any] = {"messages": messages, "max_tokens": max_new_tokens, "temperature": self.temperature}
-        if self.plane.settings.api_version == V1:
-            return "chat/completions", {**body, "model": self.deployment}
-        return f"deployments/{self.deployment}/chat/completions", body
+        return self.plane.chat_completions(self.deployment, body)
 
     def _send(self, messages: list[Message], max_new_tokens: int) -> Any:
         path, body = self._url_and_body(messages, max_new_tokens)

@@ -33,6 +33,7 @@ from pydantic import ValidationError
 
 from ftp.data.files import message_text
 from ftp.errors import RequestRejected, UserError
+from ftp.serve.forward import chat_fields, finish_of
 from ftp.types import Completion, GenerationRequest, ModelVersion, Provisioned, ServeContext
 
 from .deploy import deployment_of, name_for, resource_of
@@ -67,29 +68,11 @@ def not_deployed(label: str, why: str) -> UserError:
                      "--steps deploy)")
 
 
-def chat_body(request: GenerationRequest) -> dict[str, Any]:
-    """The OpenAI chat-completions fields of ``request`` (seed and stop only when given)."""
-    body: dict[str, Any] = {"messages": [dict(m) for m in request.messages], "max_tokens": request.max_tokens,
-                            "temperature": request.temperature, "top_p": request.top_p}
-    if request.seed is not None:
-        body["seed"] = request.seed
-    if request.stop:
-        body["stop"] = list(request.stop)
-    return body
-
-
 def estimate_tokens(text: str) -> int:
-    """o200k_base when its file is here (the gpt-4o / gpt-4.1 family), else four characters a token."""
-    from .tokens import tiktoken_counter
+    """Azure's own count when a reply has none: o200k_base (the gpt-4o / gpt-4.1 family) or an estimate."""
+    from .tokens import count_text
 
-    counter = tiktoken_counter()
-    return len(counter.encoding.encode(text, disallowed_special=())) if counter else -(-len(text) // 4)
-
-
-def finish_of(reason: Any) -> str:
-    """Azure's finish reasons in the two ftp serve answers: ``length`` stays, the rest (``stop``,
-    ``content_filter``, ``tool_calls``) end the answer as ``stop``."""
-    return "length" if reason == "length" else "stop"
+    return count_text(text)
 
 
 def completion(text: str, finish: str, usage: Any, request: GenerationRequest) -> Completion:
@@ -192,15 +175,13 @@ class DeploymentModel:
         self.planes = PerThread(plane)
 
     def _path_body(self, request: GenerationRequest, stream: bool) -> tuple[str, dict[str, Any]]:
-        body = chat_body(request)
+        body = chat_fields(request)
         if stream:
             body["stream"] = True
             version = self.settings.api_version
             if version == V1 or version >= STREAM_OPTIONS_SINCE:
                 body["stream_options"] = {"include_usage": True}
-        if self.settings.api_version == V1:
-            return "chat/completions", {**body, "model": self.deployment}
-        return f"deployments/{self.deployment}/chat/completions", body
+        return self.planes.get().chat_completions(self.deployment, body)
 
     def complete(self, request: GenerationRequest) -> Completion:
         path, body = self._path_body(request, stream=False)
@@ -263,7 +244,7 @@ class EndpointModel:
         return headers
 
     def complete(self, request: GenerationRequest) -> Completion:
-        body = chat_body(request)
+        body = chat_fields(request)
         reply = _forwarded(self.version, lambda: self.https.get().json("POST", self.url, json=body))
         return completion_of(reply, request, self.version)
 

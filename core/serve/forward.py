@@ -20,19 +20,28 @@ class Upstream(FtpError):
     """The forwarded-to server failed (its status and message in one line)."""
 
 
-def body_for(model: str, request: GenerationRequest, stream: bool) -> dict[str, Any]:
-    body: dict[str, Any] = {"model": model, "messages": request.messages, "max_tokens": request.max_tokens,
-                            "temperature": request.temperature, "top_p": request.top_p, "stream": stream}
+def chat_fields(request: GenerationRequest) -> dict[str, Any]:
+    """The OpenAI chat-completions fields of ``request`` (seed and stop only when given): what every
+    engine that forwards sends."""
+    body: dict[str, Any] = {"messages": [dict(m) for m in request.messages], "max_tokens": request.max_tokens,
+                            "temperature": request.temperature, "top_p": request.top_p}
     if request.seed is not None:
         body["seed"] = request.seed
     if request.stop:
-        body["stop"] = request.stop
+        body["stop"] = list(request.stop)
+    return body
+
+
+def body_for(model: str, request: GenerationRequest, stream: bool) -> dict[str, Any]:
+    body = {"model": model, **chat_fields(request), "stream": stream}
     if stream:
         body["stream_options"] = {"include_usage": True}
     return body
 
 
 def finish_of(reason: Any) -> str:
+    """An upstream finish reason in ftp serve's two: ``length`` stays, the rest (``stop``,
+    ``content_filter``, ``tool_calls``) end the answer as ``stop``."""
     return "length" if reason == "length" else "stop"
 
 
