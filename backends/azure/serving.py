@@ -24,16 +24,15 @@ the deploy step.
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from pydantic import ValidationError
 
 from ftp.data.files import message_text
 from ftp.errors import RequestRejected, UserError
-from ftp.serve.forward import chat_fields, finish_of
+from ftp.serve.forward import chat_fields, finish_of, pieces_of, sse_events
 from ftp.types import Completion, GenerationRequest, ModelVersion, Provisioned, ServeContext
 
 from .deploy import deployment_of, name_for, resource_of
@@ -99,28 +98,12 @@ def completion_of(reply: Any, request: GenerationRequest, label: str) -> Complet
     return completion(text, finish_of(choice.get("finish_reason")), reply.get("usage"), request)
 
 
-def sse_events(lines: Iterable[bytes | str], label: str) -> Iterator[dict[str, Any]]:
-    """The JSON objects of a ``text/event-stream`` body, up to ``data: [DONE]``; comments, ``event:``
-    and blank lines are skipped, and an ``error`` event becomes the one-line AzureError it carries."""
-    for raw in lines:
-        line = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
-        if not line.startswith("data:"):
-            continue
-        data = line[5:].strip()
-        if data == "[DONE]":
-            return
-        if not data:
-            continue
-        try:
-            event = json.loads(data)
-        except ValueError:
-            raise AzureError(f"{label}: Azure sent a stream event that is not JSON ({data[:60]!r})") from None
-        if isinstance(event, dict) and isinstance(event.get("error"), dict):
-            err = event["error"]
-            raise AzureError(f"{label}: Azure failed mid-stream: {err.get('code') or err.get('type') or 'error'}: "
-                             f"{' '.join(str(err.get('message') or '').split())}", code=err.get("code"))
-        if isinstance(event, dict):
-            yield event
+def stream_failure(label: str) -> Callable[[str, dict[str, Any] | None], Exception]:
+    """How a broken Azure stream is reported: one line, with Azure's code."""
+    def fail(reason: str, error: dict[str, Any] | None) -> Exception:
+        return AzureError(f"{label}: Azure {reason}", code=(error or {}).get("code"))
+
+    return fail
 
 
 def _forwarded(label: str, call: Callable[[], Any]) -> Any:
@@ -200,24 +183,14 @@ class DeploymentModel:
             yield from ([done.text] if done.text else [])
             yield done
             return
-        pieces: list[str] = []
-        finish, usage = "stop", None
         try:
-            for event in sse_events(response.iter_lines(), self.version):
-                usage = event.get("usage") or usage
-                for choice in event.get("choices") or []:
-                    piece = message_text((choice.get("delta") or {}).get("content"))
-                    if piece:
-                        pieces.append(piece)
-                        yield piece
-                    if choice.get("finish_reason"):
-                        finish = finish_of(choice["finish_reason"])
+            yield from pieces_of(sse_events(response.iter_lines(), stream_failure(self.version)),
+                                 lambda text, finish, usage: completion(text, finish, usage, request))
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             raise AzureError(f"{self.version}: the stream from deployment {self.deployment} broke off "
                              f"({type(exc).__name__})", transient=True) from None
         finally:
             response.close()
-        yield completion("".join(pieces), finish, usage, request)
 
     def close(self) -> None:
         self.planes.close()

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import http.client
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
+from ftp.data.files import message_text
 from ftp.errors import FtpError, RequestRejected
 from ftp.types import Completion, GenerationRequest
 
@@ -99,29 +100,59 @@ class OpenAICompatible:
         return self._events(conn, answer)
 
     def _events(self, conn: http.client.HTTPConnection, answer: Any) -> Iterator[str | Completion]:
-        text: list[str] = []
-        finish, used = "stop", dict[str, Any]()
+        def fail(reason: str, error: dict[str, Any] | None) -> Exception:
+            return Upstream(f"{self.label}: the server {reason}")
+
+        def done(text: str, finish: str, used: dict[str, Any]) -> Completion:
+            return Completion(text=text, finish_reason="length" if finish == "length" else "stop",
+                              prompt_tokens=int(used.get("prompt_tokens", 0)),
+                              completion_tokens=int(used.get("completion_tokens", 0)))
+
         try:
-            for raw in answer:
-                line = raw.decode("utf-8").strip()
-                if not line.startswith("data:"):
-                    continue
-                data = line[len("data:"):].strip()
-                if data == "[DONE]":
-                    break
-                event = json.loads(data)
-                if "error" in event:
-                    raise Upstream(f"{self.label}: the stream failed: {event['error'].get('message')}")
-                used = event.get("usage") or used
-                for choice in event.get("choices") or []:
-                    piece = (choice.get("delta") or {}).get("content")
-                    if piece:
-                        text.append(piece)
-                        yield piece
-                    if choice.get("finish_reason"):
-                        finish = finish_of(choice["finish_reason"])
+            yield from pieces_of(sse_events(answer, fail), done)
         finally:
             conn.close()
-        yield Completion(text="".join(text), finish_reason="length" if finish == "length" else "stop",
-                         prompt_tokens=int(used.get("prompt_tokens", 0)),
-                         completion_tokens=int(used.get("completion_tokens", 0)))
+
+
+def sse_events(lines: Iterable[bytes | str], fail: Callable[[str, dict[str, Any] | None], Exception]
+               ) -> Iterator[dict[str, Any]]:
+    """The JSON objects of a ``text/event-stream`` body, up to ``data: [DONE]``; comments, ``event:``
+    and blank lines are skipped. ``fail(reason, error)`` makes the exception for an event that is not
+    JSON (``error`` None) or an ``error`` event (its object)."""
+    for raw in lines:
+        line = (raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw).strip()
+        if not line.startswith("data:"):
+            continue
+        data = line[5:].strip()
+        if data == "[DONE]":
+            return
+        if not data:
+            continue
+        try:
+            event = json.loads(data)
+        except ValueError:
+            raise fail(f"sent a stream event that is not JSON ({data[:60]!r})", None) from None
+        if isinstance(event, dict) and isinstance(event.get("error"), dict):
+            err = event["error"]
+            raise fail(f"failed mid-stream: {err.get('code') or err.get('type') or 'error'}: "
+                       f"{' '.join(str(err.get('message') or '').split())}", err)
+        if isinstance(event, dict):
+            yield event
+
+
+def pieces_of(events: Iterable[dict[str, Any]], done: Callable[[str, str, dict[str, Any]], Completion]
+              ) -> Iterator[str | Completion]:
+    """The text of ``chat.completion.chunk`` events piece by piece as they come, then
+    ``done(text, finish reason, usage)``."""
+    text: list[str] = []
+    finish, used = "stop", dict[str, Any]()
+    for event in events:
+        used = event.get("usage") or used
+        for choice in event.get("choices") or []:
+            piece = message_text((choice.get("delta") or {}).get("content"))
+            if piece:
+                text.append(piece)
+                yield piece
+            if choice.get("finish_reason"):
+                finish = finish_of(choice["finish_reason"])
+    yield done("".join(text), finish, used)
