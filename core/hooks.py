@@ -7,6 +7,7 @@ turns "no plugin answered" into an error that says what to install or configure.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -150,6 +151,11 @@ class Hooks:
         return _required(self.pm.hook.ftp_serving_engine(backend=backend, context=context),
                          f"no plugin provides a serving engine for backend {backend!r}; install the backend's "
                          "plugin (ftp plugins lists them)", UserError)
+
+    def base_retirement(self, backend: str, base_model: str) -> date | None:
+        """None also when no plugin knows the backend: no published date is no trigger."""
+        found: date | None = self.pm.hook.ftp_base_retirement(backend=backend, base_model=base_model)
+        return found
 
     # command line
     def commands(self, cli: click.Group) -> None:

@@ -9,6 +9,7 @@ otherwise. Call them with keyword arguments; ``docs/plugin-hooks.md`` has an exa
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -145,6 +146,14 @@ def ftp_deployer(backend: str) -> Deployer | None:
 @hookspec(firstresult=True)
 def ftp_serving_engine(backend: str, context: ServeContext) -> ServingEngine | None:
     """Return the engine ``ftp serve`` answers ``backend``'s deployed versions with (one per backend)."""
+
+
+# --- monitoring ---
+
+
+@hookspec(firstresult=True)
+def ftp_base_retirement(backend: str, base_model: str) -> date | None:
+    """Return the last day ``backend`` fine-tunes ``base_model`` (its published retirement), or None."""
 
 
 # --- command line ---

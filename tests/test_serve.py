@@ -292,3 +292,43 @@ def test_forwarding_to_an_openai_compatible_server(server: int) -> None:
     assert pieces[-1].prompt_tokens == done.prompt_tokens
     with pytest.raises(RequestRejected, match="answered 400"):
         forward.complete(GenerationRequest(messages=ASK, max_tokens=4096, stop=["a", "b", "c", "d", "e"]))
+
+
+def test_feedback_endpoint_and_the_monitor_columns(server: int, deployed: Path) -> None:
+    """POST /v1/feedback stores items naming logged answers, refuses unknown ids and bad items; the log
+    row carries the prompt's shape and the answer's format check without any text."""
+    import json as json_module
+    import urllib.error
+    import urllib.request
+
+    from ftp.monitor.feedback import read_feedback
+    from ftp.monitor.features import answer_sha256
+    from ftp.serve.request_log import read_requests
+
+    answer = client(server).chat.completions.create(model="tiny-model:1", messages=ASK, max_tokens=8)
+
+    def send(body: Any) -> tuple[int, dict[str, Any]]:
+        request = urllib.request.Request(f"http://127.0.0.1:{server}/v1/feedback", data=json_module.dumps(body).encode(),
+                                         headers={"authorization": f"Bearer {TOKEN}", "content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=30) as reply:
+                return reply.status, json_module.loads(reply.read())
+        except urllib.error.HTTPError as error:
+            return error.code, json_module.loads(error.read())
+
+    status, body = send([{"request_id": answer.id, "name": "correct", "value": False, "rationale": "wrong colour"},
+                         {"request_id": answer.id, "name": "expected", "value": '{"colour": "red"}'}])
+    assert status == 200 and [d["name"] for d in body["data"]] == ["correct", "expected"]
+    status, body = send({"request_id": "chatcmpl-nope", "name": "correct", "value": True})
+    assert status == 404 and body["error"]["code"] == "request_not_found"
+    status, body = send({"request_id": answer.id, "name": "score", "value": 7})
+    assert status == 400 and "score: value must be a number from 0 to 1" in body["error"]["message"]
+    status, body = send({"messages": ASK, "name": "expected", "value": "x"})
+    assert status == 400 and "ftp feedback import" in body["error"]["message"]
+    stored = read_feedback(deployed / ".ftp" / "requests.db")
+    assert [(f["request_id"], f["name"], f["value"]) for f in stored] == [
+        (answer.id, "correct", False), (answer.id, "expected", '{"colour": "red"}')]  # the refusals stored nothing
+    (row,) = [r for r in read_requests(deployed / ".ftp" / "requests.db") if r["request_id"] == answer.id]
+    assert row["prompt_text"] is None and row["prompt_words"] > 0 and row["prompt_turns"] == 1
+    assert row["output_sha256"] == answer_sha256(answer.choices[0].message.content or "")
+    assert row["answer_in_format"] in (0, 1)  # checked against the data's JSON format, read from the stored split

@@ -258,3 +258,15 @@ def ftp_serving_engine(backend: str, context: ServeContext) -> ServingEngine | N
     from .serving import AzureServingEngine
 
     return AzureServingEngine(context)
+
+
+@hookimpl
+def ftp_base_retirement(backend: str, base_model: str) -> Any:
+    """The last day a subscription that already trained ``base_model`` may train it again (a retrain
+    is such a subscription): the schedule's existing-customers date."""
+    if backend != NAME:
+        return None
+    from .retirement import lookup
+
+    row = lookup(base_model)
+    return row.existing_customers if row else None

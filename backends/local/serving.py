@@ -52,6 +52,17 @@ class Host:
             self.adapters[name] = path
 
 
+ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def check_adapter(path: Path, label: str) -> None:
+    """Refuse a folder without adapter weights at once: PEFT would take its path for a Hub repository
+    id and wait on the network (minutes, offline) before failing."""
+    if not any((path / name).is_file() for name in ADAPTER_WEIGHTS):
+        raise UserError(f"{label}: no adapter weights ({' or '.join(ADAPTER_WEIGHTS)}) in {path}; the stored "
+                        "model is incomplete: restore the artifact store, or roll the version back")
+
+
 def adapter_name(version: ModelVersion) -> str:
     """A PEFT adapter name for a version (module names allow neither ``.`` nor ``:``)."""
     return re.sub(r"\W", "_", f"{version.name}_v{version.version}")
@@ -137,6 +148,7 @@ class LocalEngine:
                     raise UserError(f"{label}: its tokenizer has {len(fmt.tokenizer)} tokens, its base's "
                                     f"{len(host.tokenizer)}; an adapter with a resized vocabulary needs its merged model")
                 name = adapter_name(version)
+                check_adapter(Path(ref.path), label)
                 host.add_adapter(name, ref.path)
                 return LocalServed(f"{label} (adapter on {ref.base})", host, name, fmt)
             if ref.kind == "full" and ref.path is not None:

@@ -169,7 +169,7 @@ def _entry_json(entry: Any) -> dict[str, Any]:
 # --- changes -----------------------------------------------------------------------------------
 
 
-def _appliers(where: Where, name: str) -> Any:
+def appliers(where: Where, name: str) -> Any:
     """One ``apply(TrafficChange)`` calling ``apply_traffic`` of each deployer of ``name``'s backends
     (the backends its versions were provisioned on) that splits traffic itself; None when none does."""
     from ftp.deploy import slots
@@ -227,7 +227,7 @@ def set_traffic(name: str, new: int | None, given: tuple[str, ...], mirror: int 
     _known(where, name)
     outcome = traffic.change(where.store, name, "set-traffic",
                              lambda state, _: traffic.set_traffic(state, name, new, weights, mirror),
-                             reason=reason, apply=_appliers(where, name))
+                             reason=reason, apply=appliers(where, name))
     _report(outcome, "", as_json)
 
 
@@ -252,7 +252,7 @@ def promote(name: str, skip_smoke: bool, reason: str, pipeline: str | None, depl
     checked = None if skip_smoke else _smoke(where, version, name)
     move = traffic.alias_move(where.registry(), name, alias, number) if alias else None
     outcome = traffic.change(where.store, name, "promote", lambda state, _: traffic.promote(state, name, number, move),
-                             reason=reason, apply=_appliers(where, name))
+                             reason=reason, apply=appliers(where, name))
     said = traffic.move_alias_after(where.registry() if move else None, outcome, reason or "promoted")
     _report(outcome, said, as_json, {"smoke_test": checked})
 
@@ -297,6 +297,6 @@ def rollback(name: str, reason: str, pipeline: str | None, deployments: str | No
     where = _where(pipeline, deployments, registry)
     _known(where, name)
     outcome = traffic.change(where.store, name, "rollback", lambda _, entries: traffic.rollback(entries, name),
-                             reason=reason, apply=_appliers(where, name))
+                             reason=reason, apply=appliers(where, name))
     said = traffic.move_alias_after(where.registry() if outcome.alias else None, outcome, reason)
     _report(outcome, said, as_json)

@@ -306,11 +306,13 @@ def _register_data_commands() -> None:
     from ftp.cli.evaluate import eval_command
     from ftp.cli.model import export, plan
     from ftp.cli.models import models
+    from ftp.cli.monitor import feedback, monitor, retrain_command
     from ftp.cli.review import review
     from ftp.cli.serve import serve
     from ftp.cli.storage import gc, runs_rm
 
-    for command in (data, advise, plan, export, eval_command, review, models, gc, serve, deploy):
+    for command in (data, advise, plan, export, eval_command, review, models, gc, serve, deploy, monitor, feedback,
+                    retrain_command):
         cli.add_command(command)
     runs.add_command(runs_rm)
 

@@ -64,7 +64,11 @@ def serve(pipeline: str | None, registry: str | None, deployments: str | None, h
         return ServeContext(serve=serve_settings,
                             backend_settings=load_pipeline(pipeline, backend, hooks.catalog()).backend_settings)
 
-    app = build_app(hooks, settings.serve, context, reg, store, token)
+    from ftp.monitor.reference import Formats
+
+    formats = Formats(settings.evaluate, settings.registration.artifacts)
+    app = build_app(hooks, settings.serve, context, reg, store, token, formats,
+                    _watcher(settings, pipeline, hooks, store))
     import uvicorn
 
     click.echo(f"ftp serve: http://{host}:{port}/v1 (deployments {store}, registry {reg.location}, "
@@ -72,9 +76,23 @@ def serve(pipeline: str | None, registry: str | None, deployments: str | None, h
     uvicorn.run(app, host=host, port=port, log_level="warning", timeout_graceful_shutdown=10)
 
 
-def build_app(hooks: Any, serve_settings: Any, context: Any, registry: Any, store: Path, token: str | None) -> Any:
+def _watcher(settings: Any, pipeline: str | None, hooks: Any, store: Path) -> Any:
+    """The automatic rollback of ``deploy.auto_rollback`` (None when the file has none)."""
+    if settings.deploy.auto_rollback is None:
+        return None
+    from ftp.cli.deploy import Where, appliers
+    from ftp.monitor.watch import RollbackWatcher
+
+    where = Where(store, settings, pipeline, None, hooks)
+    return RollbackWatcher(store, settings.serve.log_path(store), settings.deploy.auto_rollback,
+                           apply_for=lambda name: appliers(where, name))
+
+
+def build_app(hooks: Any, serve_settings: Any, context: Any, registry: Any, store: Path, token: str | None,
+              formats: Any = None, watcher: Any = None) -> Any:
     """The app over the deployments in ``store``: router, engines, request log and metrics; ``context``
-    gives each backend's engine its ServeContext (a ServeContext: the same for all)."""
+    gives each backend's engine its ServeContext (a ServeContext: the same for all); ``formats``
+    (``ftp.monitor.reference.Formats``) checks each answer's format for the log."""
     from ftp.serve.app import create_app
     from ftp.serve.engine import Engines
     from ftp.serve.handling import Service
@@ -86,5 +104,8 @@ def build_app(hooks: Any, serve_settings: Any, context: Any, registry: Any, stor
     log = RequestLog(s.log_path(store), log_content=s.log_content, retention_days=s.retention_days,
                      max_rows=s.max_log_rows)
     contexts = context if callable(context) else (lambda backend: context)
-    service = Service(Router(registry, store), Engines(hooks, contexts, store), s, token, log, ServeMetrics())
-    return create_app(service)
+    service = Service(Router(registry, store), Engines(hooks, contexts, store), s, token, log, ServeMetrics(),
+                      formats)
+    if watcher is not None:
+        watcher.flush = log.flush
+    return create_app(service, watcher)

@@ -12,7 +12,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-COMMON_SECTIONS = ("data", "model", "train", "review", "evaluate", "gate", "register", "deploy", "serve")
+from ftp.config.monitor_settings import AutoRollbackSettings, MonitorSettings, RetrainSettings
+
+COMMON_SECTIONS = ("data", "model", "train", "review", "evaluate", "gate", "register", "deploy", "serve", "monitor",
+                   "retrain_when")
 ATTRIBUTE = {"register": "registration"}  # file key -> attribute, where they differ
 
 
@@ -213,6 +216,7 @@ class DeploySettings(Section):
     smoke_test: int = Field(3, ge=0)
     mirror: int = Field(0, ge=0, le=50)  # % of the live slot's requests also sent to the new slot, answers logged only
     alias: str | None = "champion"  # the registry alias that follows promotion (None: aliases left alone)
+    auto_rollback: AutoRollbackSettings | None = None  # during a rollout, back when the new slot is worse
 
 
 class ServeLimits(Section):
@@ -254,6 +258,8 @@ class CommonSettings(Section):
     registration: RegisterSettings = Field(RegisterSettings(), alias="register")
     deploy: DeploySettings = DeploySettings()
     serve: ServeSettings = ServeSettings()
+    monitor: MonitorSettings = MonitorSettings()
+    retrain_when: RetrainSettings = RetrainSettings()
 
 
 class PipelineSettings(CommonSettings):

@@ -1,5 +1,5 @@
 """The OpenAI-compatible HTTP API: ``POST /v1/chat/completions`` (plain and streamed), ``GET /v1/models``,
-``GET /health``, ``GET /metrics``. FastAPI is imported only here, and this module only by ``ftp serve``.
+``POST /v1/feedback``, ``GET /health``, ``GET /metrics``. FastAPI is imported only here, and this module only by ``ftp serve``.
 
 The endpoints' behaviour is ``ftp.serve.handling.Service``; this module only wires it to routes and
 turns every error, including FastAPI's own, into OpenAI's ``{"error": {...}}`` shape.
@@ -13,8 +13,9 @@ from ftp.serve.handling import Service
 from ftp.serve.protocol import ApiError, check_token
 
 
-def create_app(service: Service) -> Any:
-    """The FastAPI app over ``service``; the engines and the request log close with the app."""
+def create_app(service: Service, watcher: Any = None) -> Any:
+    """The FastAPI app over ``service``; the engines and the request log close with the app, and
+    ``watcher`` (``ftp.monitor.watch.RollbackWatcher``) runs while it serves."""
     from contextlib import asynccontextmanager
 
     from fastapi import FastAPI, Request
@@ -25,7 +26,11 @@ def create_app(service: Service) -> Any:
 
     @asynccontextmanager
     async def lifespan(_: Any) -> Any:
+        if watcher is not None:
+            watcher.start()
         yield
+        if watcher is not None:
+            watcher.stop()
         for task in list(service.shadows):
             task.cancel()
         service.engines.close()
@@ -65,6 +70,10 @@ def create_app(service: Service) -> Any:
     async def models(request: Request) -> dict[str, Any]:
         check_token(request.headers.get("authorization"), service.token)
         return {"object": "list", "data": await run_in_threadpool(service.router.models)}
+
+    @app.post("/v1/feedback")
+    async def feedback(request: Request) -> Any:
+        return await service.feedback(request.headers, request.body)
 
     @app.post("/v1/chat/completions")
     async def chat(request: Request) -> Any:

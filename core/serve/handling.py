@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ftp.errors import RequestRejected, UserError
+from ftp.monitor.features import answer_sha256, prompt_features
 from ftp.serve.engine import Engines, NotServable
 from ftp.serve.protocol import DONE, ApiError, ChatRequest, check_token, chunk, completion_body, event, parse_request
 from ftp.serve.protocol import text_of, usage_chunk
@@ -25,8 +27,10 @@ from ftp.types import Completion, GenerationRequest
 
 if TYPE_CHECKING:
     from ftp.config.settings import ServeSettings
+    from ftp.monitor.reference import Formats
     from ftp.serve.metrics import ServeMetrics
 
+log = logging.getLogger(__name__)
 PIN_HEADERS = ("x-ftp-slot", "azureml-model-deployment")  # the latter so scripts move from Azure ML unchanged
 
 
@@ -42,6 +46,8 @@ class Exchange:
     prompt: str = ""
     ttft_ms: float | None = None
     done: Completion | None = None
+    features: dict[str, Any] = field(default_factory=dict)  # the prompt's shape (ftp.monitor.features)
+    check: Callable[[str], tuple[bool | None, str | None]] | None = None  # the answer's format and label
 
 
 def route_headers(route: Route) -> dict[str, str]:
@@ -63,6 +69,7 @@ def as_api_error(exc: BaseException) -> ApiError:
         return ApiError(400, str(exc), param="model")
     if isinstance(exc, TimeoutError):
         return ApiError(504, f"the model did not answer in time: {exc}", kind="server_error", code="timeout")
+    log.error("internal error answering a request", exc_info=exc)  # a bug: its traceback goes to the server's log
     return ApiError(500, f"internal error: {type(exc).__name__}", kind="server_error")
 
 
@@ -70,9 +77,9 @@ class Service:
     """The chat-completions endpoint's behaviour, over a router, the engines and the log."""
 
     def __init__(self, router: Router, engines: Engines, settings: "ServeSettings", token: str | None,
-                 log: RequestLog | None, metrics: "ServeMetrics") -> None:
+                 log: RequestLog | None, metrics: "ServeMetrics", formats: "Formats | None" = None) -> None:
         self.router, self.engines, self.settings, self.token = router, engines, settings, token
-        self.log, self.metrics = log, metrics
+        self.log, self.metrics, self.formats = log, metrics, formats
         self.in_flight = 0
         self.shadows: set[asyncio.Task[None]] = set()
 
@@ -123,6 +130,7 @@ class Service:
             ex.prompt = prompt_text(request.messages)
             pin = next((headers[h] for h in PIN_HEADERS if headers.get(h)), None)
             ex.route = route = await run_in_threadpool(self.router.route, parsed.model, parsed.user, pin)
+            await run_in_threadpool(self.describe, ex, request)
             model = await run_in_threadpool(self.engines.model, route.version, route.base)
             await self.shadow(route, request)
             cid, created = ex.cid, int(time.time())
@@ -146,6 +154,45 @@ class Service:
     def release(self) -> None:
         self.in_flight -= 1
         self.metrics.finished()
+
+    # --- feedback ---------------------------------------------------------------------------------
+
+    async def feedback(self, headers: Any, read: Callable[[], Awaitable[bytes]]) -> Any:
+        """``POST /v1/feedback``: one item or a list, each naming a request this server logged; stored
+        all or nothing."""
+        from starlette.concurrency import run_in_threadpool
+        from starlette.responses import JSONResponse
+
+        try:
+            body = await self.admit(headers, read)
+            if self.log is None:
+                raise ApiError(503, "this server keeps no request log, so it cannot store feedback",
+                               kind="server_error")
+            items = await run_in_threadpool(self.store_feedback, body if isinstance(body, list) else [body])
+            return JSONResponse({"object": "list", "data": items})
+        except ApiError as error:
+            return JSONResponse(error.body(), status_code=error.status)
+
+    def store_feedback(self, body: list[Any]) -> list[dict[str, Any]]:
+        from ftp.monitor.feedback import add_feedback, known_requests, parse_feedback
+
+        assert self.log is not None
+        try:
+            items = [parse_feedback(data, f"feedback[{i}]") for i, data in enumerate(body)]
+        except UserError as exc:
+            raise ApiError(400, str(exc), param="feedback") from None
+        if not items or any(item.request_id is None for item in items):
+            raise ApiError(400, "each feedback item needs the request_id of an answer this server gave "
+                           "(labelled prompts without one: ftp feedback import)", param="request_id")
+        self.log.flush(timeout=10)  # the rows of the answers just given are on disk
+        known = known_requests(self.log.path, [str(item.request_id) for item in items])
+        unknown = [item.request_id for item in items if item.request_id not in known]
+        if unknown:
+            raise ApiError(404, f"no logged request {unknown[0]!r}: give the id of a chat completion this server "
+                           "answered (the response's id)", param="request_id", code="request_not_found")
+        ids = add_feedback(self.log.path, items)
+        return [{"object": "feedback", "id": i, "request_id": item.request_id, "name": item.name}
+                for i, item in zip(ids, items)]
 
     # --- streaming --------------------------------------------------------------------------------
 
@@ -211,6 +258,7 @@ class Service:
 
         ex = Exchange(model=route.version.name, route=route, prompt=prompt_text(request.messages))
         try:
+            await run_in_threadpool(self.describe, ex, request)
             model = await run_in_threadpool(self.engines.model, route.version, False)
             ex.done = await run_in_threadpool(model.complete, request)
             self.record(ex, 200, mirrored=True)
@@ -218,6 +266,13 @@ class Service:
             self.record(ex, as_api_error(exc).status, type(exc).__name__, mirrored=True)
 
     # --- the log ----------------------------------------------------------------------------------
+
+    def describe(self, ex: Exchange, request: GenerationRequest) -> None:
+        """The prompt's shape and the routed version's answer check, for the log (in a worker thread:
+        the first request for a version reads its data)."""
+        ex.features = prompt_features(request.messages)
+        if self.formats is not None and ex.route is not None:
+            ex.check = self.formats.checker(ex.route.version)
 
     def record(self, ex: Exchange, status: int, error_type: str | None = None, mirrored: bool = False) -> None:
         route, done = ex.route, ex.done
@@ -232,7 +287,16 @@ class Service:
             finish_reason=done.finish_reason if done else None,
             prompt_sha256=prompt_sha256(ex.prompt) if ex.prompt else None, prompt_chars=len(ex.prompt) or None,
             output_chars=len(done.text) if done else None,
-            prompt_text=ex.prompt or None, output_text=done.text if done else None)
+            prompt_text=ex.prompt or None, output_text=done.text if done else None,
+            **{k: v for k, v in ex.features.items() if k != "prompt_chars"},  # prompt_chars: of ex.prompt, above
+            **self.answer_fields(ex))
         if self.log is not None:
             self.log.append(row)  # the log keeps texts only with serve.log_content
         self.metrics.observe(row)
+
+    @staticmethod
+    def answer_fields(ex: Exchange) -> dict[str, Any]:
+        if ex.done is None:
+            return {}
+        in_format, label = ex.check(ex.done.text) if ex.check else (None, None)
+        return {"output_sha256": answer_sha256(ex.done.text), "answer_in_format": in_format, "answer_label": label}

@@ -15,6 +15,7 @@ The ``schema_version`` table records the migrations applied, so later columns ar
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -23,7 +24,7 @@ import queue
 import re
 import sqlite3
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -44,6 +45,19 @@ MIGRATIONS: dict[int, list[str]] = {
             prompt_chars INTEGER, output_chars INTEGER, prompt_text TEXT, output_text TEXT)""",
         "CREATE INDEX requests_ts ON requests (ts)",
         "CREATE INDEX requests_request_id ON requests (request_id)"],
+    # what ftp monitor compares with the training data without keeping any text (ftp.monitor.features),
+    # the feedback that labels answers, and the monitor's decisions (its audit log)
+    2: [*(f"ALTER TABLE requests ADD COLUMN {column}" for column in (
+            "prompt_turns INTEGER", "prompt_words INTEGER", "prompt_nonletter REAL", "prompt_nonascii REAL",
+            "output_sha256 TEXT", "answer_in_format INTEGER", "answer_label TEXT")),
+        """CREATE TABLE feedback (
+            id INTEGER PRIMARY KEY, ts TEXT NOT NULL, request_id TEXT, model TEXT, name TEXT NOT NULL,
+            value TEXT NOT NULL, rationale TEXT, source_type TEXT NOT NULL, source_id TEXT, messages TEXT)""",
+        "CREATE INDEX feedback_request_id ON feedback (request_id)",
+        """CREATE TABLE decisions (
+            id INTEGER PRIMARY KEY, ts TEXT NOT NULL, name TEXT NOT NULL, kind TEXT NOT NULL,
+            fired INTEGER NOT NULL, action TEXT NOT NULL, user TEXT, record TEXT NOT NULL)""",
+        "CREATE INDEX decisions_by_name ON decisions (name, id)"],
 }
 LATEST = max(MIGRATIONS)
 VERSION_TABLE = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL);"
@@ -96,10 +110,19 @@ class RequestRecord:
     output_chars: int | None = None
     prompt_text: str | None = None
     output_text: str | None = None
+    # schema 2: the prompt's shape and the answer's format, computed by the server (ftp.monitor.features)
+    prompt_turns: int | None = None
+    prompt_words: int | None = None
+    prompt_nonletter: float | None = None
+    prompt_nonascii: float | None = None
+    output_sha256: str | None = None  # of the answer as exact match normalises it: feedback's "expected" meets it
+    answer_in_format: bool | None = None
+    answer_label: str | None = None  # label tasks: the answer when in the label set, else "__invalid__"
 
 
 COLUMNS = tuple(f.name for f in dataclasses.fields(RequestRecord))
-MIRRORED, TEXTS = COLUMNS.index("mirrored"), (COLUMNS.index("prompt_text"), COLUMNS.index("output_text"))
+MIRRORED, IN_FORMAT = COLUMNS.index("mirrored"), COLUMNS.index("answer_in_format")
+TEXTS = (COLUMNS.index("prompt_text"), COLUMNS.index("output_text"))
 INSERT = f"INSERT INTO requests ({', '.join(COLUMNS)}) VALUES ({', '.join('?' * len(COLUMNS))})"
 
 
@@ -118,6 +141,8 @@ def _row(record: RequestRecord, mask: Callable[[str], str]) -> tuple[Any, ...]:
     """The values in column order, texts masked (in the writer thread: masking costs)."""
     values = [getattr(record, c) for c in COLUMNS]
     values[MIRRORED] = int(record.mirrored)
+    if record.answer_in_format is not None:
+        values[IN_FORMAT] = int(record.answer_in_format)
     for i in TEXTS:
         if values[i] is not None:
             values[i] = mask(values[i])
@@ -153,6 +178,33 @@ def migrate(db: sqlite3.Connection, path: Path) -> int:
     return LATEST
 
 
+@contextlib.contextmanager
+def writing(path: Path) -> Iterator[sqlite3.Connection]:
+    """One short write transaction on the log's file, migrated first: for the feedback and the monitor's
+    decisions, which live beside the requests (``ftp.monitor.feedback``, ``ftp.monitor.decisions``)."""
+    ensure_wal(path)
+    with connect(path, VERSION_TABLE) as db:
+        migrate(db, path)
+        yield db
+
+
+def read_table(path: Path, table: str, sql: str, args: Sequence[Any] = ()) -> list[dict[str, Any]]:
+    """Rows of ``sql`` on one of the log file's tables; none when the file or the table (a first-schema
+    file) is not there yet: the monitor reads feedback and decisions without migrating anyone's file."""
+    if not Path(path).is_file():
+        return []
+    conn = sqlite3.connect(path, timeout=30)
+    conn.row_factory = sqlite3.Row
+    try:
+        if not conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone():
+            return []
+        return [dict(r) for r in conn.execute(sql, args)]
+    except sqlite3.Error as exc:
+        raise FtpError(f"{path}: cannot read the request log's {table}: {exc}") from None
+    finally:
+        conn.close()
+
+
 def ensure_wal(path: Path, patience: float = 30.0) -> None:
     from ftp.sqlite_store import ensure_wal as switch
 
@@ -161,8 +213,11 @@ def ensure_wal(path: Path, patience: float = 30.0) -> None:
 
 def prune(db: sqlite3.Connection, retention_days: float, max_rows: int) -> int:
     """Delete rows older than ``retention_days``, then the oldest beyond ``max_rows``; how many went."""
-    cutoff = iso_utc(datetime.now(timezone.utc) - timedelta(days=retention_days))
-    gone = db.execute("DELETE FROM requests WHERE ts < ?", (cutoff,)).rowcount
+    try:
+        cutoff = iso_utc(datetime.now(timezone.utc) - timedelta(days=retention_days))
+        gone = db.execute("DELETE FROM requests WHERE ts < ?", (cutoff,)).rowcount
+    except OverflowError:  # a retention longer than the calendar: nothing is old enough
+        gone = 0
     extra = db.execute("SELECT COUNT(*) FROM requests").fetchone()[0] - max_rows
     if extra > 0:
         gone += db.execute("DELETE FROM requests WHERE id IN (SELECT id FROM requests ORDER BY ts, id LIMIT ?)",
@@ -312,7 +367,8 @@ def read_requests(path: Path, since: str | None = None, until: str | None = None
             if bound is not None:
                 where.append(f"ts {op} ?")
                 args.append(normalise_ts(bound))
-        sql = f"SELECT {', '.join(COLUMNS)} FROM requests"
+        present = {r[1] for r in conn.execute("PRAGMA table_info(requests)")}  # a first-schema file lacks the later columns
+        sql = f"SELECT {', '.join(c if c in present else f'NULL AS {c}' for c in COLUMNS)} FROM requests"
         sql += f" WHERE {' AND '.join(where)}" if where else ""
         return [dict(r) for r in conn.execute(sql + " ORDER BY ts, id", args)]
     except sqlite3.Error as exc:
