@@ -276,3 +276,37 @@ def test_feedback_import_on_the_command_line(project: Path) -> None:
     assert refused.exit_code == 2 and "bad.jsonl:1: not JSON" in refused.stderr
     unknown = invoke("monitor", "nothing-here", "-p", "pipeline.yaml")
     assert unknown.exit_code == 2 and "no deployment named 'nothing-here'" in unknown.stderr
+
+
+def test_out_of_vocabulary_is_leave_one_out_for_training_and_plain_for_traffic() -> None:
+    from collections import Counter
+
+    from ftp.config.monitor_settings import MonitorSettings
+    from ftp.monitor.reference import Reference, out_of_vocabulary
+    from ftp.monitor.summary import Inputs, build_summary
+
+    vocabulary = Counter({"my": 3, "car": 2, "is": 3, "red": 1, "blue": 2})
+    # "my car is red": red only in this prompt -> 1 of 4 words new to the other prompts
+    assert out_of_vocabulary(["my", "car", "is", "red"], vocabulary) == 0.25
+    reference = Reference(version=1, examples=40, sha256="ab", numeric={"prompt_oov": [0.0] * 30 + [0.25] * 10},
+                          vocabulary=vocabulary)
+
+    def logged(text: str, i: int) -> dict[str, Any]:
+        return row(ts=f"2026-12-01T11:{i % 60:02d}:00Z", request_id=str(i), prompt_text=json.dumps(
+            [{"role": "user", "content": text}]), output_chars=None, answer_label=None, answer_in_format=None,
+            prompt_turns=None, prompt_words=None, prompt_chars=None, prompt_nonletter=None, prompt_nonascii=None)
+
+    period = Period.ending(T0, seconds("1h"), seconds("1h"))
+    # like the training prompts: one in four brings a word none of them has (as each training prompt with
+    # "red" has a word none of the others has)
+    calm = [logged("my car is blue" if i % 4 else "my car is green", i) for i in range(40)]
+    strange = [logged("la voiture est rouge", i) for i in range(40)] + [logged("my car", 99)]
+    for rows, verdict in ((calm, "no_drift"), (strange, "drift")):
+        summary = build_summary(Inputs(name="m", period=period, requests=rows, labels=[], reference=reference,
+                                       rollout=None, settings=MonitorSettings(min_samples=30)))
+        (oov,) = [d for d in summary["drift"]["results"] if d["feature"] == "prompt_oov"]
+        assert oov["verdict"] == verdict and oov["n_current"] == len(rows)
+    without_text = [dict(r, prompt_text=None) for r in strange]
+    summary = build_summary(Inputs(name="m", period=period, requests=without_text, labels=[], reference=reference,
+                                   rollout=None, settings=MonitorSettings(min_samples=30)))
+    assert [d["verdict"] for d in summary["drift"]["results"] if d["feature"] == "prompt_oov"] == ["insufficient_data"]

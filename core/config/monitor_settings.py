@@ -29,7 +29,7 @@ def _duration(text: str) -> str:
 Duration = Annotated[str, AfterValidator(_duration)]
 
 # what ftp monitor compares with the training data (ftp.monitor.features computes them): numeric, then categorical
-NUMERIC_FEATURES = ("prompt_chars", "prompt_words", "prompt_nonletter", "prompt_nonascii", "answer_chars")
+NUMERIC_FEATURES = ("prompt_chars", "prompt_words", "prompt_nonletter", "prompt_nonascii", "prompt_oov", "answer_chars")
 CATEGORICAL_FEATURES = ("prompt_turns", "answer_label", "answer_in_format")
 
 

@@ -85,3 +85,8 @@ def answer_checker(fmt: AnswerFormat | None) -> Callable[[str], tuple[bool | Non
         return test(text), label
 
     return check
+
+
+def oov_share(tokens: Sequence[str], known: Callable[[str], bool]) -> float:
+    """The share of ``tokens`` outside the training vocabulary (0 for an empty prompt)."""
+    return round(sum(1 for t in tokens if not known(t)) / len(tokens), 6) if tokens else 0.0

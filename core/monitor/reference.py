@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ftp.monitor.features import PROMPT_FEATURES, answer_checker, answer_of, prompt_features, prompt_of, words
+from ftp.monitor.features import (PROMPT_FEATURES, answer_checker, answer_of, content, oov_share, prompt_features,
+                                  prompt_of, words)
 from ftp.types import AnswerFormat, ModelVersion
 
 
@@ -65,12 +66,14 @@ def build_reference(version: ModelVersion, evaluate: Any, artifacts: Path | None
     ref = Reference(version=version.version, examples=len(examples), sha256=version.stored.get("train", ""),
                     numeric={name: [] for name in (*PROMPT_FEATURES, "answer_chars")}, answer_format=fmt)
     in_format = []
+    prompt_words: list[list[str]] = []
     for ex in examples:
         prompt = prompt_of(ex["messages"])
         for name, value in prompt_features(prompt).items():
             ref.numeric[name].append(float(value))
-        for message in prompt:
-            ref.vocabulary.update(words(str(message.get("content") or "")))
+        tokens = [w for message in prompt for w in words(content(message))]
+        prompt_words.append(tokens)
+        ref.vocabulary.update(tokens)
         answer = answer_of(ex["messages"]) or ""
         ref.numeric["answer_chars"].append(float(len(answer)))
         ok, label = check(answer)
@@ -79,7 +82,15 @@ def build_reference(version: ModelVersion, evaluate: Any, artifacts: Path | None
         if label is not None:
             ref.labels.append(label)
     ref.in_format = sum(in_format) / len(in_format) if in_format else None
+    ref.numeric["prompt_oov"] = [out_of_vocabulary(tokens, ref.vocabulary) for tokens in prompt_words]
     return ref
+
+
+def out_of_vocabulary(tokens: list[str], vocabulary: Counter[str]) -> float:
+    """One training prompt's share of words no *other* training prompt has (leave-one-out): measured
+    against the whole vocabulary, every training prompt would score 0 and any served prompt look new."""
+    own = Counter(tokens)
+    return oov_share(tokens, lambda w: vocabulary[w] > own[w])
 
 
 Checker = Callable[[str], tuple[bool | None, str | None]]

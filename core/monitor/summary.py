@@ -5,12 +5,14 @@ read it (``ftp.monitor.triggers``)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from ftp.config.monitor_settings import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from ftp.monitor import decisions, drift
+from ftp.monitor.features import content, oov_share, words
 from ftp.monitor.feedback import Label
 from ftp.monitor.quality import quality_rows
 from ftp.monitor.reference import Reference
@@ -36,7 +38,10 @@ class Inputs:
     log: Any = None  # the request log's path, for the decisions
 
 
-def _values(rows: Sequence[dict[str, Any]], feature: str) -> list[Any]:
+def _values(rows: Sequence[dict[str, Any]], feature: str, ref: Reference) -> list[Any]:
+    if feature == "prompt_oov":  # needs the prompt's text: only rows logged with serve.log_content
+        return [oov_share([w for m in json.loads(r["prompt_text"]) for w in words(content(m))],
+                          lambda w: ref.vocabulary[w] > 0) for r in rows if r.get("prompt_text")]
     if feature == "answer_chars":
         return [r["output_chars"] for r in rows if r["status"] == 200 and r["output_chars"] is not None]
     if feature == "answer_in_format":
@@ -82,7 +87,7 @@ def drift_results(inputs: Inputs) -> list[dict[str, Any]]:
         if not reference:
             continue
         for label, rows in zip(labels, windows):
-            current = _values(rows, feature)
+            current = _values(rows, feature, ref)
             if feature in NUMERIC:
                 result = drift.numeric_drift(feature, reference, current, method="psi", min_samples=s.min_samples,
                                              threshold=s.drift.population_stability_index, window=label)
