@@ -310,3 +310,20 @@ def test_out_of_vocabulary_is_leave_one_out_for_training_and_plain_for_traffic()
     summary = build_summary(Inputs(name="m", period=period, requests=without_text, labels=[], reference=reference,
                                    rollout=None, settings=MonitorSettings(min_samples=30)))
     assert [d["verdict"] for d in summary["drift"]["results"] if d["feature"] == "prompt_oov"] == ["insufficient_data"]
+
+
+def test_many_labels_are_judged_by_chi_square() -> None:
+    from collections import Counter
+
+    from ftp.config.monitor_settings import MonitorSettings
+    from ftp.monitor.reference import Reference
+    from ftp.monitor.summary import Inputs, build_summary
+
+    names = [f"label{i}" for i in range(20)]
+    reference = Reference(version=1, examples=400, sha256="ab", numeric={}, labels=names * 20, vocabulary=Counter())
+    rows = [row(ts=f"2026-12-01T11:{i % 60:02d}:00Z", answer_label=names[i % 20], answer_in_format=None,
+                output_chars=None) for i in range(200)]
+    summary = build_summary(Inputs(name="m", period=Period.ending(T0, 3600, 3600), requests=rows, labels=[],
+                                   reference=reference, rollout=None, settings=MonitorSettings()))
+    (label,) = [d for d in summary["drift"]["results"] if d["feature"] == "answer_label"]
+    assert label["metric"] == "pearsons_chi_squared_test" and label["verdict"] == "no_drift"
