@@ -327,3 +327,21 @@ def test_many_labels_are_judged_by_chi_square() -> None:
                                    reference=reference, rollout=None, settings=MonitorSettings()))
     (label,) = [d for d in summary["drift"]["results"] if d["feature"] == "answer_label"]
     assert label["metric"] == "pearsons_chi_squared_test" and label["verdict"] == "no_drift"
+
+
+def test_rollout_quality_and_latency_signals() -> None:
+    from ftp.monitor.feedback import Label
+
+    state = State({"blue": (1, 50), "green": (2, 50)})
+    old = [row(request_id=f"o{i}", slot="blue", latency_ms=100.0) for i in range(60)]
+    new = [row(request_id=f"n{i}", slot="green", model_version=2, latency_ms=350.0) for i in range(60)]
+    judged = [Label(r, True, None, None, r["ts"]) for r in old] + \
+             [Label(r, i % 2 == 0, None, None, r["ts"]) for i, r in enumerate(new)]  # 100% vs 50% right
+    found = compare(state, old + new, judged, AutoRollbackSettings(min_samples=50))
+    assert found is not None
+    signals = {s["signal"]: s for s in found["signals"]}
+    assert signals["p95_latency_ms"]["verdict"] == "worse"  # 350 > 2 x 100
+    assert signals["accuracy"]["verdict"] == "worse" and signals["accuracy"]["high"] < 0
+    assert signals["error_rate"]["verdict"] == "ok"
+    relaxed = compare(state, old + new, judged, AutoRollbackSettings(min_samples=50, latency_ratio=4.0, quality_drop=0.6))
+    assert relaxed is not None and reasons(relaxed) == []
