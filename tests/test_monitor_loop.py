@@ -11,7 +11,7 @@ import shutil
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -49,15 +49,21 @@ def ftp(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([*FTP, *args], cwd=cwd, capture_output=True, text=True, timeout=900)
 
 
-def now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+def in_two_windows(port: int, first: list[Any], second: list[Any]) -> tuple[list[Any], list[str]]:
+    """Send two batches and the ``--since/--window/--until`` that put each in a window of its own (windows
+    are of time, so they are cut where the first batch ended, not where the clock says)."""
+    start = datetime.now(timezone.utc)
+    answers = send(port, NAME, first)
+    middle = datetime.now(timezone.utc)
+    answers += send(port, NAME, second)
+    end = datetime.now(timezone.utc)
+    window = max((middle - start).total_seconds(), (end - middle).total_seconds()) + 0.05
+    until = (middle + timedelta(seconds=window)).isoformat(timespec="milliseconds")
+    return answers, ["--since", f"{2 * window:.3f}s", "--window", f"{window:.3f}s", "--until", until]
 
 
-def monitor(cwd: Path, since_s: float, until: str, windows: int = 2, *more: str) -> subprocess.CompletedProcess[str]:
-    """``ftp monitor --check`` over the last ``since_s`` seconds before ``until``, in ``windows`` windows."""
-    since = max(int(since_s) + 1, windows)
-    return ftp(cwd, "monitor", NAME, "--check", "--since", f"{since}s", "--window", f"{since / windows:.3f}s",
-               "--until", until, *more)
+def monitor(cwd: Path, period: list[str], *more: str) -> subprocess.CompletedProcess[str]:
+    return ftp(cwd, "monitor", NAME, "--check", *period, *more)
 
 
 def decisions(cwd: Path) -> list[dict[str, Any]]:
@@ -81,25 +87,20 @@ def test_the_loop_from_traffic_to_a_retrained_challenger(tmp_path: Path, tiny_mo
     store, registry = tmp_path / ".ftp" / "deployments.db", SqliteRegistry(tmp_path / ".ftp" / "registry.db")
     with serving(tmp_path, "-p", "pipeline.yaml") as port:
         # 1. traffic like the training data: nothing crosses, nothing fires
-        start = time.monotonic()
-        calm = send(port, NAME, like_training(220, seed=11))
+        calm, period = in_two_windows(port, like_training(110, seed=11), like_training(110, seed=12))
         assert all(status == 200 for status, _, _ in calm)
-        checked = monitor(tmp_path, time.monotonic() - start, now())
+        checked = monitor(tmp_path, period)
         assert checked.returncode == 0, checked.stdout + checked.stderr
         assert "0 of" in checked.stdout and "features drifted" in checked.stdout
         assert decisions(tmp_path)[-1]["fired"] is False
 
         # 2. shifted traffic: the drift check crosses and the drift rule fires (two windows in a row)
-        start = time.monotonic()
-        fired_at = None
-        sent = 0
-        for _ in range(2):
-            send(port, NAME, shifted(110, seed=20 + sent))
-            sent += 110
-        drifting = monitor(tmp_path, time.monotonic() - start, now())
+        time.sleep(1)  # its first window begins before it does: keep the calm traffic out of it
+        _, period = in_two_windows(port, shifted(110, seed=20), shifted(110, seed=21))
+        fired_at = 220
+        drifting = monitor(tmp_path, period)
         assert drifting.returncode == 10, drifting.stdout + drifting.stderr
         assert "drifted in the last window" in drifting.stderr and "retrain due: drift" in drifting.stderr
-        fired_at = sent
         last = decisions(tmp_path)[-1]
         assert last["fired"] is True and last["recommended"] is True and last["action"] == "none"
         assert any(r["rule"] == "drift" and r["fired"] for r in last["rules"])
@@ -129,6 +130,8 @@ def test_the_loop_from_traffic_to_a_retrained_challenger(tmp_path: Path, tiny_mo
         count = len(decisions(tmp_path))
         dry = ftp(tmp_path, "retrain", NAME, "--dry-run")
         assert dry.returncode == 0 and "cooldown" in dry.stdout and len(decisions(tmp_path)) == count  # says, records nothing
+        forced = ftp(tmp_path, "retrain", NAME, "--force", "--dry-run", "--json")
+        assert forced.returncode == 0 and json.loads(forced.stdout)["reasons"] == ["manual: ftp retrain --force"]
 
         # 5. the new slot fails (its adapter's weights gone): the server rolls it back by itself
         adapter = Path(versions[1].model.path or "")
