@@ -1,12 +1,6 @@
-"""eval.html opened in a real headless browser (Debian's Chromium), behind a logging proxy.
-
-The page must render without network access: every request Chromium makes goes to a local proxy that
-records it and answers 502, so the page-makes-no-request check is an observation, not a grep. Chromium
-itself phones home at start-up (network time, search preconnects, the AI-mode eligibility check, and
-the sign-in ``ListAccounts`` call that no switch turns off, chromiumembedded/cef#4276); the flags below
-were found by watching this proxy: the features are disabled, and the sign-in origin (``--gaia-url``) is
-sent to port 9, which Chromium refuses itself (ERR_UNSAFE_PORT), so that call never leaves the browser.
-A control page with one external image shows the proxy does see page requests.
+"""eval.html opened in a real headless browser (Debian's Chromium), behind a logging proxy
+(tests/browser_helpers.py says how the page is kept from the network and why Chromium's own calls do
+not count). A control page with one external image shows the proxy does see page requests.
 
 Expected numbers are counted by hand from tests/eval_report_fixture.py: the fine-tuned model is wrong
 on examples 4, 7 (the ``<script>`` answer), 11, 19 and 23; the base model is exactly right on every

@@ -95,13 +95,13 @@ def _where(pipeline: str | None, deployments: str | None, registry: str | None) 
     return Where(store, settings, pipeline, Path(registry) if registry else None, hooks)
 
 
-def _known(where: Where, name: str) -> Any:
+def known_state(store: Path, name: str) -> Any:
     """The current state of ``name``; a one-line error with "did you mean" when nothing has that name."""
     from ftp.deploy import slots, traffic
 
-    state = slots.state_of(where.store, name)
+    state = slots.state_of(store, name)
     if not state.slots:
-        raise traffic.unknown(name, where.store, slots.names(where.store))
+        raise traffic.unknown(name, store, slots.names(store))
     return state
 
 
@@ -131,7 +131,7 @@ def status(name: str, shown: int, pipeline: str | None, deployments: str | None,
     from ftp.deploy import slots, traffic
 
     where = _where(pipeline, deployments, registry)
-    state = _known(where, name)
+    state = known_state(where.store, name)
     changes = traffic.history(where.store, name)
     rows = []
     for slot, (version, share) in sorted(state.slots.items()):
@@ -224,7 +224,7 @@ def set_traffic(name: str, new: int | None, given: tuple[str, ...], mirror: int 
 
     where = _where(pipeline, deployments, registry)
     weights = _slot_weights(given)
-    _known(where, name)
+    known_state(where.store, name)
     outcome = traffic.change(where.store, name, "set-traffic",
                              lambda state, _: traffic.set_traffic(state, name, new, weights, mirror),
                              reason=reason, apply=appliers(where, name))
@@ -243,7 +243,7 @@ def promote(name: str, skip_smoke: bool, reason: str, pipeline: str | None, depl
     from ftp.deploy import traffic
 
     where = _where(pipeline, deployments, registry)
-    slot, number = traffic.promote_target(_known(where, name), name)
+    slot, number = traffic.promote_target(known_state(where.store, name), name)
     alias = where.settings.deploy.alias
     version = where.registry().get(name, number) if alias or not skip_smoke else None
     if (alias or not skip_smoke) and version is None:
@@ -295,7 +295,7 @@ def rollback(name: str, reason: str, pipeline: str | None, deployments: str | No
     from ftp.deploy import traffic
 
     where = _where(pipeline, deployments, registry)
-    _known(where, name)
+    known_state(where.store, name)
     outcome = traffic.change(where.store, name, "rollback", lambda _, entries: traffic.rollback(entries, name),
                              reason=reason, apply=appliers(where, name))
     said = traffic.move_alias_after(where.registry() if outcome.alias else None, outcome, reason)

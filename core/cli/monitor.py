@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from ftp.cli.deploy import known_state
 from ftp.errors import UserError
 
 CROSSED = 10  # exit code of --check when a threshold is crossed or a retrain is due
@@ -36,13 +37,6 @@ def sources(pipeline: str, backend: str | None = None) -> tuple[Any, Any, Any]:
     return (Sources(settings=s, store=store, log=s.serve.log_path(store),
                     registry=hooks.model_registry(reg.registry, reg.location()), artifacts=Path(reg.artifacts)),
             hooks, loaded)
-
-
-def _known(src: Any, name: str) -> None:
-    from ftp.deploy import slots, traffic
-
-    if not slots.state_of(src.store, name).slots:
-        raise traffic.unknown(name, src.store, slots.names(src.store))
 
 
 def _ms(p: dict[str, float] | None) -> str:
@@ -118,7 +112,7 @@ def monitor(name: str, pipeline: str, since: str | None, window: str | None, unt
     if retrain and not check:
         raise UserError("--retrain goes with --check (ftp monitor NAME --check --retrain), or run ftp retrain NAME")
     src, hooks, loaded = sources(pipeline)
-    _known(src, name)
+    known_state(src.store, name)
     inputs = gather(src, name, since, window, until=_moment(until))
     summary = build_summary(inputs)
     summary["min_samples"] = src.settings.monitor.min_samples
@@ -211,7 +205,7 @@ def retrain_command(name: str, pipeline: str, force: bool, dry_run: bool, as_jso
     from ftp.monitor.summary import build_summary
 
     src, hooks, loaded = sources(pipeline)
-    _known(src, name)
+    known_state(src.store, name)
     inputs = gather(src, name)
     decision = judge(src, name, build_summary(inputs), inputs.labels, hooks)
     if force:

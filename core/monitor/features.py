@@ -47,16 +47,18 @@ def words(text: str) -> list[str]:
     return WORD.findall(text.casefold())
 
 
-def prompt_features(messages: Sequence[dict[str, Any]]) -> dict[str, float | int]:
-    """Length in characters (of the logged prompt JSON) and words, user turns, and the shares of
-    non-letter characters and of non-ASCII letters among the non-space characters (a language or
-    character-class shift: code, numbers, another script)."""
+def prompt_features(messages: Sequence[dict[str, Any]], logged: str | None = None) -> dict[str, float | int]:
+    """Length in characters (of the logged prompt JSON; ``logged``: that JSON, when the caller already
+    made it) and words, user turns, and the shares of non-letter characters and of non-ASCII letters
+    among the non-space characters (a language or character-class shift: code, numbers, another script)."""
     texts = [content(m) for m in messages]
+    if logged is None:
+        logged = prompt_text([{"role": m.get("role"), "content": t} for m, t in zip(messages, texts)])
     joined = "".join(texts)
     visible = [c for c in joined if not c.isspace()]
     letters = [c for c in visible if c.isalpha()]
     return {
-        "prompt_chars": len(prompt_text([{"role": m.get("role"), "content": t} for m, t in zip(messages, texts)])),
+        "prompt_chars": len(logged),
         "prompt_words": sum(len(words(t)) for t in texts),
         "prompt_turns": sum(1 for m in messages if m.get("role") == "user"),
         "prompt_nonletter": round(1 - len(letters) / len(visible), 6) if visible else 0.0,

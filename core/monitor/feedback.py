@@ -144,14 +144,9 @@ def labels(requests: list[dict[str, Any]], feedback: list[dict[str, Any]]) -> li
 
 def known_requests(log: Path, ids: Iterable[str]) -> set[str]:
     """Which of ``ids`` the log holds (a feedback naming another is refused: a typo would be lost)."""
-    import sqlite3
-
     wanted = sorted(set(ids))
-    if not wanted or not Path(log).is_file():
+    if not wanted:
         return set()
-    conn = sqlite3.connect(log, timeout=30)
-    try:
-        marks = ", ".join("?" * len(wanted))
-        return {r[0] for r in conn.execute(f"SELECT request_id FROM requests WHERE request_id IN ({marks})", wanted)}
-    finally:
-        conn.close()
+    marks = ", ".join("?" * len(wanted))
+    rows = read_table(Path(log), "requests", f"SELECT request_id FROM requests WHERE request_id IN ({marks})", wanted)
+    return {r["request_id"] for r in rows}

@@ -48,20 +48,20 @@ class RollbackWatcher:
         """Judge each rollout once; the names rolled back."""
         from ftp.deploy.slots import names, state_of
         from ftp.monitor.feedback import labels, read_feedback
-        from ftp.monitor.gather import rows_of
         from ftp.monitor.rollout import compare, reasons, roll_back, rollout_of
         from ftp.monitor.windows import now
-        from ftp.serve.request_log import iso_utc
+        from ftp.serve.request_log import iso_utc, read_requests
 
         self.flush()
-        done = []
+        rollouts = {name: state for name in names(self.store) if rollout_of(state := state_of(self.store, name))}
+        if not rollouts or not self.log_path.is_file():
+            return []
         since = iso_utc(now() - timedelta(seconds=seconds(self.settings.since)))
-        for name in names(self.store):
-            state = state_of(self.store, name)
-            if rollout_of(state) is None or not self.log_path.is_file():
-                continue
-            rows = rows_of(self.log_path, name, since)
-            comparison = compare(state, rows, labels(rows, read_feedback(self.log_path)), self.settings)
+        rows, feedback = read_requests(self.log_path, since), read_feedback(self.log_path)  # once for every rollout
+        done = []
+        for name, state in rollouts.items():
+            mine = [r for r in rows if r["endpoint"] == name]
+            comparison = compare(state, mine, labels(mine, feedback), self.settings)
             why = reasons(comparison)
             if comparison and why and roll_back(self.store, name, comparison, why, self.apply_for(name), self.log_path):
                 log.warning("auto-rollback: %s: %s", name, "; ".join(why))

@@ -270,7 +270,7 @@ class Service:
     def describe(self, ex: Exchange, request: GenerationRequest) -> None:
         """The prompt's shape and the routed version's answer check, for the log (in a worker thread:
         the first request for a version reads its data)."""
-        ex.features = prompt_features(request.messages)
+        ex.features = prompt_features(request.messages, ex.prompt)  # the messages' contents are text already
         if self.formats is not None and ex.route is not None:
             ex.check = self.formats.checker(ex.route.version)
 
@@ -285,10 +285,10 @@ class Service:
             ttft_ms=None if ex.ttft_ms is None else round(ex.ttft_ms, 3), queue_ms=done.queue_ms if done else None,
             prompt_tokens=done.prompt_tokens if done else None, completion_tokens=done.completion_tokens if done else None,
             finish_reason=done.finish_reason if done else None,
-            prompt_sha256=prompt_sha256(ex.prompt) if ex.prompt else None, prompt_chars=len(ex.prompt) or None,
+            prompt_sha256=prompt_sha256(ex.prompt) if ex.prompt else None,
             output_chars=len(done.text) if done else None,
             prompt_text=ex.prompt or None, output_text=done.text if done else None,
-            **{k: v for k, v in ex.features.items() if k != "prompt_chars"},  # prompt_chars: of ex.prompt, above
+            **ex.features,
             **self.answer_fields(ex))
         if self.log is not None:
             self.log.append(row)  # the log keeps texts only with serve.log_content
