@@ -7,7 +7,7 @@ one request at a time), same fine-tuned adapter, same prompts, same answer budge
 1. Runs the quickstart (``ftp run examples/quickstart/pipeline.yaml``: train, evaluate, register, smoke
    test, deploy) in ``--work``, so both servers answer with the real fine-tuned Gemma 3 270M adapter.
 2. Starts both servers on 127.0.0.1, warms each up (excluded), then rounds: for each client count, ftp
-   then plain (A B A B ...), each a fresh batch of ``clients * --per-client`` requests from that many
+   and plain, in turn first (A B, B A, ...), each a fresh batch of ``clients * --per-client`` requests from that many
    threads over the quickstart's test prompts, non-streamed (plus ftp streamed at each count, for the
    time to first token). Per run: completion tokens/s, requests/s, p50/p95/p99 latency.
 3. Medians and ranges over the rounds, and ftp's ratio to the plain server, per client count.
@@ -155,6 +155,13 @@ def main() -> None:
     parser.add_argument("--max-tokens", type=int, default=64)
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
+    sys.path.insert(0, str(ROOT / "benchmarks" / "quality"))
+    from run import ftp_env
+
+    env, shim = ftp_env(args.work)  # this checkout's ftp, installed or not, for this process and the servers
+    os.environ["PYTHONPATH"] = env["PYTHONPATH"]
+    if shim is not None:
+        sys.path.insert(0, str(shim))
     project, adapter, prompts = quickstart(args.work)
     from ftp.backends.local.models import resolve
 
@@ -175,7 +182,7 @@ def main() -> None:
         runs: dict[str, list[dict[str, Any]]] = {}
         for round_ in range(args.repeats):
             for clients in counts:
-                for name in ("ftp", "plain"):
+                for name in ("ftp", "plain") if round_ % 2 == 0 else ("plain", "ftp"):  # A B, then B A
                     result = load(ports[name], models[name], prompts, clients, clients * args.per_client, args.max_tokens)
                     runs.setdefault(f"{name}@{clients}", []).append(result)
                     print(f"round {round_} {name} x{clients}: {result}", flush=True)
@@ -183,21 +190,27 @@ def main() -> None:
                                 args.max_tokens, stream=True)
                 runs.setdefault(f"ftp-stream@{clients}", []).append(streamed)
                 print(f"round {round_} ftp-stream x{clients}: {streamed}", flush=True)
+            # after every round, so a lease that ends early still leaves the finished rounds
+            write(args, runs, counts, len(prompts), rounds_done=round_ + 1)
     finally:
         for proc in procs.values():
             proc.terminate()
+
+
+def write(args: argparse.Namespace, runs: dict[str, list[dict[str, Any]]], counts: list[int], prompts: int,
+          rounds_done: int) -> None:
     import torch
 
     summaries = {key: summary(value) for key, value in runs.items()}
     ratios = {str(c): round(summaries[f"ftp@{c}"]["tokens_per_s"]["median"]
                             / summaries[f"plain@{c}"]["tokens_per_s"]["median"], 2) for c in counts}
-    result = {"gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", "max_tokens": args.max_tokens, "per_client": args.per_client,
-              "repeats": args.repeats, "prompts": len(prompts), "runs": runs, "summary": summaries,
-              "tokens_per_s_ratio_ftp_over_plain": ratios, "vllm": "not measured: not installable on the device",
-              "commit": os.environ.get("FTP_COMMIT", "")}
+    result = {"gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", "max_tokens": args.max_tokens,
+              "per_client": args.per_client, "repeats": args.repeats, "rounds_done": rounds_done, "prompts": prompts,
+              "runs": runs, "summary": summaries, "tokens_per_s_ratio_ftp_over_plain": ratios,
+              "vllm": "not measured: not installable on the device", "commit": os.environ.get("FTP_COMMIT", "")}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2), encoding="utf-8")
-    print(json.dumps({"summary": summaries, "ratios": ratios}, indent=2))
+    print(json.dumps({"rounds_done": rounds_done, "summary": summaries, "ratios": ratios}, indent=2), flush=True)
 
 
 if __name__ == "__main__":
