@@ -26,13 +26,18 @@ def build(base: str, adapter: str) -> Any:
     lock = threading.Lock()
     eos = model.generation_config.eos_token_id
     stops = {*(eos if isinstance(eos, list) else [eos]), tokenizer.eos_token_id, tokenizer.pad_token_id} - {None}
+    # the chat format's end-of-turn token, which the converted Gemma's generation config does not name: without
+    # it every answer runs to max_tokens (the 2026-12-02 GPU run measured the baseline that way)
+    vocab = tokenizer.get_vocab()
+    stops |= {vocab[t] for t in ("<end_of_turn>", "<|eot_id|>", "<|im_end|>") if t in vocab}
     app = FastAPI()
 
     def answer(body: dict[str, Any]) -> dict[str, Any]:
         ids = tokenizer.apply_chat_template(body["messages"], add_generation_prompt=True, return_tensors="pt",
                                             return_dict=True).to(device)
         with lock, torch.inference_mode():
-            out = model.generate(**ids, max_new_tokens=int(body.get("max_tokens") or 64), do_sample=False)
+            out = model.generate(**ids, max_new_tokens=int(body.get("max_tokens") or 64), do_sample=False,
+                                 eos_token_id=sorted(stops))
         new = out[0, ids["input_ids"].shape[1]:]
         text = tokenizer.decode(new, skip_special_tokens=True)
         row = new.tolist()
