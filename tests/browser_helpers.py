@@ -7,6 +7,8 @@ itself phones home at start-up (network time, search preconnects, the AI-mode el
 the sign-in ``ListAccounts`` call that no switch turns off, chromiumembedded/cef#4276); the flags below
 were found by watching this proxy: the features are disabled, and the sign-in origin (``--gaia-url``) is
 sent to port 9, which Chromium refuses itself (ERR_UNSAFE_PORT), so that call never leaves the browser.
+Chromium 156 (Debian, 2026-12) also asks the component updater's server (update.googleapis.com) despite
+``--disable-component-update``: its URL source is sent to port 9 the same way.
 """
 
 from __future__ import annotations
@@ -80,7 +82,8 @@ def browse(page: Path, profile: Path, label: str, *mode: str) -> tuple[str, list
              "--proxy-bypass-list=<-loopback>", "--no-first-run", "--disable-background-networking",
              "--disable-component-update", "--disable-sync", "--disable-extensions", "--disable-default-apps",
              "--disable-features=NetworkTimeServiceQuerying,PreconnectToSearch,AimEnabled",
-             "--gaia-url=https://127.0.0.1:9/", f"--user-data-dir={profile}"]
+             "--gaia-url=https://127.0.0.1:9/", "--component-updater=url-source=https://127.0.0.1:9/",
+             f"--user-data-dir={profile}"]
     start = time.monotonic()
     try:
         done = subprocess.run([str(chromium()), *flags, *mode, page.as_uri()], capture_output=True, text=True,
