@@ -95,6 +95,31 @@ def test_macro_f1_equals_sklearn_on_the_whole_set_and_on_resamples() -> None:
         assert resampled(macro, rows) == pytest.approx(expected)
 
 
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_the_per_class_report_and_confusion_matrix_equal_sklearns(seed: int) -> None:
+    """Counted by hand (scikit-learn's import cost more than the metrics), so checked against it: random
+    label sets with classes no answer names, answers outside the set, a reference outside it."""
+    from sklearn.metrics import classification_report, confusion_matrix
+
+    rng = random.Random(seed)
+    labels = ["a", "b", "c", "d", "e"][: rng.randint(2, 5)]
+    refs = [rng.choice(labels[:-1]) for _ in range(rng.randint(5, 80))] + ["zz"]  # the last label never the answer
+    answers = [r if rng.random() < 0.6 else rng.choice(labels + ["???"]) for r in refs]
+    details = cls.ftp_evaluate(request(answers, refs, ["accuracy"], {"labels": labels}))[0].details
+    gold = [cls.reference_label(r, labels) for r in refs]
+    mapped = [cls.map_answer(a, labels) for a in answers]
+    present = [c for c in details["confusion_matrix"]["labels"] if c in set(gold) | set(mapped)]
+    expected = classification_report(gold, mapped, labels=present, output_dict=True, zero_division=0)
+    assert list(details["per_class"]) == present
+    for key, row in expected.items():
+        if isinstance(row, dict):
+            ours = details["per_class"].get(key) or details["averages"][key]
+            assert ours == {k: pytest.approx(v) for k, v in row.items()}, key
+    assert set(details["averages"]) == {k for k, v in expected.items() if isinstance(v, dict)} - set(present)
+    classes = details["confusion_matrix"]["labels"]
+    assert details["confusion_matrix"]["matrix"] == confusion_matrix(gold, mapped, labels=classes).tolist()
+
+
 def test_the_label_set_comes_from_settings_then_the_answer_format_then_the_references() -> None:
     refs = ["b", "a", "b"]
     assert cls.label_set({}, None, refs) == (["a", "b"], "references")

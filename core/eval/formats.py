@@ -28,8 +28,8 @@ JSON_METRICS = ["exact_match", "json_parse_rate", "field_accuracy", "field_f1_mi
                 "perfect_record_rate", "format_compliance"]
 TEXT_METRICS = ["exact_match", "token_f1", "rouge_l", "chrf", "bleu", "length_ratio"]
 # metric -> the module it needs (the ``eval`` extra); without it the metric is left out, and said
-NEEDS = {"accuracy": "sklearn", "macro_f1": "sklearn", "chrf": "sacrebleu", "bleu": "sacrebleu",
-         "schema_valid_rate": "jsonschema", "judge_score": "openai", "judge_preference": "openai"}
+NEEDS = {"chrf": "sacrebleu", "bleu": "sacrebleu", "schema_valid_rate": "jsonschema", "judge_score": "openai",
+         "judge_preference": "openai"}
 
 
 def _json_keys(text: str) -> tuple[str, ...] | None:

@@ -24,7 +24,7 @@ from ftp.types import AnswerFormat, EvalReport, EvalRequest, Example, Metric, Mo
 
 # label -> (what the model is, a loader giving its predictor or None and the reason it cannot answer)
 Loader = Callable[[], tuple[Predictor | None, str]]
-LIBRARIES = ("scipy", "numpy", "scikit-learn", "sacrebleu", "jsonschema", "openai", "transformers", "peft", "torch")
+LIBRARIES = ("scipy", "numpy", "sacrebleu", "jsonschema", "openai", "transformers", "peft", "torch")
 CANDIDATE = "fine-tuned"
 
 
