@@ -168,6 +168,30 @@ def check_example(obj: Any) -> Iterator[Problem]:
                       "assistant's answer")
 
 
+def plain_roles(obj: Any) -> tuple[str, ...] | None:
+    """The roles of an example that ``check_example`` would find nothing wrong with, judged fast: every
+    message ``{"role": ..., "content": "<text>"}`` with a known role, a system message only first, the
+    assistant last; None for anything else (which then gets the full check)."""
+    messages = obj.get("messages") if type(obj) is dict else None
+    if type(messages) is not list or not messages:
+        return None
+    roles = []
+    for m in messages:
+        if type(m) is not dict or len(m) != 2 or type(m.get("content")) is not str:
+            return None
+        role = m.get("role")
+        if type(role) is not str or role not in ROLES:
+            return None
+        roles.append(role)
+    out = tuple(roles)
+    if out[-1] != "assistant" or "system" in out[1:]:
+        return None
+    return out
+
+
+MAX_SEQUENCES = 4096  # distinct role sequences counted before they are folded into the role counts
+
+
 class ChatFormatCheck(DataCheck):
     """Every parsed line against the chat schema; lines that did not parse are the hygiene check's."""
 
@@ -181,21 +205,53 @@ class ChatFormatCheck(DataCheck):
         super().__init__()
         self.roles: Counter[str] = Counter()
         self.turns: Counter[int] = Counter()
+        self.sequences: Counter[tuple[str, ...]] = Counter()  # valid examples by role sequence, folded later
         self.valid = 0
 
     def observe(self, record: Record) -> list[Finding] | None:
-        if record.example is None:
+        example = record.example
+        if example is None:
             return None
-        problems = list(check_example(record.example))
+        roles = plain_roles(example)
+        if roles is not None:
+            self.valid += 1
+            self._count(roles)
+            return None
+        problems = list(check_example(example))
         if not any(p.severity == "error" for p in problems):
             self.valid += 1
-            messages = record.example["messages"]
-            self.roles.update(m.get("role") for m in messages)
-            self.turns[sum(m.get("role") == "assistant" for m in messages)] += 1
+            self._count(tuple(m.get("role") for m in example["messages"]))
         return [f for p in problems
                 for f in self.finding(p.severity, p.code, p.message, record, hint=HINTS.get(p.code))] or None
 
+    def _count(self, roles: tuple[str, ...]) -> None:
+        self.sequences[roles] += 1
+        if len(self.sequences) > MAX_SEQUENCES:
+            self._fold()
+
+    def _fold(self) -> None:
+        """Role and turn counts from the sequences, in the order they were first seen (the report's order)."""
+        for roles, n in self.sequences.items():
+            for role in roles:
+                self.roles[role] += n
+            self.turns[roles.count("assistant")] += n
+        self.sequences = Counter()
+
+    def part(self) -> "ChatFormatCheck":
+        part = self.part_copy()
+        part.roles, part.turns, part.sequences, part.valid = Counter(), Counter(), Counter(), 0
+        return part
+
+    def merge(self, part: DataCheck) -> None:
+        assert isinstance(part, ChatFormatCheck)
+        self._fold()
+        part._fold()
+        self.roles.update(part.roles)
+        self.turns.update(part.turns)
+        self.valid += part.valid
+
     def summary(self) -> dict[str, Any]:
+        self._fold()
         return {"valid_examples": self.valid, "roles": dict(self.roles),
                 "assistant_turns": {str(k): v for k, v in sorted(self.turns.items())}}
 

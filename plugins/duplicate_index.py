@@ -16,13 +16,13 @@ from .minhash import BATCH, NUM_PERM, UnionFind, input_text, near_pairs, segment
 class InputIndex:
     def __init__(self, near: bool, threshold: float, capacity: int = 0) -> None:
         self.near, self.threshold = near, threshold
-        capacity = max(capacity, BATCH)
+        self.reserve = max(capacity, BATCH)  # the arrays' size once the first batch comes
         self.n = 0
         self.empty = 0  # inputs with nothing left to compare once normalised
-        self.keys = np.zeros(capacity, dtype=np.uint64)
-        self.lines = np.zeros(capacity, dtype=np.uint32)
-        self.file = np.zeros(capacity, dtype=np.uint16)
-        self.sigs = np.zeros((capacity if near else 0, NUM_PERM), dtype=np.uint16)
+        self.keys = np.zeros(0, dtype=np.uint64)
+        self.lines = np.zeros(0, dtype=np.uint32)
+        self.file = np.zeros(0, dtype=np.uint16)
+        self.sigs = np.zeros((0, NUM_PERM), dtype=np.uint16)
         self._texts: list[str] = []
         self._pending_lines: list[int] = []
         self._file_index = 0
@@ -40,8 +40,33 @@ class InputIndex:
         if len(self._texts) >= BATCH:
             self.flush()
 
+    def part(self) -> "InputIndex":
+        """An empty index for one range of the current file (it grows as it fills)."""
+        part = InputIndex(self.near, self.threshold)
+        part._file_index = self._file_index
+        return part
+
+    def close_part(self) -> None:
+        """Sketch what is buffered, and keep only the filled rows (they are pickled back)."""
+        self.flush()
+        n = self.n
+        self.keys, self.lines, self.file, self.sigs = self.keys[:n], self.lines[:n], self.file[:n], self.sigs[:n]
+
+    def absorb(self, part: "InputIndex") -> None:
+        """Append a part's rows, which follow this index's in file order."""
+        self.flush()
+        k = part.n
+        if self.n + k > len(self.keys):
+            self._grow(self.n + k)
+        sl = slice(self.n, self.n + k)
+        self.keys[sl], self.lines[sl], self.file[sl] = part.keys[:k], part.lines[:k], part.file[:k]
+        if self.near:
+            self.sigs[sl] = part.sigs[:k]
+        self.n += k
+        self.empty += part.empty
+
     def _grow(self, need: int) -> None:
-        size = max(need, 2 * len(self.keys))
+        size = max(need, 2 * len(self.keys), self.reserve)
         for attr in ("keys", "lines", "file"):
             old = getattr(self, attr)
             new = np.zeros(size, dtype=old.dtype)

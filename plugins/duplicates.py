@@ -59,6 +59,18 @@ class DuplicatesCheck(DataCheck):
     def observe(self, record: Record) -> None:
         self.index.observe(record.example, record.line)
 
+    def part(self) -> "DuplicatesCheck":
+        part = self.part_copy()
+        part.index, part.files, part.splits = self.index.part(), [], []
+        return part
+
+    def end_part(self, last: bool) -> None:
+        self.index.close_part()
+
+    def merge(self, part: DataCheck) -> None:
+        assert isinstance(part, DuplicatesCheck)
+        self.index.absorb(part.index)
+
     # --- the whole picture ------------------------------------------------------------------------
 
     def near_line_clusters(self) -> list[list[int]]:

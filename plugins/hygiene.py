@@ -7,9 +7,9 @@ Each problem gets its own finding, naming the line; nothing is loaded whole (the
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ftp.data.checks import CheckSettings, DataCheck, Record, check_hooks
 from ftp.data.scan import BOM
@@ -42,6 +42,15 @@ class HygieneSettings(CheckSettings):
     max_line_mb: float = Field(16, gt=0, description="longer lines are not read (an error)")
     max_file_mb: float | None = Field(None, gt=0, description="larger files get a warning (default: the backend's "
                                       "limit, e.g. Azure OpenAI's 512 MB; none for a local run)")
+    workers: Literal["auto"] | int = Field("auto", description="processes that read a large file in byte ranges "
+                                           "(auto: one per CPU; 1: one process); the report is the same")
+
+    @field_validator("workers")
+    @classmethod
+    def _at_least_one(cls, value: Any) -> Any:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("give auto or a number of processes, at least 1")
+        return value
 
 
 class HygieneCheck(DataCheck):
@@ -122,6 +131,17 @@ class HygieneCheck(DataCheck):
 
     def summary(self) -> dict[str, Any]:
         return {"files": self.stats}
+
+    def part(self) -> "HygieneCheck":
+        part = self.part_copy()
+        part.blank, part.crlf, part.nonblank, part.stats = [], 0, 0, {}
+        return part
+
+    def merge(self, part: "DataCheck") -> None:
+        assert isinstance(part, HygieneCheck)
+        self.blank += part.blank
+        self.crlf += part.crlf
+        self.nonblank += part.nonblank
 
 
 ftp_config_sections, ftp_data_checks = check_hooks(HygieneCheck)

@@ -7,7 +7,7 @@ from typing import Any
 
 from ftp.data.checks import DataCheck, Record, check_hooks
 from ftp.plugins.split import prompt_key
-from ftp.types import CheckContext, Finding
+from ftp.types import CheckContext, DatasetRef, Finding
 
 
 class LeakageCheck(DataCheck):
@@ -23,6 +23,7 @@ class LeakageCheck(DataCheck):
         super().__init__()
         self.train: dict[int, int] = {}  # 64-bit key of the normalised input -> first training line
         self.leaked: dict[str, int] = {}
+        self.training = True  # the current file is training data
 
     def observe(self, record: Record) -> list[Finding] | None:
         if record.messages is None:
@@ -40,6 +41,27 @@ class LeakageCheck(DataCheck):
 
     def summary(self) -> dict[str, Any]:
         return {"leaked": self.leaked} if self.leaked else {}
+
+    def begin(self, ref: DatasetRef) -> None:
+        self.training = ref.split in (None, "train")
+
+    def part(self) -> "LeakageCheck":
+        """A training range's part collects its inputs; another file's looks them up in all of training's."""
+        part = self.part_copy()
+        part.train, part.leaked = {} if self.training else self.train, {}
+        return part
+
+    def end_part(self, last: bool) -> None:
+        if not self.training:
+            self.train = {}  # the parent has it: do not send it back
+
+    def merge(self, part: DataCheck) -> None:
+        assert isinstance(part, LeakageCheck)
+        if self.training:
+            for key, line in part.train.items():  # the first line of an input is its first range's
+                self.train.setdefault(key, line)
+        for split, n in part.leaked.items():
+            self.leaked[split] = self.leaked.get(split, 0) + n
 
 
 ftp_config_sections, ftp_data_checks = check_hooks(LeakageCheck)

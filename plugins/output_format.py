@@ -42,6 +42,7 @@ OTHER_OBJECT: Shape = ("object", None)  # once too many distinct key sets were s
 MAX_SHAPES = 2000  # distinct shapes kept; further key sets are pooled
 MAX_VALUES = 10_000  # distinct short answers counted; further ones cannot be labels
 MAX_LABEL_CHARS = 40
+MEMO = 4096  # answers whose classification is remembered (classification answers repeat)
 
 NUMBERED_RE = re.compile(r"^\s*\(?\d{1,3}[.)]\s+\S")
 BULLET_RE = re.compile(r"^\s*[-*+\u2022]\s+\S")
@@ -112,6 +113,13 @@ def classify(text: str) -> tuple[Shape, int, str | None]:
     if len(lines) == 1 and words <= 3 and len(stripped) <= MAX_LABEL_CHARS:
         return TEXT, words, label_value(stripped)
     return TEXT, words, None
+
+
+def _digest(shape: Shape) -> bytes:
+    """A key set's fingerprint: what a part keeps of the key sets past ``MAX_SHAPES``, for the merge."""
+    import hashlib
+
+    return hashlib.blake2b(repr(shape).encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
 def _keys(keys: tuple[str, ...]) -> str:
@@ -187,6 +195,8 @@ class OutputFormatCheck(DataCheck):
         self.a_words = array("I")
         self.a_value = array("i")  # -1: not a short answer; -2: a short answer past MAX_VALUES
         self.result: dict[str, Any] = {}
+        self.memo: dict[str, tuple[Shape, int, str | None]] = {}
+        self.in_part = False  # a part keeps every short answer, and key sets past the cap by digest
 
     def begin(self, ref: DatasetRef) -> None:
         self.files.append(str(ref.path))
@@ -195,7 +205,7 @@ class OutputFormatCheck(DataCheck):
         sid = self.shape_ids.get(shape)
         if sid is None:
             if len(self.shapes) >= MAX_SHAPES and shape[0] == "object":
-                shape = OTHER_OBJECT
+                shape = ("digest", _digest(shape)) if self.in_part else OTHER_OBJECT
                 sid = self.shape_ids.get(shape)
             if sid is None:
                 sid = self.shape_ids[shape] = len(self.shapes)
@@ -207,7 +217,7 @@ class OutputFormatCheck(DataCheck):
             return -1
         vid = self.value_ids.get(value)
         if vid is None:
-            if len(self.values) >= MAX_VALUES:
+            if len(self.values) >= MAX_VALUES and not self.in_part:
                 return -2
             vid = self.value_ids[value] = len(self.values)
             self.values.append(value)
@@ -219,13 +229,64 @@ class OutputFormatCheck(DataCheck):
         text = final_answer(record.example)
         if text is None:
             return
-        shape, words, value = classify(text)
+        known = self.memo.get(text)
+        if known is None:
+            known = classify(text)
+            if len(self.memo) < MEMO:
+                self.memo[text] = known
+        shape, words, value = known
         self.a_file.append(max(0, len(self.files) - 1))
         self.a_line.append(record.line)
         self.a_shape.append(self._shape_id(shape))
         self.a_words.append(words)
         self.a_value.append(self._value_id(value))
         self.words_hist[words] += 1
+
+    # --- in parts -------------------------------------------------------------------------------------
+
+    def part(self) -> "OutputFormatCheck":
+        part = self.part_copy()
+        part.shapes, part.shape_ids, part.values, part.value_ids, part.value_counts = [], {}, [], {}, []
+        part.words_hist, part.memo, part.in_part, part.result = Counter(), {}, True, {}
+        for name in ("a_file", "a_line", "a_shape", "a_words"):
+            setattr(part, name, array("I"))
+        part.a_value = array("i")
+        return part
+
+    def merge(self, part: DataCheck) -> None:
+        """Shapes and short answers renumbered as one process numbers them: by first appearance, pooled
+        past the caps (a part numbers them by its own first appearances, with no cap on short answers)."""
+        import numpy as np
+
+        assert isinstance(part, OutputFormatCheck)
+        digests: dict[bytes, int] | None = None
+        shape_map = []
+        for shape in part.shapes:
+            if shape[0] == "digest":  # a key set the part saw past the cap: known here, or pooled
+                digests = self._digest_ids() if digests is None else digests
+                sid = digests.get(shape[1])
+                shape_map.append(self._shape_id(OTHER_OBJECT) if sid is None else sid)
+            else:
+                shape_map.append(self._shape_id(shape))
+        value_map = [-1] * (len(part.values) + 1)  # the last entry maps -1 (not a short answer) to -1
+        for local, (value, count) in enumerate(zip(part.values, part.value_counts)):
+            vid = self.value_ids.get(value)
+            if vid is None and len(self.values) < MAX_VALUES:
+                vid = self.value_ids[value] = len(self.values)
+                self.values.append(value)
+                self.value_counts.append(0)
+            if vid is not None:
+                self.value_counts[vid] += count
+            value_map[local] = -2 if vid is None else vid
+        for name in ("a_file", "a_line", "a_words"):
+            getattr(self, name).extend(getattr(part, name))
+        for mine, theirs, ids in ((self.a_shape, part.a_shape, shape_map), (self.a_value, part.a_value, value_map)):
+            lookup = np.array(ids or [0], dtype=np.int64)[np.frombuffer(theirs, dtype=theirs.typecode)]
+            mine.frombytes(lookup.astype(theirs.typecode).tobytes())
+        self.words_hist.update(part.words_hist)
+
+    def _digest_ids(self) -> dict[bytes, int]:
+        return {_digest(shape): sid for sid, shape in enumerate(self.shapes) if shape[0] == "object"}
 
     # --- the whole picture ------------------------------------------------------------------------
 

@@ -17,15 +17,17 @@ phrasing). Per validation or test prompt, two measurements against the training 
   ``novel_below`` (0.5): most of its wording never occurs in training. Prompts with no 3-gram left are
   not judged.
 
-Bounded memory: at most ``TRAIN_CAP`` training prompts are indexed (an even stride through a larger
-file), their 3-grams up to ``NGRAM_CAP`` hashes (8 bytes each; then no more are added), and at most
-``EVAL_CAP`` prompts per validation or test file are measured (again an even stride); per measured
-prompt only counters are kept. The summary says when a stride or the cap applied. numpy (and
+Bounded memory: about ``TRAIN_CAP`` training prompts are indexed (an even 1-in-stride sample of a
+larger file's lines, each line picked by its number alone: see ``picked``), their 3-grams up to
+``NGRAM_CAP`` hashes (8 bytes each; then no more are added), and about ``EVAL_CAP`` prompts per
+validation or test file are measured (again a 1-in-stride sample); per measured prompt only counters
+and its seen share are kept. The summary says when a stride or the cap applied. numpy (and
 ``minhash``) load only once the check runs.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from array import array
 from typing import Any
@@ -43,6 +45,7 @@ NGRAM_CAP = 4_000_000
 CANDIDATES = 4  # training prompts verified per LSH bucket hit
 BATCH = 256
 
+_GOLDEN = 0x9E3779B97F4A7C15  # 2**64 / the golden ratio
 _DIGITS = re.compile(r"\w*\d[\w']*")  # a word with a digit in it is a value: 12345, 3pm, 21st, A12
 _WORD = re.compile(r"\w+(?:'\w+)*")
 
@@ -78,14 +81,44 @@ def user_text(example: Any) -> str | None:
     return "\n".join(parts)
 
 
+_WORD_HASHES: dict[str, int] = {}
+_MASK = 0xFFFFFFFFFFFFFFFF
+
+
+def _word_hash(word: str) -> int:
+    """A word's 64-bit hash, the same in every process (``hash`` is salted per process, and a file read in
+    ranges hashes its training prompts in other processes); remembered, as vocabularies are small."""
+    h = _WORD_HASHES.get(word)
+    if h is None:
+        import hashlib
+
+        if len(_WORD_HASHES) >= 1 << 20:
+            _WORD_HASHES.clear()
+        h = _WORD_HASHES[word] = int.from_bytes(hashlib.blake2b(word.encode("utf-8", "surrogatepass"),
+                                                                digest_size=8).digest(), "little")
+    return h
+
+
 def ngrams(text: str) -> set[int]:
-    """Hashes of the distinct word 3-grams of ``text`` (lower case, digits as 0); in-process hashes only."""
-    words = _WORD.findall(_DIGITS.sub("0", text.lower()))
-    return {hash((words[i], words[i + 1], words[i + 2])) for i in range(len(words) - NGRAM + 1)}
+    """Hashes of the distinct word 3-grams of ``text`` (lower case, digits as 0), as signed 64-bit ints."""
+    h = [_word_hash(w) for w in _WORD.findall(_DIGITS.sub("0", text.lower()))]
+    out = set()
+    for i in range(len(h) - NGRAM + 1):
+        x = (h[i] * 0x9FB21C651E98DF25 + h[i + 1] * 0xD6E8FEB86659FD93 + h[i + 2]) & _MASK
+        x = ((x ^ (x >> 31)) * 0xBF58476D1CE4E5B9) & _MASK
+        out.add(x - (1 << 64) if x >> 63 else x)
+    return out
 
 
 def _stride(examples: int, cap: int) -> int:
     return max(1, -(-examples // cap))
+
+
+def picked(line: int, stride: int) -> bool:
+    """Whether a line is in the 1-in-``stride`` sample: the fractional part of its number times the golden
+    ratio is below 1/stride (a Weyl sequence: evenly spread, with no period that blank or broken lines
+    could fall in step with). Each line decides alone, so a file read in ranges samples the same lines."""
+    return stride == 1 or (line * _GOLDEN) & 0xFFFFFFFFFFFFFFFF < (1 << 64) // stride
 
 
 class SplitStats:
@@ -93,13 +126,21 @@ class SplitStats:
 
     def __init__(self) -> None:
         self.measured = self.judged = self.near = self.novel = 0
-        self.seen_sum = 0.0
+        self.seen = array("d")  # each judged prompt's seen share (summed exactly: the same in any order)
+
+    def add(self, other: "SplitStats") -> None:
+        self.measured += other.measured
+        self.judged += other.judged
+        self.near += other.near
+        self.novel += other.novel
+        self.seen.extend(other.seen)
 
     def to_json(self) -> dict[str, Any]:
         judged = max(self.judged, 1)
         return {"measured": self.measured, "not_judged": self.measured - self.judged,
                 "near_duplicate_share": round(self.near / max(self.measured, 1), 4),
-                "novel_share": round(self.novel / judged, 4), "mean_seen_share": round(self.seen_sum / judged, 4)}
+                "novel_share": round(self.novel / judged, 4),
+                "mean_seen_share": round(math.fsum(self.seen) / judged, 4)}
 
 
 class PhrasingCheck(DataCheck):
@@ -119,9 +160,9 @@ class PhrasingCheck(DataCheck):
         self.train_stride = _stride(train_examples, TRAIN_CAP)
         self.stride = 1
         self.split: str | None = None
-        self.seen_in_split = 0
         self.texts: list[str] = []
         self.grams = array("q")
+        self.gram_counts = array("I")  # 3-grams added per prompt, so a part's merge can stop where one process did
         self.gram_prompts = 0
         self.capped = False
         self.sigs: list[Any] = []
@@ -135,7 +176,6 @@ class PhrasingCheck(DataCheck):
 
     def begin(self, ref: DatasetRef) -> None:
         self.split = ref.split
-        self.seen_in_split = 0
         self.texts = []
         if not self._is_train(ref.split):
             self.stride = _stride(ref.examples, EVAL_CAP)
@@ -146,12 +186,13 @@ class PhrasingCheck(DataCheck):
         text = user_text(record.example)
         if text is None:
             return
-        self.seen_in_split += 1
         train = self._is_train(record.split)
-        if (self.seen_in_split - 1) % (self.train_stride if train else self.stride):
+        if not picked(record.line, self.train_stride if train else self.stride):
             return
         if train and not self.capped:
-            self.grams.extend(ngrams(text))
+            grams = ngrams(text)
+            self.grams.extend(grams)
+            self.gram_counts.append(len(grams))
             self.gram_prompts += 1
             self.capped = len(self.grams) >= NGRAM_CAP
         self.texts.append(text)
@@ -163,7 +204,33 @@ class PhrasingCheck(DataCheck):
         self._flush(train)
         if train and self.index is None:
             self.index = TrainIndex(self.sigs, self.grams, self.gram_prompts, self.settings.threshold)
-            self.sigs, self.grams = [], array("q")
+            self.sigs, self.grams, self.gram_counts = [], array("q"), array("I")
+
+    def part(self) -> "PhrasingCheck":
+        """A training range's part sketches and collects its prompts; another file's measures its prompts
+        against the training index (which travels to the worker, not back)."""
+        part = self.part_copy()
+        part.texts, part.sigs, part.grams, part.gram_counts, part.gram_prompts = [], [], array("q"), array("I"), 0
+        part.stats = {} if self._is_train(self.split) else {self.split or "?": SplitStats()}
+        return part
+
+    def end_part(self, last: bool) -> None:
+        self._flush(self._is_train(self.split))
+        self.index = None
+
+    def merge(self, part: DataCheck) -> None:
+        assert isinstance(part, PhrasingCheck)
+        self.sigs += part.sigs
+        start = 0
+        for count in part.gram_counts:  # prompt by prompt, until the cap: where one process stops adding
+            if self.capped:
+                break
+            self.grams.extend(part.grams[start:start + count])
+            start += count
+            self.gram_prompts += 1
+            self.capped = len(self.grams) >= NGRAM_CAP
+        for split, stats in part.stats.items():
+            self.stats[split].add(stats)
 
     def _flush(self, train: bool) -> None:
         if not self.texts:
@@ -269,7 +336,7 @@ class TrainIndex:
             pos = np.minimum(np.searchsorted(self.grams, grams), max(len(self.grams) - 1, 0))
             seen = float((self.grams[pos] == grams).mean()) if len(self.grams) else 0.0
             stats.judged += 1
-            stats.seen_sum += seen
+            stats.seen.append(seen)
             stats.novel += seen < novel_below
 
 

@@ -125,5 +125,19 @@ class PiiCheck(DataCheck):
         return {"counts": dict(self.counts), "samples": {k: list(v) for k, v in self.samples.items()},
                 "lines_with_pii": self.lines_with_pii}
 
+    def part(self) -> "PiiCheck":
+        part = self.part_copy()
+        part.counts, part.samples, part.lines_with_pii, part.gate = Counter(), {}, 0, Gate(self.kinds)
+        return part
+
+    def merge(self, part: DataCheck) -> None:
+        """The samples one process keeps: its first distinct ones, so a part's first few suffice."""
+        assert isinstance(part, PiiCheck)
+        self.counts.update(part.counts)
+        for kind, shown in part.samples.items():
+            samples = self.samples.setdefault(kind, [])
+            samples += [s for s in shown if s not in samples][:MAX_SAMPLES - len(samples)]
+        self.lines_with_pii += part.lines_with_pii
+
 
 ftp_config_sections, ftp_data_checks = check_hooks(PiiCheck)

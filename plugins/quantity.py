@@ -80,5 +80,14 @@ class QuantityCheck(DataCheck):
     def summary(self) -> dict[str, Any]:
         return {"examples": self.counts}
 
+    def part(self) -> "QuantityCheck":
+        part = self.part_copy()
+        part._current, part.counts = 0, {}
+        return part
+
+    def merge(self, part: DataCheck) -> None:
+        assert isinstance(part, QuantityCheck)
+        self._current += part._current
+
 
 ftp_config_sections, ftp_data_checks = check_hooks(QuantityCheck)

@@ -50,7 +50,8 @@ def parse_columns(text: str | None) -> dict[str, str] | None:
 
 
 def run_check(train: Path, validation: Path | None, test: Path | None, model: str | None, backend: str,
-              provenance: str | None, disabled: tuple[str, ...] = (), columns: dict[str, str] | None = None) -> Any:
+              provenance: str | None, disabled: tuple[str, ...] = (), columns: dict[str, str] | None = None,
+              workers: int | str | None = None) -> Any:
     from ftp.data.check import check_data
     from ftp.data.sources import bundle as make_bundle
 
@@ -61,7 +62,16 @@ def run_check(train: Path, validation: Path | None, test: Path | None, model: st
     bundle = make_bundle(train, validation, test, columns)
     settings = {"model": {"base": model} if model else {}, "data": {"provenance": provenance},
                 "validate": {name: {"enabled": False} for name in disabled}}
-    return check_data(hooks, bundle, settings, backend)
+    return check_data(hooks, bundle, settings, backend, workers)
+
+
+def parse_workers(text: str | None) -> int | str | None:
+    """``--workers N|auto``: the processes that read a large file (``validate.hygiene.workers``)."""
+    if text is None or text == "auto":
+        return text
+    if text.isdigit() and int(text) >= 1:
+        return int(text)
+    raise UserError(f"--workers {text}: give auto or a number of processes, at least 1")
 
 
 @click.group()
@@ -87,9 +97,11 @@ COLUMNS_HELP = "For a Parquet, CSV or save_to_disk table: prompt=COL,completion=
 @click.option("--strict", is_flag=True, help="Exit 1 when there are warnings.")
 @click.option("--disable", multiple=True, metavar="CHECK", help="Turn a check off (e.g. --disable pii).")
 @click.option("--columns", default=None, metavar="MAPPING", help=COLUMNS_HELP)
+@click.option("--workers", default=None, metavar="N|auto", help="Processes that read a large file in byte ranges "
+              "(default: auto, one per CPU; 1: one process). The report is the same.")
 def data_check(train: str, validation: str | None, test_file: str | None, model: str | None, backend: str,
                provenance: str | None, epochs: float, price: float | None, as_json: bool, report_file: str | None,
-               strict: bool, disable: tuple[str, ...], columns: str | None) -> None:
+               strict: bool, disable: tuple[str, ...], columns: str | None, workers: str | None) -> None:
     """Check a chat JSONL file: format, hygiene, quantity, duplicates, output format, PII, length, leakage.
 
     Exit 0 when clean, 1 with --strict and warnings, 2 on errors.
@@ -97,7 +109,8 @@ def data_check(train: str, validation: str | None, test_file: str | None, model:
     from ftp.data.report import render_html, render_terminal, training_estimate
 
     report = run_check(_existing(train, "TRAIN") or Path(train), _existing(validation, "--validation"),
-                       _existing(test_file, "--test"), model, backend, provenance, disable, parse_columns(columns))
+                       _existing(test_file, "--test"), model, backend, provenance, disable, parse_columns(columns),
+                       parse_workers(workers))
     if price is None:
         spec = _hooks().backends().get(backend)
         price = spec.limits.price_per_1m_tokens if spec else None

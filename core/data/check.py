@@ -6,6 +6,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from ftp.data.parallel import resolve_workers
 from ftp.data.scan import DEFAULT_MAX_LINE_BYTES, configure, scan
 from ftp.hooks import Hooks
 from ftp.types import BackendLimits, CheckContext, DataBundle, Finding
@@ -35,14 +36,20 @@ class DataReport:
                 "findings": [f.model_dump(mode="json") for f in self.sorted_findings()]}
 
 
-def check_data(hooks: Hooks, data: DataBundle, settings: dict[str, Any], backend: str) -> DataReport:
-    """Run every data check in one streaming pass, then the whole-file validators."""
+def check_data(hooks: Hooks, data: DataBundle, settings: dict[str, Any], backend: str,
+               workers: int | str | None = None) -> DataReport:
+    """Run every data check in one streaming pass, then the whole-file validators.
+
+    ``workers`` (default: ``validate.hygiene.workers``, ``auto``): processes that read a large file in
+    byte ranges (``ftp.data.parallel``); the report is the same for any number."""
     model = (settings.get("model") or {}).get("base") or None
     spec = hooks.backends().get(backend)
     context = CheckContext(backend=backend, settings=settings, data=data, token_counter=hooks.token_counter(backend, model),
                            limits=spec.limits if spec else BackendLimits())
     active = configure(hooks.data_checks(context), context)
-    max_mb = context.section("hygiene").get("max_line_mb")
-    result = scan(data, active, int(max_mb * 2**20) if max_mb else DEFAULT_MAX_LINE_BYTES)
+    hygiene = context.section("hygiene")
+    max_mb = hygiene.get("max_line_mb")
+    processes = resolve_workers(workers if workers is not None else hygiene.get("workers"))
+    result = scan(data, active, int(max_mb * 2**20) if max_mb else DEFAULT_MAX_LINE_BYTES, processes)
     findings = result.findings + hooks.validate_data(data, settings)
     return DataReport(backend=backend, data=data, findings=findings, summaries=result.summaries)

@@ -4,10 +4,16 @@ The core reads every data file once, line by line, and hands each line (raw byte
 JSON when it parses) to every check. A million-example file is therefore parsed once, not once per
 validator, and memory stays constant. A check keeps whatever running state it needs, reports
 findings as it goes or at the end, and gives the report its statistics.
+
+A large file is read in byte ranges by several processes (``ftp.data.parallel``) when every check can
+run in parts: ``part`` makes an empty copy for one range, the copy observes that range in a worker,
+``end_part`` closes it there, and back in the parent ``merge`` takes the copies in file order. Whatever a
+check reports must come out the same as when one process read the whole file.
 """
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -76,6 +82,8 @@ class DataCheck:
 
     name: str = "check"
     Settings: type[CheckSettings] = CheckSettings
+    # a part's findings made by ``finding``, by id, with their number within the part (see ``part_copy``)
+    _issued: dict[int, tuple[int, Finding]] | None = None
 
     def __init__(self) -> None:
         self._counts: Counter[str] = Counter()
@@ -117,15 +125,48 @@ class DataCheck:
         """Statistics for the data report (JSON-serialisable)."""
         return {}
 
+    # --- running in parts (one byte range of a file per process) ---------------------------------
+
+    def part(self) -> "DataCheck | None":
+        """An empty copy of this check for one byte range of the file that just began, or None (the
+        default): the check cannot run in parts, and every file is then read by one process.
+
+        Called in the parent after ``begin``; it must leave this check as it was. The copy is pickled
+        into a worker process, which imports its class by module name, observes the range's records
+        (absolute line numbers) and calls ``end_part``; the copy is then pickled back and ``merge``d.
+        ``part_copy`` starts one."""
+        return None
+
+    def end_part(self, last: bool) -> list[Finding] | None:
+        """A part's range ended, in the worker (``last``: the range ends the file): finish buffered work
+        here, so the parent does not, and drop what ``merge`` does not need (it travels back)."""
+        return None
+
+    def merge(self, part: "DataCheck") -> None:
+        """Take in a part that observed the next range of the current file (parts come in file order).
+        Finding counts and the per-code cap are merged by the scanner, not here."""
+        raise NotImplementedError(f"{type(self).__name__}.part() made a part, so it must define merge()")
+
+    def part_copy(self) -> Any:
+        """A shallow copy with its own finding counts: a ``part`` resets its running state on it (replacing,
+        not mutating, what it shares with this check)."""
+        part = copy.copy(self)
+        part._counts = Counter()
+        part._issued = {}
+        return part
+
     def finding(self, severity: Literal["error", "warning", "info"], code: str, message: str,
                 record: Record | None = None, *, file: str | None = None, line: int | None = None,
                 hint: str | None = None) -> list[Finding]:
         """A one-item list, or an empty one once this code has been reported MAX_FINDINGS_PER_CODE times."""
-        self._counts[code] += 1
-        if self._counts[code] > MAX_FINDINGS_PER_CODE:
+        n = self._counts[code] = self._counts[code] + 1
+        if n > MAX_FINDINGS_PER_CODE:
             return []
-        return [Finding(severity=severity, code=code, message=message, hint=hint,
-                        file=record.file if record else file, line=record.line if record else line)]
+        found = Finding(severity=severity, code=code, message=message, hint=hint,
+                        file=record.file if record else file, line=record.line if record else line)
+        if self._issued is not None:  # a part: the parent keeps it only if the whole file's cap allows
+            self._issued[id(found)] = (n, found)
+        return [found]
 
     def overflow(self) -> list[Finding]:
         """One summary finding per code that was reported more often than shown."""

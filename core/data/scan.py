@@ -1,9 +1,8 @@
 """One streaming pass over the data files, feeding every data check.
 
-Lines are read in binary with a length cap, so a 2 GB file without a newline or a 50 MB line never
-lands in memory whole; each line is decoded and parsed once for all checks, by ``json_safe``: a hostile
-line (nested 100,000 deep, a 5,000-digit number, NaN, a repeated key, a lone surrogate) is a ``problem``
-on that line, never an exception.
+Each file's lines are read once (``ftp.data.lines``) and every record goes to every check in order; a
+large file is read in byte ranges by several processes instead when the checks can run in parts
+(``ftp.data.parallel``), with the same report.
 """
 
 from __future__ import annotations
@@ -12,45 +11,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ftp.data.checks import CheckSettings, DataCheck, Record, parse_record
+from ftp.data.checks import CheckSettings, DataCheck, Record
 from ftp.data.files import BOM
-from ftp.types import CheckContext, DataBundle, DatasetRef, Finding
+from ftp.data.lines import DEFAULT_MAX_LINE_BYTES, read_records
+from ftp.data.parallel import scan_in_parts
+from ftp.types import CheckContext, DataBundle, Finding
 
-DEFAULT_MAX_LINE_BYTES = 16 * 2**20
-
-
-def read_records(ref: DatasetRef, max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> Iterator[Record]:
-    from ftp.data.table_files import is_table, records
-
-    if is_table(ref.path):  # a table's rows, each as the JSON line of its chat example
-        yield from records(ref)
-        return
-    file = str(ref.path)
-    with ref.path.open("rb") as fh:
-        number = 0
-        while True:
-            chunk = fh.readline(max_line_bytes + 1)
-            if not chunk:
-                return
-            number += 1
-            too_long = len(chunk) > max_line_bytes and not chunk.endswith(b"\n")
-            size = len(chunk)
-            while too_long:  # skip the rest of the line without holding it
-                rest = fh.readline(1 << 20)
-                size += len(rest)
-                if not rest or rest.endswith(b"\n"):
-                    chunk = chunk[:256] + (rest[-2:] if rest.endswith(b"\r\n") else rest[-1:] if rest else b"")
-                    break
-            newline = b"\r\n" if chunk.endswith(b"\r\n") else b"\n" if chunk.endswith(b"\n") else b""
-            raw = chunk[: len(chunk) - len(newline)]
-            if number == 1 and raw.startswith(BOM):
-                raw = raw[len(BOM):]
-            record = Record(file=file, split=ref.split, line=number, raw=raw, newline=newline)
-            if too_long:
-                record.problem, record.detail = "line-too-long", f"{size / 2**20:.1f} MiB"
-            elif raw.strip():
-                parse_record(record)
-            yield record
+__all__ = ["BOM", "DEFAULT_MAX_LINE_BYTES", "Active", "ScanResult", "collect", "configure", "read_records", "scan",
+           "scan_records"]
 
 
 @dataclass
@@ -78,7 +46,7 @@ def configure(checks: list[tuple[str, DataCheck]], context: CheckContext) -> lis
     return active
 
 
-def _collect(out: list[Finding], found: list[Finding] | None, item: Active) -> None:
+def collect(out: list[Finding], found: list[Finding] | None, item: Active) -> None:
     for f in found or ():
         update: dict[str, Any] = {"plugin": f.plugin or item.plugin}
         if item.settings.severity:
@@ -86,24 +54,40 @@ def _collect(out: list[Finding], found: list[Finding] | None, item: Active) -> N
         out.append(f.model_copy(update=update))
 
 
-def scan(data: DataBundle, active: list[Active], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES) -> ScanResult:
+def scan(data: DataBundle, active: list[Active], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+         workers: int = 1) -> ScanResult:
+    """Every file through every check; a large file in byte ranges by ``workers`` processes when every
+    check can run in parts (``ftp.data.parallel``), with the same report as one process."""
     result = ScanResult()
     out = result.findings
     for ref in data.files():
         for item in active:
-            _collect(out, item.check.begin(ref), item)
-        lines = 0
-        for record in read_records(ref, max_line_bytes):
-            lines = record.line
-            for item in active:
-                found = item.check.observe(record)
-                if found:
-                    _collect(out, found, item)
+            collect(out, item.check.begin(ref), item)
+        lines = None
+        if workers > 1:
+            lines = scan_in_parts(ref, [item.check for item in active],
+                                  lambda i, found: collect(out, found, active[i]), max_line_bytes, workers)
+        if lines is None:
+            lines = scan_records(read_records(ref, max_line_bytes), active, out)
         for item in active:
-            _collect(out, item.check.end(ref, lines), item)
+            collect(out, item.check.end(ref, lines), item)
     for item in active:
-        _collect(out, item.check.finish() + item.check.overflow(), item)
+        collect(out, item.check.finish() + item.check.overflow(), item)
         summary = item.check.summary()
         if summary:
             result.summaries[item.check.name] = summary
     return result
+
+
+def scan_records(records: Iterator[Record], active: list[Active], out: list[Finding]) -> int:
+    """Feed records to every check in order; the last line number (0 for none)."""
+    lines = 0
+    checks = [(item, item.check.observe) for item in active  # the base class's observe does nothing
+              if getattr(item.check.observe, "__func__", None) is not DataCheck.observe]
+    for record in records:
+        lines = record.line
+        for item, observe in checks:
+            found = observe(record)
+            if found:
+                collect(out, found, item)
+    return lines
