@@ -127,21 +127,123 @@ def test_padded_batches_keep_their_mask_while_packed_attention_is_on(tiny_model_
     assert abs(inside - outside) < 1e-5
 
 
-@pytest.mark.parametrize("extra", [{"sliding_window": 16}, {"attn_logit_softcapping": 50.0}])
-def test_models_with_windows_or_soft_capping_keep_sdpa(extra: dict[str, Any]) -> None:
-    from transformers import AutoModelForCausalLM, Gemma2Config, MistralConfig
+@pytest.mark.parametrize("kind", ["softcapping", "unlisted-window", "bidirectional"])
+def test_models_the_kernel_would_get_wrong_keep_sdpa(kind: str) -> None:
+    """Soft-capped logits (Gemma 2), a windowed model type not known to pass its window to the attention
+    function (Cohere 2 here), bidirectional attention (Gemma 3 embedding models)."""
+    from transformers import AutoModelForCausalLM, Cohere2Config, Gemma2Config, Gemma3TextConfig
 
     from ftp.backends.local.attention import packed, supports
 
     small = dict(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=2,
                  num_key_value_heads=1, head_dim=16)
-    soft = "attn_logit_softcapping" in extra
-    config = Gemma2Config(**small, **extra) if soft else MistralConfig(**small, **extra)
-    config._attn_implementation = "eager" if soft else "sdpa"  # Gemma 2 has no SDPA in transformers
+    if kind == "softcapping":
+        config: Any = Gemma2Config(**small, attn_logit_softcapping=50.0)
+        config._attn_implementation = "eager"  # Gemma 2 has no SDPA in transformers
+    elif kind == "unlisted-window":
+        config = Cohere2Config(**small, sliding_window=8, layer_types=["sliding_attention", "full_attention"])
+        config._attn_implementation = "sdpa"
+    else:
+        config = Gemma3TextConfig(**small, sliding_window=8, use_bidirectional_attention=True)
+        config._attn_implementation = "sdpa"
     model = AutoModelForCausalLM.from_config(config)
     assert not supports(model)
     with packed(model) as used:
         assert not used and model.config._attn_implementation == config._attn_implementation
+
+
+def windowed_gemma(window: int = 4) -> Any:
+    """A 2-layer Gemma 3 text model (one sliding-window layer, one full) with random weights."""
+    import torch
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                              num_attention_heads=4, num_key_value_heads=2, head_dim=8, sliding_window=window,
+                              layer_types=["sliding_attention", "full_attention"], max_position_embeddings=128)
+    config._attn_implementation = "sdpa"
+    return AutoModelForCausalLM.from_config(config).float()
+
+
+def windowed_batch(lengths: tuple[int, ...] = (3, 11, 7, 14)) -> Any:
+    """A packed row of examples longer and shorter than the window, every token after the first trained."""
+    import random
+
+    from ftp.backends.local.chat import Encoded
+    from ftp.backends.local.modeling import collate_packed
+
+    rng = random.Random(1)
+    rows = []
+    for n in lengths:
+        ids = [rng.randrange(2, 64) for _ in range(n)]
+        rows.append(Encoded(input_ids=ids, labels=[-100] + ids[1:], truncated=False))
+    return collate_packed(rows, "cpu")
+
+
+def test_sliding_windows_get_the_numbers_of_masked_sdpa() -> None:
+    """Gemma 3's sliding-window layers (the quickstart's model) over a packed row, mask-free: the loss and
+    gradients of SDPA with transformers' windowed block-diagonal mask."""
+    from ftp.backends.local.attention import NAME, packed, supports
+
+    model, batch = windowed_gemma(), windowed_batch()
+    assert supports(model)
+    masked, masked_grads = loss_and_grads(model, batch)
+    with packed(model) as used:
+        assert used and model.config._attn_implementation == NAME
+        mask_free, grads = loss_and_grads(model, batch)
+    assert abs(mask_free - masked) < 1e-5
+    for a, b in zip(grads, masked_grads):
+        assert (a - b).abs().max() < 1e-5
+    wide, _ = loss_and_grads(windowed_gemma(window=64), batch)  # the window matters on these lengths
+    assert abs(wide - masked) > 1e-4
+
+
+def test_windowed_layers_ask_the_kernel_for_their_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The kernel call for each layer: window_size (window - 1, 0) on the sliding layer, plain causal on the
+    full one (a CPU stand-in for torch's kernel computes it with an explicit band mask)."""
+    import torch
+    import torch.nn.attention.varlen as varlen
+
+    from ftp.backends.local import attention
+    from ftp.backends.local.loss import answer_loss
+
+    seen: list[tuple[int, int]] = []
+
+    def stand_in(q: Any, k: Any, v: Any, cu_q: Any, cu_k: Any, max_q: int, max_k: int, *, scale: Any = None,
+                 window_size: tuple[int, int] = (-1, -1), enable_gqa: bool = False) -> Any:
+        seen.append(tuple(window_size))
+        left = window_size[0]
+        bounds, parts = cu_q.tolist(), []
+        for a, b in zip(bounds, bounds[1:]):
+            i = torch.arange(b - a)
+            band = (i[None, :] <= i[:, None]) & ((i[None, :] >= i[:, None] - left) if left >= 0 else True)
+            parts.append(torch.nn.functional.scaled_dot_product_attention(
+                q[a:b].transpose(0, 1), k[a:b].transpose(0, 1), v[a:b].transpose(0, 1), attn_mask=band, scale=scale,
+                enable_gqa=enable_gqa).transpose(0, 1))
+        return torch.cat(parts)
+
+    model, batch = windowed_gemma(), windowed_batch()
+    with torch.no_grad():
+        masked = float(answer_loss(model, batch)[0])
+        with attention.packed(model):
+            monkeypatch.setattr(varlen, "varlen_attn", stand_in)
+            monkeypatch.setattr(attention, "_flash_applies", lambda q: True)
+            monkeypatch.setitem(attention._FLASH, "causal", {"window_size": (-1, 0)})
+            monkeypatch.setitem(attention._FLASH, "gqa", True)
+            kernel = float(answer_loss(model, batch)[0])
+    assert seen == [(3, 0), (-1, 0)]
+    assert abs(kernel - masked) < 1e-5
+
+
+def test_a_torch_without_the_window_argument_keeps_sdpa_for_windowed_models(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch 2.10's varlen kernel says causal with ``is_causal`` and has no window: windowed models on a
+    GPU keep SDPA there, unwindowed ones take the kernel."""
+    from ftp.backends.local import attention
+
+    monkeypatch.setitem(attention._FLASH, "causal", {"is_causal": True})
+    assert not attention._usable("cuda:0", windows=True)
+    assert attention._usable("cuda:0", windows=False)
+    assert attention._usable("cpu", windows=True)
 
 
 def test_training_reports_the_attention_it_uses(tiny_model_dir: Path, tmp_path: Path) -> None:

@@ -11,6 +11,12 @@ Registered with transformers as the attention implementation ``ftp_packed``. Cal
 (validation batches with padding, generation) get exactly SDPA, mask included, so the model stays
 correct whoever calls it. On a CPU, or for dtypes the kernel lacks, packed rows go through SDPA
 one example at a time: the same numbers, used by the CPU tests.
+
+Sliding windows (Gemma 3, the quickstart's model; Mistral; Qwen 2/3): a windowed layer passes its window
+to the attention function as ``sliding_window``, as transformers' own FlashAttention integration expects,
+and a token sees itself and the ``sliding_window - 1`` tokens before it: the kernel's
+``window_size=(sliding_window - 1, 0)``. Only model types whose layers are known to pass it are taken
+(``WINDOWED``): a windowed model that did the windowing only in its mask would silently lose it here.
 """
 
 from __future__ import annotations
@@ -23,40 +29,53 @@ from typing import Any
 NAME = "ftp_packed"
 
 
+# windowed model types whose attention layers hand their window to the attention function (checked
+# against transformers 5.24's modeling code); other windowed models keep SDPA and its mask
+WINDOWED = frozenset({"gemma3", "gemma3_text", "mistral", "qwen2", "qwen3", "qwen2_moe", "qwen3_moe"})
+
+
 def supports(model: Any) -> bool:
-    """Models whose attention is plain causal attention: no sliding windows (Gemma 2/3, Mistral,
-    Qwen's optional window), no logit soft-capping (Gemma 2). Others keep SDPA and its mask."""
+    """Models whose attention is causal attention, with or without a sliding window: no logit
+    soft-capping (Gemma 2), no bidirectional attention (Gemma 3 embedding models), and windows only for
+    the model types in ``WINDOWED``. Others keep SDPA and its mask."""
     config = getattr(model, "config", None)
-    if config is None or getattr(config, "attn_logit_softcapping", None) or _windowed(config):
+    if (config is None or getattr(config, "attn_logit_softcapping", None)
+            or getattr(config, "use_bidirectional_attention", False)):
         return False
-    attention = [m for name, m in model.named_modules() if name.endswith("self_attn")]
-    return bool(attention) and all(getattr(m, "sliding_window", None) is None for m in attention)
+    if windowed(model) and getattr(config, "model_type", None) not in WINDOWED:
+        return False
+    return any(name.endswith("self_attn") for name, _ in model.named_modules())
 
 
-def _windowed(config: Any) -> bool:
+def windowed(model: Any) -> bool:
+    """Whether any layer attends through a sliding window."""
+    config = model.config
     types = getattr(config, "layer_types", None)
     if types:
         return any(t != "full_attention" for t in types)
-    return bool(getattr(config, "sliding_window", None)) and getattr(config, "use_sliding_window", True)
+    if bool(getattr(config, "sliding_window", None)) and getattr(config, "use_sliding_window", True):
+        return True
+    return any(getattr(m, "sliding_window", None) for name, m in model.named_modules() if name.endswith("self_attn"))
 
 
 _FLASH: dict[str, Any] = {}  # how this torch's varlen_attn says "causal" and "grouped-query"; set by _usable
 
 
-def _usable(device: str) -> bool:
+def _usable(device: str, windows: bool = False) -> bool:
     """Whether packed rows can be attended to on ``device``: a CPU always can (one example at a time); a GPU
-    when this torch has the varlen kernel, whose signature is read here, outside compiled code
-    (torch.compile would stop at ``inspect``)."""
-    if not device.startswith("cuda") or _FLASH:
+    when this torch has the varlen kernel (and, for windowed models, its ``window_size``: torch 2.11 on),
+    whose signature is read here, outside compiled code (torch.compile would stop at ``inspect``)."""
+    if not device.startswith("cuda"):
         return True
-    try:
-        from torch.nn.attention.varlen import varlen_attn
-    except ImportError:
-        return False
-    params = inspect.signature(varlen_attn).parameters
-    _FLASH.update(causal={"is_causal": True} if "is_causal" in params else {"window_size": (-1, 0)},
-                  gqa="enable_gqa" in params)
-    return True
+    if not _FLASH:
+        try:
+            from torch.nn.attention.varlen import varlen_attn
+        except ImportError:
+            return False
+        params = inspect.signature(varlen_attn).parameters
+        _FLASH.update(causal={"is_causal": True} if "is_causal" in params else {"window_size": (-1, 0)},
+                      gqa="enable_gqa" in params)
+    return not windows or "window_size" in _FLASH["causal"]
 
 
 def _register() -> None:
@@ -73,7 +92,8 @@ def packed(model: Any) -> Iterator[bool]:
     implementation afterwards, so exported and evaluated models are untouched."""
     config = model.config
     before = getattr(config, "_attn_implementation", None)
-    if before != "sdpa" or not supports(model) or not _usable(str(next(model.parameters()).device)):
+    if (before != "sdpa" or not supports(model)
+            or not _usable(str(next(model.parameters()).device), windowed(model))):
         yield False
         return
     _register()
@@ -100,10 +120,11 @@ def packed_attention(module: Any, query: Any, key: Any, value: Any, attention_ma
     if query.size(0) != 1:
         raise ValueError("ftp_packed attention takes one packed row per batch")
     q, k, v = (t[0].transpose(0, 1) for t in (query, key, value))  # (tokens, heads, dim)
+    window = kwargs.get("sliding_window") or None
     if _flash_applies(q):
-        out = _flash(q, k, v, starts, int(kwargs["max_length_q"]), scaling)
+        out = _flash(q, k, v, starts, int(kwargs["max_length_q"]), scaling, window)
     else:
-        out = _per_example(q, k, v, starts, scaling)
+        out = _per_example(q, k, v, starts, scaling, window)
     return out.unsqueeze(0), None
 
 
@@ -114,22 +135,27 @@ def _flash_applies(q: Any) -> bool:
     return q.is_cuda and q.dtype in (torch.bfloat16, torch.float16)
 
 
-def _per_example(q: Any, k: Any, v: Any, starts: Any, scaling: float | None) -> Any:
+def _per_example(q: Any, k: Any, v: Any, starts: Any, scaling: float | None, window: int | None = None) -> Any:
     import torch
 
     bounds = starts.tolist()
     parts = []
     for a, b in zip(bounds, bounds[1:]):
+        band = None
+        if window is not None and b - a > window:  # causal and at most window - 1 tokens back
+            i = torch.arange(b - a, device=q.device)
+            band = (i[None, :] <= i[:, None]) & (i[None, :] > i[:, None] - window)
         parts.append(torch.nn.functional.scaled_dot_product_attention(
-            q[a:b].transpose(0, 1), k[a:b].transpose(0, 1), v[a:b].transpose(0, 1), is_causal=True, scale=scaling,
-            enable_gqa=k.size(1) != q.size(1)).transpose(0, 1))
+            q[a:b].transpose(0, 1), k[a:b].transpose(0, 1), v[a:b].transpose(0, 1), attn_mask=band,
+            is_causal=band is None, scale=scaling, enable_gqa=k.size(1) != q.size(1)).transpose(0, 1))
     return torch.cat(parts)
 
 
-def _flash(q: Any, k: Any, v: Any, starts: Any, longest: int, scaling: float | None) -> Any:
+def _flash(q: Any, k: Any, v: Any, starts: Any, longest: int, scaling: float | None, window: int | None = None) -> Any:
     from torch.nn.attention.varlen import varlen_attn
 
-    options: dict[str, Any] = {"scale": scaling, **_FLASH["causal"]}
+    causal = {"window_size": (window - 1, 0)} if window is not None else _FLASH["causal"]
+    options: dict[str, Any] = {"scale": scaling, **causal}
     if k.size(1) != q.size(1):
         if _FLASH["gqa"]:
             options["enable_gqa"] = True
