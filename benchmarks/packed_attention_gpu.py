@@ -2,7 +2,11 @@
 block-diagonal mask, same model, same packed row, bf16. CI has no GPU, so this is the check that the
 kernel path (attention.py's ``_flash``) computes what the CPU tests prove for the reference path.
 
-    python benchmarks/packed_attention_gpu.py --out results/packed_attention_gpu.json
+    python benchmarks/packed_attention_gpu.py --out results/packed_attention_gpu.json [--model llama|gemma3]
+
+``--model gemma3``: a Gemma 3 text model with sliding-window layers (window 256, one full layer in four,
+as Gemma 3 270M alternates them) over a row whose examples are longer than the window, so the kernel's
+``window_size`` is what keeps the numbers equal.
 """
 
 from __future__ import annotations
@@ -41,24 +45,28 @@ def loss_and_grads(model: Any, batch: Any) -> tuple[float, dict[str, Any]]:
 
 def main() -> None:
     import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import AutoModelForCausalLM, Gemma3TextConfig, LlamaConfig
 
     from ftp.backends.local.attention import packed
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--model", choices=["llama", "gemma3"], default="llama")
     args = parser.parse_args()
     torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=32000, hidden_size=1024, intermediate_size=2816, num_hidden_layers=4,
-                         num_attention_heads=16, num_key_value_heads=4, max_position_embeddings=4096)
+    shape = dict(vocab_size=32000, hidden_size=1024, intermediate_size=2816, num_hidden_layers=4,
+                 num_attention_heads=16, num_key_value_heads=4, max_position_embeddings=4096)
+    config: Any = (LlamaConfig(**shape) if args.model == "llama" else
+                   Gemma3TextConfig(**shape, head_dim=64, sliding_window=256,
+                                    layer_types=["sliding_attention"] * 3 + ["full_attention"]))
     config._attn_implementation = "sdpa"
-    model = LlamaForCausalLM(config).cuda()
+    model = AutoModelForCausalLM.from_config(config).cuda()
     batch = packed_row([700, 37, 1200, 5, 106], config.vocab_size)
     masked, masked_grads = loss_and_grads(model, batch)
     with packed(model) as used:
         mask_free, grads = loss_and_grads(model, batch)
     worst = max(float((grads[k] - g).norm() / g.norm().clamp_min(1e-12)) for k, g in masked_grads.items())
-    result = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "used_varlen": used,
+    result = {"model": args.model, "gpu": torch.cuda.get_device_name(), "torch": torch.__version__, "used_varlen": used,
               "loss_masked_sdpa": round(masked, 5), "loss_mask_free": round(mask_free, 5),
               "loss_rel_diff": abs(mask_free - masked) / masked, "worst_grad_rel_diff": worst,
               "ok": used and abs(mask_free - masked) / masked < 1e-2 and worst < 5e-2}
