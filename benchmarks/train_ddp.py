@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from train_gpu import build_model, make_data  # noqa: E402
+from train_model import build_model, make_data  # noqa: E402
 
 PIPELINE = """name: ddp-bench
 data: {{train: {data}, provenance: synthetic}}
