@@ -32,7 +32,7 @@ class LocalSettings(BaseModel):
         "compute", description="storage of the frozen weights (LoRA, full): compute = the dtype; float32 = "
                                "float32 weights under autocast (classic mixed precision)")
     compile: Literal["auto"] | bool = Field(
-        "auto", description="torch.compile each decoder layer; auto: on CUDA (with triton) for runs of 100+ steps")
+        "auto", description="torch.compile each decoder layer; auto: on CUDA (with triton) for runs of 1,000+ steps")
     compile_backend: str = Field("inductor", description="torch.compile backend (aot_eager to debug a compile problem)")
     pack_multiple: int = Field(0, ge=0, description="round packed rows up to a multiple of this many tokens (0: off)")
     attention: Literal["auto", "sdpa"] = Field(

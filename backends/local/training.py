@@ -131,7 +131,11 @@ def make_optimiser(name: str, params: list[Any], lr: float, weight_decay: float,
 
 
 FLATTEN = True  # adapters in one buffer (flat.py); a switch for benchmarks/train_gpu.py's comparison
-COMPILE_MIN_STEPS = 100  # compiling costs about a minute; on an H200 it saves ~0.1-0.3 s per step
+# Measured on H200s (benchmarks/results/qlora_*b*.json, the quality benchmark): compiling the layers costs
+# 60-90 s of wall time (8B: 87-107 s compiled against 17-18 s eager for 20 steps), and saves 0.10-0.21 s
+# per step on the 8B shape and 0.12 s on the 1B shape: break-even after 400-900 steps. On Gemma 3 270M a
+# 300-step run took 150-166 s compiled against 67 s eager. Shorter runs stay eager.
+COMPILE_MIN_STEPS = 1000
 
 
 def wants_compile(setting: str | bool, device: str, steps: int) -> bool:
