@@ -47,6 +47,17 @@ class Interrupted(FtpError):
     exit_code = 130
 
 
+class HandedOff(Exception):
+    """Not a failure: a step did this host's share and the rest of the pipeline belongs to another host
+    (a training node other than node 0, whose processes trained their part of every batch while node 0
+    writes the model and goes on to evaluate, register and deploy). The step is recorded done with
+    ``outputs``, and the run stops after it, ``partial``, exit 0."""
+
+    def __init__(self, message: str, outputs: dict[str, object] | None = None) -> None:
+        self.outputs = dict(outputs or {})
+        super().__init__(message)
+
+
 class NotEvaluable(FtpError):
     """A trainer cannot answer prompts for one candidate (e.g. no deployment of the base model on Azure).
 

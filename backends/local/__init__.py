@@ -8,12 +8,26 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt
+from pydantic import BaseModel, ConfigDict, Field, NonNegativeInt, PositiveInt
 
 from ftp import hookimpl
 from ftp.types import BackendSpec, ModelRef, StepContext, TrainRequest, TrainResult, TrainSpec
 
 NAME = "local"
+
+
+class NodesSettings(BaseModel):
+    """Several hosts training one model: every host runs the same ``ftp run``; node 0 writes the model
+    and goes on with the pipeline, the others train their share and stop after the train step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    count: PositiveInt = Field(1, description="how many hosts train together")
+    rank: Literal["auto"] | NonNegativeInt = Field(
+        "auto", description="this host's node rank (0: the host that writes the model); auto: the environment's "
+                            "FTP_NODE_RANK, else SLURM_NODEID")
+    endpoint: str | None = Field(None, description="host:port on node 0 where torchrun's rendezvous listens, "
+                                                   "reachable from every node (e.g. node0.cluster:29500)")
 
 
 class LocalSettings(BaseModel):
@@ -24,6 +38,7 @@ class LocalSettings(BaseModel):
     devices: Literal["auto", "cpu", "cuda"] | PositiveInt = Field(
         "auto", description="auto: every visible GPU (DDP when more than one), else the CPU; or a number of GPUs")
     processes: PositiveInt = Field(1, description="with devices: cpu, train in this many processes (DDP on gloo)")
+    nodes: NodesSettings = Field(default_factory=NodesSettings, description="several hosts (torchrun's rendezvous)")
     strategy: Literal["ddp", "fsdp"] = Field(
         "ddp", description="several processes: ddp (a whole copy per GPU) or fsdp (weights, gradients and "
                            "optimiser state sharded across GPUs, for models one GPU cannot hold)")
@@ -37,7 +52,8 @@ class LocalSettings(BaseModel):
     pack_multiple: int = Field(0, ge=0, description="round packed rows up to a multiple of this many tokens (0: off)")
     attention: Literal["auto", "sdpa"] = Field(
         "auto", description="packed rows: auto uses variable-length FlashAttention where the model's attention "
-                            "allows it (no sliding window or soft-capping), else SDPA with a block-diagonal mask")
+                            "allows it (no soft-capping; sliding windows of known model types), else SDPA with a "
+                            "block-diagonal mask")
 
 
 class LocalTrainer:
@@ -50,9 +66,11 @@ class LocalTrainer:
         self._adapter: Any = None  # (base, predictor): the last adapter loaded from disk, which also serves its base
 
     def preflight(self, spec: TrainSpec) -> list[str]:
+        from .distributed import nodes_of
         from .models import check_base_model
 
         check_base_model(spec.base_model)
+        nodes_of(spec.backend_settings)  # a host without its rank or node 0's address: said before any step
         return []
 
     def train(self, request: TrainRequest, ctx: StepContext) -> TrainResult:
@@ -60,7 +78,7 @@ class LocalTrainer:
         from .training import train
 
         quiet_libraries()
-        from .distributed import launch, world_size
+        from .distributed import launch, nodes_of, world_size
 
         from .precision import check_precision
 
@@ -69,10 +87,10 @@ class LocalTrainer:
         verdict = "fits" if plan.fits else "may NOT fit (see `ftp plan`)"
         ctx.reporter.event("warning" if plan.fits is False else "memory_plan",
                            message=f"predicted peak memory {plan.total_gib:.1f} GiB on {plan.device}: {verdict}")
-        world = world_size(request.backend_settings)
-        if world > 1:
+        world, nodes = world_size(request.backend_settings), nodes_of(request.backend_settings)
+        if world * nodes.count > 1:
             self._trained = None
-            return launch(request, ctx, world)
+            return launch(request, ctx, world, nodes)
         result, self._trained = train(request, ctx)
         return result
 

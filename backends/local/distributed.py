@@ -21,7 +21,7 @@ import sys
 from dataclasses import dataclass
 from typing import Any
 
-from ftp.errors import StepFailed, UserError
+from ftp.errors import HandedOff, StepFailed, UserError
 from ftp.types import StepContext, TrainRequest, TrainResult
 
 from . import checkpoint
@@ -144,9 +144,55 @@ def world_size(settings: dict[str, Any]) -> int:
     return torch.cuda.device_count() if devices == "auto" and torch.cuda.device_count() > 1 else 1
 
 
-def launch(request: TrainRequest, ctx: StepContext, world: int) -> TrainResult:
-    """Run training under torchrun and relay rank 0's events; the model stays on disk."""
+@dataclass(frozen=True)
+class Nodes:
+    """The hosts of a run (``backends.local.nodes``): how many, which one this is, where node 0 listens."""
+
+    count: int = 1
+    rank: int = 0
+    endpoint: str = ""
+
+    def rendezvous(self) -> list[str]:
+        """torchrun's options: one host on its own, or the static rendezvous at node 0's endpoint, where node
+        ranks are the given ones, so node 0's first process is rank 0, which writes the model there."""
+        if self.count == 1:
+            return ["--standalone"]
+        return [f"--nnodes={self.count}", f"--node-rank={self.rank}", "--rdzv-backend=static",
+                f"--rdzv-endpoint={self.endpoint}", "--max-restarts=0"]
+
+
+def nodes_of(settings: dict[str, Any]) -> Nodes:
+    """``backends.local.nodes`` checked: a rank for this host (given, or from FTP_NODE_RANK / SLURM_NODEID)
+    and an endpoint when there is more than one host."""
+    raw = settings.get("nodes") or {}
+    count = int(raw.get("count", 1))
+    if count == 1:
+        return Nodes()
+    rank: Any = raw.get("rank", "auto")
+    if rank == "auto":
+        found = next(((k, os.environ[k]) for k in ("FTP_NODE_RANK", "SLURM_NODEID") if os.environ.get(k)), None)
+        if found is None:
+            raise UserError(f"backends.local.nodes.rank: this host's rank among the {count} nodes is not known; set "
+                            "it (--set backends.local.nodes.rank=N) or the environment's FTP_NODE_RANK (Slurm sets "
+                            "SLURM_NODEID)")
+        if not found[1].isdigit():
+            raise UserError(f"backends.local.nodes.rank: {found[0]}={found[1]!r} is not a node rank (0, 1, ...)")
+        rank = int(found[1])
+    if not 0 <= int(rank) < count:
+        raise UserError(f"backends.local.nodes.rank: {rank} is not one of the {count} nodes' ranks (0 to {count - 1})")
+    endpoint = str(raw.get("endpoint") or "")
+    host, _, port = endpoint.rpartition(":")
+    if not host or not port.isdigit():
+        raise UserError(f"backends.local.nodes.endpoint: {endpoint or 'missing'}; give node 0's host:port, reachable "
+                        "from every node (e.g. node0.cluster:29500)")
+    return Nodes(count, int(rank), endpoint)
+
+
+def launch(request: TrainRequest, ctx: StepContext, per_node: int, nodes: Nodes = Nodes()) -> TrainResult:
+    """Run training under torchrun and relay rank 0's events; the model stays on disk. On a node other than
+    node 0 the step ends when training does: node 0 has the model (``HandedOff``)."""
     check_strategy(request)
+    world = per_node * nodes.count
     if request.settings.resolved_pack_tokens():
         raise UserError(f"train.pack_tokens packs micro-batches for one process; with {world} processes use "
                         "train.batch_size (examples per micro-batch, shared out between the processes)")
@@ -157,10 +203,11 @@ def launch(request: TrainRequest, ctx: StepContext, world: int) -> TrainResult:
     work.mkdir(parents=True, exist_ok=True)
     (work / RESULT).unlink(missing_ok=True)
     (work / "request.json").write_text(request.model_dump_json(), encoding="utf-8")
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}",
+    command = [sys.executable, "-m", "torch.distributed.run", *nodes.rendezvous(), f"--nproc_per_node={per_node}",
                "-m", "ftp.backends.local.worker", str(work), str(ctx.run_dir / "metrics.jsonl")]
     strategy = str(request.backend_settings.get("strategy", "ddp")).upper()
-    ctx.reporter.event("distributed", message=f"training on {world} processes (torchrun, {strategy})")
+    where = "" if nodes.count == 1 else f", {nodes.count} nodes x {per_node}, this is node {nodes.rank}"
+    ctx.reporter.event("distributed", message=f"training on {world} processes (torchrun, {strategy}{where})")
     log = (work / "torchrun.log").open("w", encoding="utf-8")
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log, text=True, preexec_fn=die_with_parent)
     task = None
@@ -184,6 +231,9 @@ def launch(request: TrainRequest, ctx: StepContext, world: int) -> TrainResult:
         if task is not None:
             task.close()
         log.close()
+    if proc.returncode == 0 and nodes.rank != 0:
+        raise HandedOff(f"node {nodes.rank} of {nodes.count} trained its share; node 0 wrote the model and carries on "
+                        "with the pipeline", {"node_rank": nodes.rank, "nodes": nodes.count})
     if proc.returncode != 0 or not (work / RESULT).exists():
         tail = (work / "torchrun.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
         raise StepFailed("train", f"distributed training failed (exit {proc.returncode}): {' | '.join(tail)} "

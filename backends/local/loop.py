@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ftp.config.settings import TrainSettings
+from ftp.errors import StepFailed
 from ftp.types import StepContext, TrainRequest
 
 from . import checkpoint
@@ -84,6 +85,11 @@ class Loop:
         data position, loss scale), logging its metrics rows again: the attempt's log starts empty."""
         st, parts = self.st, self.parts
         self.st = checkpoint.load(self.ckpt_dir, st.fingerprint, parts.core, parts.optimiser, self.dist.sharded) or st
+        if self.dist.world > 1 and self.dist.total(self.st.step)[0] != self.st.step * self.dist.world:
+            # only rank 0 writes checkpoints: hosts that do not share node 0's run directory find none
+            raise StepFailed("train", f"the processes found different checkpoints (this one: step {self.st.step}); "
+                                      "a run on several hosts resumes only when every host sees node 0's checkpoint "
+                                      "(a shared run directory); start the run again instead")
         if self.st.loss_scale:
             self.scaler.load_state_dict(self.st.loss_scale)
         if self.st.step:

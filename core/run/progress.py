@@ -132,6 +132,9 @@ class RichReporter(QuietReporter):
         colour = {"error": "red", "warning": "yellow"}.get(severity, "dim")
         self.console.print(f"  [{colour}]{escape(text)}[/]", markup=True, soft_wrap=True)
 
+    def _on_handed_off(self, step: str, message: str, **_: Any) -> None:
+        self.console.print(f"[dim]{escape(message)}[/]")
+
     def _on_run_finished(self, status: str, run_id: str, **_: Any) -> None:
         colour = {"done": "green", "interrupted": "yellow"}.get(status, "red")
         self.console.print(f"[{colour}]run {run_id} {status}[/]")

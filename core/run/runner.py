@@ -14,7 +14,7 @@ from typing import Any
 from ftp.config.check import suggest
 from ftp.data.check import check_data
 from ftp.data.files import read_jsonl, reference_answer
-from ftp.errors import FtpError, Interrupted, StepFailed, UserError
+from ftp.errors import FtpError, HandedOff, Interrupted, StepFailed, UserError
 from ftp.eval.answers import format_report
 from ftp.hooks import Hooks
 from ftp.config.pipeline_file import Pipeline
@@ -132,7 +132,11 @@ class Runner:
                 if state.steps[step].status == "done":
                     self.reporter.event("step_skipped", step=step, reason="done in an earlier attempt")
                     continue
-                self._run_step(step)
+                try:
+                    self._run_step(step)
+                except HandedOff as handed:
+                    self.reporter.event("handed_off", step=step, message=str(handed))
+                    break
             finished = all(state.steps[s].status == "done" for s in STEPS)
             state.status = "done" if finished else "partial"
             self.run.save()
@@ -164,6 +168,11 @@ class Runner:
         start = time.perf_counter()
         try:
             outputs, summary = getattr(self, f"step_{step}")()
+        except HandedOff as handed:
+            record.outputs = handed.outputs
+            self._end(record, start, "done", None)
+            self.reporter.event("step_done", step=step, seconds=record.seconds, summary=str(handed))
+            raise
         except KeyboardInterrupt:
             self._end(record, start, "interrupted", "interrupted by the user (Ctrl-C)")
             self.reporter.event("step_failed", step=step, status="interrupted", error="interrupted")
