@@ -56,7 +56,29 @@ class Dist:
             td.init_process_group("nccl" if device.startswith("cuda") else "gloo")
 
     def shard(self, rows: list[Any]) -> list[Any]:
-        return rows[self.rank::self.world]
+        """This rank's examples of a micro-batch, balanced by length: longest first, each to the rank with
+        the fewest tokens so far (ties to the lowest rank), so no rank waits at the all-reduce for one
+        that got the long examples. Every rank computes the same split; the result does not depend on it
+        (the loss is a sum over all ranks' answer tokens)."""
+        if self.world == 1:
+            return rows
+        load = [0] * self.world
+        owner: dict[int, int] = {}
+        for i in sorted(range(len(rows)), key=lambda i: (-_length(rows[i]), i)):
+            rank = min(range(self.world), key=lambda r: (load[r], r))
+            owner[i] = rank
+            load[rank] += _length(rows[i])
+        return [row for i, row in enumerate(rows) if owner[i] == self.rank]
+
+    def syncing(self, model: Any, last: bool) -> Any:
+        """A context for one micro-batch's backward: under DDP gradients are all-reduced on the step's last
+        micro-batch only (``no_sync`` before it), not once per micro-batch. FSDP keeps reducing each one:
+        skipping would hold every unsharded gradient until the last, the memory FSDP is there to save."""
+        from contextlib import nullcontext
+
+        if self.world == 1 or self.sharded or last:
+            return nullcontext()
+        return model.no_sync()
 
     def total(self, *values: float) -> list[float]:
         """The sums of ``values`` over all ranks, in one reduction (each one is a device sync)."""
@@ -116,6 +138,10 @@ class Dist:
         state = get_optimizer_state_dict(model, optimiser, options=StateDictOptions(full_state_dict=True,
                                                                                     cpu_offload=True))
         return (weights, state) if self.main else None
+
+
+def _length(row: Any) -> int:
+    return len(getattr(row, "input_ids", ()) or ())
 
 
 def check_strategy(request: TrainRequest) -> None:

@@ -141,16 +141,17 @@ class Loop:
 
         device, pad_id = self.where.device, self.fmt.tokenizer.pad_token_id
         step_loss, step_tokens = torch.zeros((), device=device), 0
-        for mine, whole in shares:
+        for i, (mine, whole) in enumerate(shares):
             # An epoch's last micro-batch can hold fewer examples than there are processes. A rank with
             # none still runs forward and backward (DDP and FSDP synchronise in them), on a stand-in
             # example whose loss counts zero.
             rows, weight = (mine, self.dist.world / max(1, n_trained)) if mine else (whole[:1], 0.0)
             b = (collate_packed(rows, device, pad_id, self.pack_multiple) if self.settings.packing
                  else collate(rows, pad_id, device))
-            with self.amp():
-                loss, _ = answer_loss(self.parts.model, b)
-            self.scaler.scale(loss * weight).backward()  # DDP averages over ranks: world / n_trained makes it a sum
+            with self.dist.syncing(self.parts.model, last=i == len(shares) - 1):
+                with self.amp():
+                    loss, _ = answer_loss(self.parts.model, b)
+                self.scaler.scale(loss * weight).backward()  # DDP averages over ranks: world / n_trained: a sum
             if mine:
                 step_loss += loss.detach()  # no .item(): the GPU keeps working while the next batch is built
                 step_tokens += b.tokens
