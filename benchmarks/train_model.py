@@ -18,11 +18,15 @@ SHAPES = {
                  num_key_value_heads=2, vocab_size=4096),  # a CPU smoke test of the benchmark
     "8b": dict(hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32,
                num_key_value_heads=8, vocab_size=128256),
+    # ~19B parameters: full fine-tuning (bf16 weights, gradients, AdamW states: ~8 bytes a parameter, ~150 GB)
+    # does not fit one H200, and does on two with FSDP (train_ddp.py --method full --configs 2-fsdp)
+    "20b": dict(hidden_size=6144, intermediate_size=16384, num_hidden_layers=44, num_attention_heads=48,
+                num_key_value_heads=8, vocab_size=128256),
 }
 # tokens per packed row and longest example; the tiny shape's data is scaled down with it, so that the CPU
 # smoke test does not spend its time in padded 2,048-token attention
-SEQ = {"1b": 2048, "8b": 2048, "tiny": 256}
-EXAMPLES = {"1b": 4000, "8b": 4000, "tiny": 600}
+SEQ = {"1b": 2048, "8b": 2048, "20b": 2048, "tiny": 256}
+EXAMPLES = {"1b": 4000, "8b": 4000, "20b": 4000, "tiny": 600}
 PEAK_BF16 = 989e12  # H200 dense bf16 FLOP/s, for MFU
 
 

@@ -143,3 +143,21 @@ def test_pipeline_benchmark_on_cpu(tmp_path: Path) -> None:
     pipeline = (tmp_path / "work" / "runs" / "r0-ftp" / "pipeline.yaml").read_text()
     assert [line.split(":")[0] for line in pipeline.splitlines() if not line.startswith(" ")] == ["name", "data", "model"]
     assert "| train step |" in out.with_suffix(".md").read_text()
+
+
+@pytest.mark.slow
+def test_two_gpu_benchmark_on_cpu_processes(tmp_path: Path) -> None:
+    """benchmarks/train_ddp.py with gloo processes for GPUs: the 2-process run keeps the losses of one
+    process with the same batch, the summary has its scaling, and a killed and resumed run trains every
+    step once with the uninterrupted run's losses."""
+    out = tmp_path / "ddp.json"
+    done = run([str(ROOT / "benchmarks" / "train_ddp.py"), "--shape", "tiny", "--cpu", "--steps", "8", "--per-gpu", "4", "--repeats",
+                "1", "--warmup", "0", "--configs", "1,1-double,2-ddp", "--kill-resume", "--work", str(tmp_path / "w"),
+                "--out", str(out)], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(out.read_text())
+    summary = result["summary"]
+    assert set(summary) == {"1", "1-double", "2-ddp"}
+    assert summary["2-ddp"]["scaling_over_1"] > 0 and summary["2-ddp"]["max_loss_diff_vs_1_gpu_same_batch"] < 2e-3
+    kill = result["kill_resume"]
+    assert kill["every_step_once"] and kill["max_loss_diff_vs_uninterrupted"] < 2e-3 and kill["killed_at_step"] >= 1
