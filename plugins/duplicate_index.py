@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from .minhash import BATCH, NUM_PERM, UnionFind, input_text, near_pairs, segments, sketch
+from .minhash import (BATCH, BATCH_CHARS, NUM_PERM, UnionFind, input_text, near_pairs, segments, sketch,
+                      stable_argsort)
 
 
 class InputIndex:
@@ -25,6 +26,7 @@ class InputIndex:
         self.sigs = np.zeros((0, NUM_PERM), dtype=np.uint16)
         self._texts: list[str] = []
         self._pending_lines: list[int] = []
+        self._chars = 0
         self._file_index = 0
 
     def begin_file(self, index: int) -> None:
@@ -37,7 +39,8 @@ class InputIndex:
             return
         self._texts.append(text)
         self._pending_lines.append(line)
-        if len(self._texts) >= BATCH:
+        self._chars += len(text)
+        if self._chars >= BATCH_CHARS or len(self._texts) >= BATCH:
             self.flush()
 
     def part(self) -> "InputIndex":
@@ -93,14 +96,14 @@ class InputIndex:
         if self.near:
             self.sigs[sl] = sigs[ok]
         self.n += k
-        self._texts, self._pending_lines = [], []
+        self._texts, self._pending_lines, self._chars = [], [], 0
 
     def clusters(self) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """Exact clusters and near-duplicate clusters, as sorted arrays of example indices."""
         self.flush()
         n = self.n
         keys = self.keys[:n]
-        order = np.argsort(keys, kind="stable")
+        order = stable_argsort(keys)
         ks = keys[order]
         new = np.concatenate(([True], ks[1:] != ks[:-1])) if n else np.zeros(0, dtype=bool)
         run_start = np.flatnonzero(new)

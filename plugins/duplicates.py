@@ -10,9 +10,11 @@ The unit of comparison is the input: every non-assistant message before the fina
   (16 bands of 4 rows) to find candidate pairs, each verified by the Jaccard similarity the two
   signatures estimate, and union-find to make clusters.
 
-Everything is vectorised over batches of ``BATCH`` inputs with numpy (duplicate_index.py, minhash.py); per example only a 64-bit key,
-a 64 x 16-bit signature, the line number and a file index are kept (about 140 bytes), never the text.
-Results are deterministic: every hash and hash function derives from fixed constants.
+Everything is vectorised over batches of inputs (``BATCH``, ``BATCH_CHARS``) with numpy
+(duplicate_index.py, minhash.py); per example only a 64-bit key, a 64 x 16-bit signature, the line
+number and a file index are kept (about 140 bytes), never the text. Results are deterministic (every
+hash and hash function derives from fixed constants) and do not depend on how the inputs are batched,
+so a file read in ranges (``part``) gives the same clusters.
 """
 
 from __future__ import annotations

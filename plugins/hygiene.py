@@ -45,12 +45,12 @@ class HygieneSettings(CheckSettings):
     workers: Literal["auto"] | int = Field("auto", description="processes that read a large file in byte ranges "
                                            "(auto: one per CPU; 1: one process); the report is the same")
 
-    @field_validator("workers")
+    @field_validator("workers", mode="before")
     @classmethod
-    def _at_least_one(cls, value: Any) -> Any:
-        if isinstance(value, int) and value < 1:
-            raise ValueError("give auto or a number of processes, at least 1")
-        return value
+    def _auto_or_count(cls, value: Any) -> Any:
+        if value == "auto" or (type(value) is int and value >= 1):
+            return value
+        raise ValueError("give auto or a number of processes, at least 1")
 
 
 class HygieneCheck(DataCheck):

@@ -18,7 +18,6 @@ when free text dominates, answers far longer or shorter than the median are ``le
 from __future__ import annotations
 
 import json
-import re
 from array import array
 from collections import Counter
 from typing import Any
@@ -28,25 +27,13 @@ from pydantic import Field
 from ftp.data.checks import MAX_FINDINGS_PER_CODE, CheckSettings, DataCheck, Record, check_hooks
 from ftp.types import DatasetRef, Finding
 
-Shape = tuple[Any, ...]
+from .answer_shapes import LABEL, OTHER_OBJECT, TEXT, Shape, classify, describe, final_answer, show_keys
 
-EMPTY: Shape = ("empty",)
-TEXT: Shape = ("text",)
-LABEL: Shape = ("label",)
-ARRAY: Shape = ("array",)
-BAD_JSON: Shape = ("bad-json",)
-NUMBERED: Shape = ("numbered",)
-BULLETED: Shape = ("bulleted",)
-OTHER_OBJECT: Shape = ("object", None)  # once too many distinct key sets were seen
+__all__ = ["OutputFormatCheck", "OutputFormatSettings", "classify", "describe", "final_answer"]
 
 MAX_SHAPES = 2000  # distinct shapes kept; further key sets are pooled
 MAX_VALUES = 10_000  # distinct short answers counted; further ones cannot be labels
-MAX_LABEL_CHARS = 40
 MEMO = 4096  # answers whose classification is remembered (classification answers repeat)
-
-NUMBERED_RE = re.compile(r"^\s*\(?\d{1,3}[.)]\s+\S")
-BULLET_RE = re.compile(r"^\s*[-*+\u2022]\s+\S")
-FENCE_RE = re.compile(r"^```([\w+-]*)\s*\n.*\n```$", re.DOTALL)
 
 
 class OutputFormatSettings(CheckSettings):
@@ -59,97 +46,11 @@ class OutputFormatSettings(CheckSettings):
                                                       "the median length (in words) is flagged")
 
 
-def final_answer(example: Any) -> str | None:
-    """The content of the last assistant message (text parts joined), or a completion; None if none."""
-    if not isinstance(example, dict):
-        return None
-    messages = example.get("messages")
-    if isinstance(messages, list):
-        for m in reversed(messages):
-            if isinstance(m, dict) and m.get("role") == "assistant":
-                content = m.get("content")
-                if isinstance(content, str):
-                    return content
-                if isinstance(content, list):
-                    return "".join(p["text"] for p in content
-                                   if isinstance(p, dict) and isinstance(p.get("text"), str))
-                return None
-        return None
-    completion = example.get("completion")
-    return completion if isinstance(completion, str) else None
-
-
-def label_value(text: str) -> str:
-    return text.strip().strip(".!").strip().lower()
-
-
-def classify(text: str) -> tuple[Shape, int, str | None]:
-    """The answer's shape (labels are decided at the end), its length in words, and its label value if short."""
-    stripped = text.strip()
-    words = len(stripped.split())
-    if not stripped:
-        return EMPTY, 0, None
-    head, tail = stripped[0], stripped[-1]
-    if head in "{[" and tail in "}]" or head == '"' and tail == '"':
-        try:
-            value = json.loads(stripped)
-        except ValueError:
-            return BAD_JSON, words, None
-        if isinstance(value, dict):
-            return ("object", tuple(sorted(value))), words, None
-        if isinstance(value, list):
-            return ARRAY, words, None
-        return ("json", type(value).__name__), words, None
-    fence = FENCE_RE.match(stripped)
-    if fence:
-        return ("code", fence.group(1).lower()), words, None
-    lines = [line for line in stripped.splitlines() if line.strip()]
-    if len(lines) >= 2:
-        numbered = sum(1 for line in lines if NUMBERED_RE.match(line))
-        bulleted = sum(1 for line in lines if BULLET_RE.match(line))
-        items = max(numbered, bulleted)
-        if items >= 2 and 2 * items >= len(lines):
-            return (NUMBERED if numbered >= bulleted else BULLETED), words, None
-    if len(lines) == 1 and words <= 3 and len(stripped) <= MAX_LABEL_CHARS:
-        return TEXT, words, label_value(stripped)
-    return TEXT, words, None
-
-
 def _digest(shape: Shape) -> bytes:
     """A key set's fingerprint: what a part keeps of the key sets past ``MAX_SHAPES``, for the merge."""
     import hashlib
 
     return hashlib.blake2b(repr(shape).encode("utf-8", "surrogatepass"), digest_size=16).digest()
-
-
-def _keys(keys: tuple[str, ...]) -> str:
-    shown = ", ".join(keys[:8]) + (f" (+{len(keys) - 8} more)" if len(keys) > 8 else "")
-    return shown
-
-
-def describe(shape: Shape, labels: list[str] | None = None, plural: bool = False) -> str:
-    kind = shape[0]
-    if kind == "object":
-        keys = shape[1]
-        if keys is None:
-            return "JSON objects with other key sets" if plural else "a JSON object with another key set"
-        if not keys:
-            return "empty JSON objects" if plural else "an empty JSON object"
-        return (f"JSON objects with keys {_keys(keys)}" if plural else
-                f"a JSON object with key{'s' if len(keys) > 1 else ''} {_keys(keys)}")
-    if kind == "label":
-        shown = ", ".join((labels or [])[:10]) + (" ..." if len(labels or []) > 10 else "")
-        return f"one of {len(labels or [])} label{'s' if len(labels or []) != 1 else ''} ({shown})"
-    if kind == "json":
-        return f"JSON {shape[1]} values" if plural else f"a JSON {shape[1]} value"
-    if kind == "code":
-        lang = f"{shape[1]} " if shape[1] else ""
-        return f"fenced {lang}code blocks" if plural else f"a fenced {lang}code block"
-    names = {"array": "a JSON array", "bad-json": "invalid JSON", "numbered": "a numbered list",
-             "bulleted": "a bulleted list", "text": "free text", "empty": "empty"}
-    plurals = {"array": "JSON arrays", "bad-json": "invalid JSON", "numbered": "numbered lists",
-               "bulleted": "bulleted lists", "text": "free text", "empty": "empty"}
-    return (plurals if plural else names)[kind]
 
 
 def _percent(share: float) -> str:
@@ -361,9 +262,9 @@ class OutputFormatCheck(DataCheck):
             extra = [k for k in got[1] if k not in want[1]]
             parts = []
             if missing:
-                parts.append(f"missing key{'s' if len(missing) > 1 else ''} {_keys(tuple(missing))}")
+                parts.append(f"missing key{'s' if len(missing) > 1 else ''} {show_keys(tuple(missing))}")
             if extra:
-                parts.append(f"extra key{'s' if len(extra) > 1 else ''} {_keys(tuple(extra))}")
+                parts.append(f"extra key{'s' if len(extra) > 1 else ''} {show_keys(tuple(extra))}")
             return "answer is a JSON object " + " and ".join(parts)
         vid = self.a_value[i]
         if want == LABEL and vid >= 0:

@@ -286,7 +286,7 @@ class TrainIndex:
     def __init__(self, sigs: list[Any], grams: array, prompts: int, threshold: float) -> None:
         import numpy as np
 
-        from .minhash import BANDS, NUM_PERM, band_key
+        from .minhash import BANDS, NUM_PERM, band_key, stable_argsort
 
         self.sigs = np.concatenate(sigs) if sigs else np.zeros((0, NUM_PERM), dtype=np.uint16)
         self.size = len(self.sigs)
@@ -294,7 +294,7 @@ class TrainIndex:
         self.bands = []
         for band in range(BANDS):
             key = band_key(self.sigs, band)
-            order = np.argsort(key, kind="stable")
+            order = stable_argsort(key)
             self.bands.append((key[order], order))
         uniq, df = np.unique(np.frombuffer(grams, dtype=np.int64), return_counts=True)
         self.grams = uniq

@@ -120,17 +120,19 @@ def three_files(tmp_path: Path) -> DataBundle:
     return bundle(train, validation, test)
 
 
-@pytest.mark.parametrize("workers", [2, 3])
+@pytest.mark.parametrize("workers, in_parent", [(2, False), (3, False), (4, True)])
 def test_the_report_is_the_one_process_report(three_files: DataBundle, small_ranges: None, workers: int,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+                                              in_parent: bool, monkeypatch: pytest.MonkeyPatch) -> None:
     from ftp.plugins import output_format, phrasing
 
-    # small caps, in the parent and in the parent's own range: short answers and key sets past them
+    # small caps (in the parent: a worker imports the real ones): short answers and key sets past them
     monkeypatch.setattr(output_format, "MAX_VALUES", 5)
     monkeypatch.setattr(output_format, "MAX_SHAPES", 4)
     monkeypatch.setattr(phrasing, "TRAIN_CAP", 300)  # a 1-in-3 sample of training, and of the others
     monkeypatch.setattr(phrasing, "EVAL_CAP", 150)
     monkeypatch.setattr(phrasing, "NGRAM_CAP", 9000)  # reached in the middle of the file
+    if in_parent:  # every range read by the parent, as when workers fail: every part with the small caps
+        monkeypatch.setattr(parallel, "_receive", lambda proc: None)
     one = report(three_files, 1)
     assert report(three_files, workers) == one
     found = json.loads(one)
@@ -244,14 +246,37 @@ class PidPlugin:
         return [PidCheck()]
 
 
-def test_a_failing_worker_is_replaced_by_the_parent_reading_its_range(three_files: DataBundle,
-                                                                      small_ranges: None) -> None:
+def test_a_failing_worker_is_replaced_by_the_parent_reading_its_range(three_files: DataBundle, small_ranges: None,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    received: list[bool] = []
+    receive = parallel._receive
+    monkeypatch.setattr(parallel, "_receive", lambda proc: received.append(receive(proc) is not None))
     hooks = default_hooks()
     hooks.pm.register(PidPlugin(), name="pid")
     one = check_data(hooks, three_files, SETTINGS, "local", 1).to_json()
     three = check_data(hooks, three_files, SETTINGS, "local", 3).to_json()
+    assert received == [False] * 6  # two workers for each file, each failed
     assert three == one
     assert one["summaries"]["pid"]["lines"] == sum(sum(1 for _ in read_records(ref)) for ref in three_files.files())
+
+
+def test_parts_a_fresh_interpreter_cannot_import_keep_the_file_in_one_process(tmp_path: Path) -> None:
+    import importlib.util
+    import sys
+
+    source = tmp_path / "local_check.py"
+    source.write_text("from ftp.data.checks import DataCheck\n\nclass LocalCheck(DataCheck):\n    name = 'local'\n")
+    spec = importlib.util.spec_from_file_location("ftp_local_plugins.local_check", source)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # as ftp.config.local_plugins registers a project-local file
+    try:
+        spec.loader.exec_module(module)
+        ref = DatasetRef(path=source, sha256="0" * 64, examples=1)
+        assert parallel._payload(ref, [module.LocalCheck().part_copy()]) is None
+        assert parallel._payload(ref, [PidCheck().part_copy()]) is not None  # a test module is on sys.path
+    finally:
+        del sys.modules[spec.name]
 
 
 def test_the_cap_keeps_the_first_findings_by_line_across_ranges(tmp_path: Path, small_ranges: None) -> None:
@@ -272,8 +297,17 @@ def test_small_files_and_one_worker_stay_in_one_process(three_files: DataBundle,
 
 
 def test_workers_setting_and_flag(tmp_path: Path) -> None:
-    assert parallel.resolve_workers("auto") >= 1 and parallel.resolve_workers(3) == 3
+    from pydantic import ValidationError
+
+    from ftp.plugins.hygiene import HygieneSettings
+
+    assert parallel.resolve_workers("auto") == len(os.sched_getaffinity(0)) and parallel.resolve_workers(3) == 3
+    assert HygieneSettings().workers == "auto" and HygieneSettings(workers=2).workers == 2
+    for bad in (0, True, "two", 1.5):
+        with pytest.raises(ValidationError, match="give auto or a number of processes, at least 1"):
+            HygieneSettings(workers=bad)
     train = write_jsonl(tmp_path / "t.jsonl", [example(f"question {i}", "answer") for i in range(20)])
     result = invoke("data", "check", str(train), "--workers", "0")
     assert result.exit_code == 2 and "--workers 0: give auto or a number of processes" in result.output
-    assert invoke("data", "check", str(train), "--workers", "2", "--json").exit_code == 0
+    for workers in ("2", "auto"):
+        assert invoke("data", "check", str(train), "--workers", workers, "--json").exit_code == 0

@@ -62,6 +62,6 @@ def _lines(fh: BinaryIO, file: str, split: Split | None, max_line_bytes: int, fi
         record = Record(file, split, number, raw, newline=newline)
         if too_long:
             record.problem, record.detail = "line-too-long", f"{size / 2**20:.1f} MiB"
-        elif raw.strip():
+        elif raw and not raw.isspace():  # (what raw.strip() would say, without a copy of the line)
             parse_record(record)
         yield record

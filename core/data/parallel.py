@@ -34,9 +34,10 @@ from ftp.data.lines import read_records
 from ftp.types import DatasetRef, Finding
 
 MIN_PART_BYTES = 32 * 2**20  # a range is at least this big: starting a worker costs about half a second
+HEAD_START = 0.06  # the parent's range is this much larger: workers start late and count newlines first
 CHUNK = 4 * 2**20
-WORKER = ("import pickle, sys; job = pickle.load(sys.stdin.buffer); sys.path[:] = job['sys_path']; "
-          "from ftp.data.parallel import work; work(job)")
+WORKER = ("import pickle, sys; job = pickle.load(sys.stdin.buffer); job['payload'] = sys.stdin.buffer.read(); "
+          "sys.path[:] = job['sys_path']; from ftp.data.parallel import work; work(job)")
 
 Piece = tuple[list[DataCheck], list[tuple[int, Finding, int | None]], int]  # parts, findings, last line
 
@@ -93,11 +94,12 @@ def scan_in_parts(ref: DatasetRef, checks: list[DataCheck], emit: Callable[[int,
 
 
 def cut(ref: DatasetRef, size: int, n: int) -> list[tuple[int, int]]:
-    """``n`` byte ranges of about equal size, each starting after a newline (the first at 0)."""
+    """``n`` byte ranges, each starting after a newline (the first at 0), of about equal size but the
+    first (the parent's, ``HEAD_START`` larger)."""
     bounds = [0]
     with ref.path.open("rb") as fh:
         for k in range(1, n):
-            at = _line_start(fh, max(bounds[-1], size * k // n), size)
+            at = _line_start(fh, max(bounds[-1], int(size * (k + HEAD_START) / (n + HEAD_START))), size)
             if at > bounds[-1] and at < size:
                 bounds.append(at)
     bounds.append(size)
@@ -219,16 +221,18 @@ def _findable(top: str) -> bool:
 
 
 def _start(job: dict[str, Any]) -> subprocess.Popen[bytes]:
+    """A worker for one job: the job's header pickled, then the parts' payload as it is (shared, not copied)."""
     proc = subprocess.Popen([sys.executable, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    blob = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
-    threading.Thread(target=_send, args=(proc, blob), daemon=True).start()  # the pipe holds 64 KiB
+    header = pickle.dumps({k: v for k, v in job.items() if k != "payload"}, protocol=pickle.HIGHEST_PROTOCOL)
+    threading.Thread(target=_send, args=(proc, header, job["payload"]), daemon=True).start()  # a pipe holds 64 KiB
     return proc
 
 
-def _send(proc: subprocess.Popen[bytes], blob: bytes) -> None:
+def _send(proc: subprocess.Popen[bytes], header: bytes, payload: bytes) -> None:
     assert proc.stdin is not None
     try:
-        proc.stdin.write(blob)
+        proc.stdin.write(header)
+        proc.stdin.write(payload)
         proc.stdin.close()
     except OSError:  # the worker died; _receive notices
         pass
