@@ -4,6 +4,7 @@
     python benchmarks/data_check_speed.py /tmp/big.jsonl --workers 1      # the same in one process
     python benchmarks/data_check_speed.py /tmp/big.jsonl --shares         # one process: each check's share
     python benchmarks/data_check_speed.py /tmp/big.jsonl --only length --model builtin:gemma-3-270m --limit 200000
+    python benchmarks/data_check_speed.py /tmp/big.jsonl --out results.jsonl     # also append the JSON line
 
 The default runs the ``ftp data check`` command line in a child process (start-up included) and samples
 the resident memory of it and all its worker processes together every 20 ms (``/usr/bin/time`` reports
@@ -53,11 +54,14 @@ def tree_rss(root: int) -> int:
 
 def run_cli(args: argparse.Namespace) -> dict[str, Any]:
     """``ftp data check FILE --json`` as a user runs it: wall seconds and the sampled peak of all its processes."""
-    cmd = [str(Path(sys.executable).with_name("ftp")), "data", "check", str(args.file), "--json", "--provenance", "mixed"]
+    cmd = [str(Path(sys.executable).with_name("ftp")), "data", "check", str(args.file), "--json"]
     if args.workers:
         cmd += ["--workers", str(args.workers)]
+    if args.model:
+        cmd += ["--model", args.model]
     for name in args.disable or ():
         cmd += ["--disable", name]
+    load = os.getloadavg()[0]
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     peak = [0]
@@ -76,8 +80,9 @@ def run_cli(args: argparse.Namespace) -> dict[str, Any]:
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}): {err.decode()[-2000:]}")
     report = json.loads(out)
     return {"command": " ".join(cmd[1:]), "workers": args.workers or "auto", "examples": report["files"][0]["examples"],
-            "wall_s": round(seconds, 1), "peak_rss_all_processes_mib": round(peak[0] / 2**20),
-            "counts": report["counts"], "load_average": round(os.getloadavg()[0], 2)}
+            "wall_s": round(seconds, 1), "examples_per_min": round(60 * report["files"][0]["examples"] / seconds),
+            "peak_rss_all_processes_mib": round(peak[0] / 2**20),
+            "counts": report["counts"], "load_average_before": round(load, 2)}
 
 
 def _timed(check: Any, totals: dict[str, float]) -> None:
@@ -106,6 +111,7 @@ def run_shares(args: argparse.Namespace, path: Path) -> dict[str, Any]:
     from ftp.types import DataBundle
 
     hooks = default_hooks()
+    load = os.getloadavg()[0]
     t = time.perf_counter()
     bundle = DataBundle(train=dataset_ref(path, "train"))
     ref_s = time.perf_counter() - t
@@ -124,20 +130,24 @@ def run_shares(args: argparse.Namespace, path: Path) -> dict[str, Any]:
 
     check_module.configure = configure_timed  # type: ignore[assignment]
     t = time.perf_counter()
-    report = check_data(hooks, bundle, _settings(args), "local", workers=1)
+    try:
+        report = check_data(hooks, bundle, _settings(args), "local", workers=1)
+    except TypeError:  # a checkout from before the parallel scan (for before/after): one process anyway
+        report = check_data(hooks, bundle, _settings(args), "local")
     total = time.perf_counter() - t
     checks_s = sum(sum(v.values()) for v in per_check.values())
     whole = ref_s + total
     shares = {"hash and count (dataset_ref)": ref_s, "read and parse": read_s, **{
         name: sum(v.values()) for name, v in per_check.items()}, "scan loop and the rest": total - checks_s - read_s}
     return {"mode": "shares, one process", "examples": bundle.train.examples, "seconds": round(whole, 1),
+            "examples_per_min": round(60 * bundle.train.examples / whole),
             "shares": {k: {"s": round(v, 2), "share": round(v / whole, 3)} for k, v in shares.items()},
             "per_hook_s": {name: {k: round(s, 2) for k, s in v.items() if s >= 0.005} for name, v in per_check.items()},
-            "counts": report.counts()}
+            "counts": report.counts(), "load_average_before": round(load, 2)}
 
 
 def _settings(args: argparse.Namespace) -> dict[str, Any]:
-    return {"model": {"base": args.model} if args.model else {}, "data": {"provenance": "mixed"},
+    return {"model": {"base": args.model} if args.model else {}, "data": {},
             "validate": {n: {"enabled": False} for n in args.disable or ()}}
 
 
@@ -159,8 +169,8 @@ def main() -> None:
     parser.add_argument("--workers", default=None, help="processes for `ftp data check --workers` (default: auto)")
     parser.add_argument("--shares", action="store_true", help="one process, each check's share of the time")
     parser.add_argument("--disable", action="append", help="turn a check off (repeatable)")
-    parser.add_argument("--only", default=None, help="with --shares: run only this check")
-    parser.add_argument("--model", default=None, help="with --shares: count tokens with this model's tokenizer")
+    parser.add_argument("--only", default=None, help="run only this check")
+    parser.add_argument("--model", default=None, help="count tokens with this model's tokenizer")
     parser.add_argument("--limit", type=int, default=None, help="use only the first N lines (copied to a temp file)")
     parser.add_argument("--out", type=Path, default=None, help="also append the JSON line to this file")
     args = parser.parse_args()

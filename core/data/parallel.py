@@ -34,7 +34,7 @@ from ftp.data.lines import read_records
 from ftp.types import DatasetRef, Finding
 
 MIN_PART_BYTES = 32 * 2**20  # a range is at least this big: starting a worker costs about half a second
-HEAD_START = 0.06  # the parent's range is this much larger: workers start late and count newlines first
+HEAD_START = 0.025  # the parent's range is this much larger: workers start late and count newlines first
 CHUNK = 4 * 2**20
 WORKER = ("import pickle, sys; job = pickle.load(sys.stdin.buffer); job['payload'] = sys.stdin.buffer.read(); "
           "sys.path[:] = job['sys_path']; from ftp.data.parallel import work; work(job)")
