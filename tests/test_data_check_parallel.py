@@ -260,6 +260,16 @@ def test_a_failing_worker_is_replaced_by_the_parent_reading_its_range(three_file
     assert one["summaries"]["pid"]["lines"] == sum(sum(1 for _ in read_records(ref)) for ref in three_files.files())
 
 
+def test_when_no_process_can_start_the_parent_reads_every_range(three_files: DataBundle, small_ranges: None,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: Any, **kwargs: Any) -> Any:
+        raise OSError("Resource temporarily unavailable")
+
+    one = report(three_files, 1)
+    monkeypatch.setattr(parallel.subprocess, "Popen", refuse)
+    assert report(three_files, 3) == one
+
+
 def test_parts_a_fresh_interpreter_cannot_import_keep_the_file_in_one_process(tmp_path: Path) -> None:
     import importlib.util
     import sys

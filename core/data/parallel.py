@@ -82,11 +82,12 @@ def scan_in_parts(ref: DatasetRef, checks: list[DataCheck], emit: Callable[[int,
     lines = 0
     try:
         for k, job in enumerate(jobs):
-            piece = run_part(job) if k == 0 else (_receive(procs[k - 1]) or run_part(job))
+            proc = procs[k - 1] if k else None
+            piece = (_receive(proc) if proc is not None else None) or run_part(job)
             _merge(checks, piece, emit)
             lines = piece[2]
     finally:
-        for proc in procs:
+        for proc in filter(None, procs):
             if proc.poll() is None:
                 proc.kill()
             proc.wait()
@@ -220,9 +221,13 @@ def _findable(top: str) -> bool:
 # --- the worker processes --------------------------------------------------------------------------
 
 
-def _start(job: dict[str, Any]) -> subprocess.Popen[bytes]:
-    """A worker for one job: the job's header pickled, then the parts' payload as it is (shared, not copied)."""
-    proc = subprocess.Popen([sys.executable, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+def _start(job: dict[str, Any]) -> subprocess.Popen[bytes] | None:
+    """A worker for one job (None when no process can be started: the parent reads the range): the job's
+    header pickled, then the parts' payload as it is (shared by the workers, not copied)."""
+    try:
+        proc = subprocess.Popen([sys.executable, "-c", WORKER], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    except OSError:
+        return None
     header = pickle.dumps({k: v for k, v in job.items() if k != "payload"}, protocol=pickle.HIGHEST_PROTOCOL)
     threading.Thread(target=_send, args=(proc, header, job["payload"]), daemon=True).start()  # a pipe holds 64 KiB
     return proc
