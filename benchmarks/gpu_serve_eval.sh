@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# One H200 lease, after the wheels are carried to /tmp/w (.whl) and /tmp/g (.gemma; benchmarks/README.md,
+# One H200 lease, after the wheels are carried to /tmp/w (.whl: benchmarks/quality/device_wheels.txt) and /tmp/g
+# (.gemma; benchmarks/README.md,
 # "On one H200"): install them, then
 # the serving benchmark and the evaluation-cost benchmark one after the other, in the background so the
 # work outlives the device call; poll /tmp/gb/run.log for "ALL DONE". Usage (repo root, on the device):
