@@ -4,7 +4,7 @@ kernel path (attention.py's ``_flash``) computes what the CPU tests prove for th
 
     python benchmarks/packed_attention_gpu.py --out results/packed_attention_gpu.json [--model llama|gemma3]
 
-``--model gemma3``: a Gemma 3 text model with sliding-window layers (window 256, one full layer in four,
+``--model gemma3-270m``: the shape of Gemma 3 270M itself. ``--model gemma3``: a Gemma 3 text model with sliding-window layers (window 256, one full layer in four,
 as Gemma 3 270M alternates them) over a row whose examples are longer than the window, so the kernel's
 ``window_size`` is what keeps the numbers equal.
 """
@@ -51,7 +51,7 @@ def main() -> None:
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--model", choices=["llama", "gemma3"], default="llama")
+    parser.add_argument("--model", choices=["llama", "gemma3", "gemma3-270m"], default="llama")
     args = parser.parse_args()
     torch.manual_seed(0)
     shape = dict(vocab_size=32000, hidden_size=1024, intermediate_size=2816, num_hidden_layers=4,
@@ -59,6 +59,11 @@ def main() -> None:
     config: Any = (LlamaConfig(**shape) if args.model == "llama" else
                    Gemma3TextConfig(**shape, head_dim=64, sliding_window=256,
                                     layer_types=["sliding_attention"] * 3 + ["full_attention"]))
+    if args.model == "gemma3-270m":  # the quickstart model's shape (random weights): head_dim 256, window 512
+        config = Gemma3TextConfig(vocab_size=262144, hidden_size=640, intermediate_size=2048, num_hidden_layers=18,
+                                  num_attention_heads=4, num_key_value_heads=1, head_dim=256, sliding_window=512,
+                                  query_pre_attn_scalar=256, max_position_embeddings=32768,
+                                  layer_types=(["sliding_attention"] * 5 + ["full_attention"]) * 3)
     config._attn_implementation = "sdpa"
     model = AutoModelForCausalLM.from_config(config).cuda()
     batch = packed_row([700, 37, 1200, 5, 106], config.vocab_size)
