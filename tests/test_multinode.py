@@ -87,3 +87,37 @@ def test_the_node_settings_are_checked_before_anything_starts(project: Path, mon
     monkeypatch.setenv("SLURM_NODEID", "x")
     result = invoke("run", "pipeline.yaml", *ARGS, *two, "--set", "backends.local.nodes.endpoint=127.0.0.1:29500")
     assert result.exit_code == 2 and "SLURM_NODEID='x' is not a node rank" in result.stderr
+
+
+@pytest.mark.slow
+def test_hosts_without_node_0s_checkpoint_refuse_to_resume_rather_than_diverge(project: Path) -> None:
+    """Rank 0 writes the checkpoints, into node 0's run directory: resumed on hosts that do not share it, node
+    1's process would start from step 0 while node 0's continue. They compare steps first and both stop,
+    saying why, instead of training from mismatched states or hanging in a collective."""
+    import signal
+    import time
+
+    port = free_port()
+    nodes = ("--set", "backends.local.nodes.count=2", "--set", f"backends.local.nodes.endpoint=127.0.0.1:{port}",
+             "--set", "train.checkpoint_steps=2", "--set", "train.epochs=3")
+    hosts = [host(project, f"node{i}") for i in range(2)]
+    procs = [start(hosts[i], *nodes, rank_env=str(i)) for i in range(2)]
+    deadline = time.time() + 300
+    while time.time() < deadline and not list(hosts[0].glob("runs/tiny/*/checkpoint/loop.json")):
+        time.sleep(0.1)
+    assert list(hosts[0].glob("runs/tiny/*/checkpoint/loop.json")), "node 0 wrote no checkpoint"
+    for proc in procs:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=60)
+    time.sleep(2)  # the workers die with their parents (PR_SET_PDEATHSIG)
+    assert not list(hosts[1].glob("runs/tiny/*/checkpoint/loop.json"))
+    resumed = []
+    for i in range(2):
+        run_id = next((hosts[i] / "runs" / "tiny").iterdir()).name
+        env = {**os.environ, "FTP_CACHE_DIR": str(hosts[i] / ".cache"), "FTP_NODE_RANK": str(i)}
+        resumed.append(subprocess.Popen([sys.executable, "-m", "ftp", "run", "--resume", run_id],  # the same endpoint
+                                        cwd=hosts[i], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+    outcomes = [p.communicate(timeout=300) for p in resumed]
+    for p, (_, err) in zip(resumed, outcomes):
+        assert p.returncode == 1, err[-2000:]
+    assert all("found different checkpoints" in err for _, err in outcomes), outcomes[0][1][-2000:]

@@ -27,6 +27,7 @@ from ftp.types import StepContext, TrainRequest, TrainResult
 from . import checkpoint
 
 RESULT = "result.json"
+ERROR_PREFIX = "error-rank-"  # a rank's FtpError message (error-rank-N.txt), for the parent to show
 
 
 @dataclass(frozen=True)
@@ -228,6 +229,8 @@ def launch(request: TrainRequest, ctx: StepContext, per_node: int, nodes: Nodes 
     work = request.output_dir.parent / "distributed"
     work.mkdir(parents=True, exist_ok=True)
     (work / RESULT).unlink(missing_ok=True)
+    for stale in work.glob(f"{ERROR_PREFIX}*.txt"):
+        stale.unlink()
     (work / "request.json").write_text(request.model_dump_json(), encoding="utf-8")
     command = [sys.executable, "-m", "torch.distributed.run", *nodes.rendezvous(), f"--nproc_per_node={per_node}",
                "-m", "ftp.backends.local.worker", str(work), str(ctx.run_dir / "metrics.jsonl")]
@@ -260,6 +263,10 @@ def launch(request: TrainRequest, ctx: StepContext, per_node: int, nodes: Nodes 
     if proc.returncode == 0 and nodes.rank != 0:
         raise HandedOff(f"node {nodes.rank} of {nodes.count} trained its share; node 0 wrote the model and carries on "
                         "with the pipeline", {"node_rank": nodes.rank, "nodes": nodes.count})
+    said = sorted(work.glob(f"{ERROR_PREFIX}*.txt"), key=lambda f: int(f.stem.rsplit("-", 1)[1]))
+    if proc.returncode != 0 and said:  # a rank's own error: what went wrong, not torchrun's summary
+        message = said[0].read_text(encoding="utf-8").removeprefix("train: ")
+        raise StepFailed("train", f"{message} (log of all processes: {work / 'torchrun.log'})")
     if proc.returncode != 0 or not (work / RESULT).exists():
         tail = (work / "torchrun.log").read_text(encoding="utf-8", errors="replace").strip().splitlines()[-3:]
         raise StepFailed("train", f"distributed training failed (exit {proc.returncode}): {' | '.join(tail)} "

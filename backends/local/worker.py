@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ftp.errors import FtpError
 from ftp.run.progress import JsonReporter, QuietReporter
 from ftp.types import TrainRequest
 
-from .distributed import RESULT, Dist, die_with_parent
+from .distributed import ERROR_PREFIX, RESULT, Dist, die_with_parent
 from .training import train
 
 
@@ -46,7 +47,11 @@ def main() -> None:
     request = TrainRequest.model_validate_json((work / "request.json").read_text(encoding="utf-8"))
     reporter = JsonReporter() if dist.main else QuietReporter()
     ctx = WorkerContext(metrics.parent, metrics, request.backend_settings, reporter, dist.main)
-    result, _ = train(request, ctx)  # type: ignore[arg-type]
+    try:
+        result, _ = train(request, ctx)  # type: ignore[arg-type]
+    except FtpError as exc:  # the parent says this, not the tail of torchrun's log
+        (work / f"{ERROR_PREFIX}{dist.rank}.txt").write_text(str(exc), encoding="utf-8")
+        raise
     if dist.main:
         (work / RESULT).write_text(result.model_dump_json(), encoding="utf-8")
     dist.barrier()
