@@ -182,26 +182,12 @@ def fmt(s: dict[str, Any] | None, digits: int = 0) -> str:
 
 
 def provenance(commit: str | None, packages: tuple[str, ...]) -> dict[str, Any]:
-    """The commit measured (``--commit`` where the device has no git) and the versions that matter."""
-    from importlib import metadata
-
-    out: dict[str, Any] = {"commit": commit, "commit_source": "--commit"}
-    if not commit:
-        try:
-            root = Path(__file__).resolve().parents[1]
-            head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
-            dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                                   capture_output=True, text=True).stdout.strip()
-            out = {"commit": head.stdout.strip(), "dirty": bool(dirty), "commit_source": "git"}
-        except (OSError, subprocess.CalledProcessError):
-            out = {"commit": None, "commit_source": "unavailable (pass --commit)"}
-    versions: dict[str, str | None] = {}
-    for name in packages:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {**out, "versions": versions}
+    """The commit measured (``--commit`` where the device has no git) and the versions that matter, as the
+    quality benchmark records them (its ``source`` named ``commit_source`` here)."""
+    run = quality_run()
+    out = run.commit(commit)
+    out["commit_source"] = out.pop("source")
+    return {**out, "versions": run.versions(packages)}
 
 
 def quality_run() -> Any:
