@@ -187,13 +187,17 @@ class CountingCheck(DataCheck):
         return {"lines": len(self.lines), "ordered": self.lines == sorted(self.lines)}
 
 
-class Plugin:
+def plugin_of(check: type[DataCheck]) -> Any:
+    """A plugin whose ``ftp_data_checks`` builds one ``check`` per scan, as an installed plugin would."""
     from ftp import hookimpl
 
-    @staticmethod
-    @hookimpl
-    def ftp_data_checks(context: Any) -> list[DataCheck]:
-        return [CountingCheck()]
+    class Plugin:
+        @staticmethod
+        @hookimpl
+        def ftp_data_checks(context: Any) -> list[DataCheck]:
+            return [check()]
+
+    return Plugin()
 
 
 def test_a_check_without_parts_gets_the_whole_file_in_one_process(three_files: DataBundle, small_ranges: None,
@@ -201,7 +205,7 @@ def test_a_check_without_parts_gets_the_whole_file_in_one_process(three_files: D
     started: list[Any] = []
     monkeypatch.setattr(parallel, "_start", lambda job: started.append(job))
     hooks = default_hooks()
-    hooks.pm.register(Plugin(), name="counting")
+    hooks.pm.register(plugin_of(CountingCheck), name="counting")
     out = check_data(hooks, three_files, SETTINGS, "local", workers=3).to_json()
     assert not started  # no worker: the scan fell back to one process
     lines = [sum(1 for _ in read_records(ref)) for ref in three_files.files()]
@@ -237,22 +241,13 @@ class PidCheck(DataCheck):
         return {"lines": self.n}
 
 
-class PidPlugin:
-    from ftp import hookimpl
-
-    @staticmethod
-    @hookimpl
-    def ftp_data_checks(context: Any) -> list[DataCheck]:
-        return [PidCheck()]
-
-
 def test_a_failing_worker_is_replaced_by_the_parent_reading_its_range(three_files: DataBundle, small_ranges: None,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     received: list[bool] = []
     receive = parallel._receive
     monkeypatch.setattr(parallel, "_receive", lambda proc: received.append(receive(proc) is not None))
     hooks = default_hooks()
-    hooks.pm.register(PidPlugin(), name="pid")
+    hooks.pm.register(plugin_of(PidCheck), name="pid")
     one = check_data(hooks, three_files, SETTINGS, "local", 1).to_json()
     three = check_data(hooks, three_files, SETTINGS, "local", 3).to_json()
     assert received == [False] * 6  # two workers for each file, each failed
