@@ -132,11 +132,16 @@ def shared_tokenizer(path: Path) -> Any:
         return found
 
 
-def load_model(path: Path, where: Placement) -> Any:
+def load_model(path: Path, where: Placement, straight: bool = False) -> Any:
+    """The model on ``where``; ``straight``: read onto a GPU directly (transformers then reserves the
+    memory in one piece and copies each tensor once, instead of building the model in host memory and
+    moving it), as the evaluation and serving loads do."""
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=where.dtype, local_files_only=True)
-    return model.to(where.device)
+    to_gpu = straight and str(where.device).startswith("cuda")
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=where.dtype, local_files_only=True,
+                                                 **({"device_map": {"": where.device}} if to_gpu else {}))
+    return model if to_gpu else model.to(where.device)
 
 
 @dataclass

@@ -60,37 +60,53 @@ class LocalPredictor:
         return max(1, min(256, int(free * 0.5 // max(per_sequence, 1))))
 
     def generate(self, conversations: Sequence[list[Message]], max_new_tokens: int) -> list[str]:
-        return self._answer(conversations, max_new_tokens, None)
+        return self.answer(conversations, max_new_tokens, None, [self])[0]
 
     def generate_scored(self, examples: Sequence[Example], max_new_tokens: int) -> list[str]:
         """``generate`` for each example's prompt (every message but the last), scoring the example's
         answer-token loss from the prompt's key-value cache on the way, for ``loss`` to use. Examples it
         cannot score so (see ``score_continuations``) ``loss`` scores the usual way."""
-        return self._answer([ex["messages"][:-1] for ex in examples], max_new_tokens, examples)
+        return self.answer([ex["messages"][:-1] for ex in examples], max_new_tokens, examples, [self])[0]
 
-    def _answer(self, conversations: Sequence[list[Message]], max_new_tokens: int,
-                examples: Sequence[Example] | None) -> list[str]:
+    def joint(self, others: Sequence[Any]) -> tuple[Any, list[int]] | None:
+        """One batch answering as this predictor and those of ``others`` on the same weights in memory
+        (the fine-tuned model and its base), and which of ``others`` those are; None when none is."""
+        from .joint import JointPredictor, partners
+
+        found = partners(self, others)
+        return (JointPredictor([self, *(others[i] for i in found)]), found) if found else None
+
+    def answer(self, conversations: Sequence[list[Message]], max_new_tokens: int, examples: Sequence[Example] | None,
+               members: Sequence["LocalPredictor"]) -> list[list[str]]:
+        """Each member's answers to ``conversations``, from one ``generate`` call: the prompts once per
+        member, each row routed to its member's adapter (or none) when there are several (``joint``).
+        With ``examples`` each member's loss is scored from the cache on the way (``generate_scored``)."""
         import torch
+
+        from .joint import routed
 
         tok = self.fmt.tokenizer
         prompts = [self.fmt.render(list(c), add_generation_prompt=True) for c in conversations]
         # padding_side per call: the tokenizer may be shared (modeling.shared_tokenizer) and is never changed
-        enc = tok(prompts, add_special_tokens=False, return_tensors="pt", padding=True,
+        enc = tok(prompts * len(members), add_special_tokens=False, return_tensors="pt", padding=True,
                   padding_side="left").to(self.where.device)
-        with self._mode(), torch.no_grad():
+        with self._mode() if len(members) == 1 else routed(self.model, members, len(prompts)), torch.no_grad():
             out = self.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
                                       eos_token_id=self.fmt.stop_ids, pad_token_id=tok.pad_token_id,
                                       return_dict_in_generate=True)
             if examples is not None:
                 cache = out.cache if getattr(out, "cache", None) is not None else getattr(out, "past_key_values", None)
-                found = score_continuations(self.model, self.fmt, examples, enc, cache, self.max_length)
-                if found is not None:
-                    self.scored.append(found)
+                found = score_continuations(self.model, self.fmt, list(examples) * len(members), enc, cache,
+                                            self.max_length, groups=len(members))
+                for member, scored in zip(members, found or []):
+                    if scored is not None:
+                        member.scored.append(scored)
         answers = []
         for row in out.sequences[:, enc["input_ids"].shape[1]:].tolist():
             cut = next((i for i, t in enumerate(row) if t in self.fmt.stop_ids), len(row))
             answers.append(tok.decode(row[:cut], skip_special_tokens=True).strip())
-        return answers
+        n = len(prompts)
+        return [answers[g * n:(g + 1) * n] for g in range(len(members))]
 
     def loss(self, examples: Sequence[Example]) -> float | None:
         """Mean cross-entropy over the answer tokens of ``examples``: the sums ``generate_scored`` left for
@@ -170,9 +186,10 @@ def cache_scorable(model: Any, cache: Any, length: int) -> bool:
 
 
 def score_continuations(model: Any, fmt: ChatFormat, examples: Sequence[Example], enc: Any, cache: Any,
-                        max_length: int) -> Scored | None:
-    """The summed answer loss and answer-token count of the examples it can score (and their keys), from
-    the cache generation left; None when it can score none.
+                        max_length: int, groups: int = 1) -> list[Scored | None] | None:
+    """For each of ``groups`` equal runs of rows (a joint batch's members), the summed answer loss and
+    answer-token count of the examples it can score (and their keys), from the cache generation left;
+    None when it can score none.
 
     Generation ran the left-padded prompts ``enc``: the cache holds every prompt's keys and values in the
     first ``width`` columns, then the generated tokens'. Each example's tokens after its prompt run
@@ -215,9 +232,18 @@ def score_continuations(model: Any, fmt: ChatFormat, examples: Sequence[Example]
                             position_ids=positions.to(device), use_cache=True, **{named: cache}).last_hidden_state
     targets = targets.to(device)
     trained = targets != IGNORE
-    summed = scorer._chunk(hidden[trained], targets[trained])  # one pass of the output layer for the batch
-    count = sum(label != IGNORE for _, labels in rests.values() for label in labels)
-    return tuple(example_key(examples[i]) for i in rests), float(summed), int(count)
+    n = rows // groups
+    per_group: list[Scored | None] = []
+    for g in range(groups):
+        mine = [i for i in rests if g * n <= i < (g + 1) * n]
+        if not mine:
+            per_group.append(None)
+            continue
+        part = slice(g * n, (g + 1) * n)
+        summed = scorer._chunk(hidden[part][trained[part]], targets[part][trained[part]])  # one pass of the output layer
+        count = sum(label != IGNORE for i in mine for label in rests[i][1])
+        per_group.append((tuple(example_key(examples[i]) for i in mine), float(summed), int(count)))
+    return per_group
 
 
 def _read_meta(path: Path) -> dict[str, Any]:
@@ -256,10 +282,10 @@ def load_predictor(ref: ModelRef, trained: Trained | None, settings: dict[str, A
 
 def _weights(ref: ModelRef, base_dir: Path, where: Placement) -> Any:
     if ref.kind == "base":
-        return load_model(base_dir, where)
+        return load_model(base_dir, where, straight=True)
     assert ref.path is not None
     if ref.kind == "full":
-        return load_model(ref.path, where)
+        return load_model(ref.path, where, straight=True)
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(load_model(base_dir, where), str(ref.path))
+    return PeftModel.from_pretrained(load_model(base_dir, where, straight=True), str(ref.path))

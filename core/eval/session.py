@@ -72,6 +72,26 @@ def pick_metrics(spec: EvalSpec, fmt: AnswerFormat, hooks: Hooks, with_loss: boo
     return names, reason, True
 
 
+def answer_groups(loaded: Mapping[str, tuple[ModelRef, Predictor]]) -> list[tuple[list[str], Any]]:
+    """The candidates in the order given, those that can answer in one batch together (a predictor's
+    ``joint``: the fine-tuned model and its base on the same weights in memory) as one group with the
+    joint predictor, whose answers are one tuple per prompt; every other candidate on its own."""
+    labels, groups = list(loaded), []
+    while labels:
+        first, rest = labels[0], labels[1:]
+        joint = getattr(loaded[first][1], "joint", None)
+        found = joint([loaded[label][1] for label in rest]) if callable(joint) and rest else None
+        if found is None:
+            groups.append(([first], loaded[first][1]))
+            labels = rest
+            continue
+        predictor, picked = found
+        group = [first, *(rest[i] for i in picked)]
+        groups.append((group, predictor))
+        labels = [label for label in rest if label not in group]
+    return groups
+
+
 def identical_warning(predictions: dict[str, list[str]], share: float) -> str | None:
     """The fine-tuned model saying what the base model says on nearly every example: most often an
     adapter that was never applied (a wrong path, a merged copy of the base)."""
@@ -95,7 +115,7 @@ def evaluate(examples: list[Example], candidates: Mapping[str, tuple[ModelRef, L
     fmt = answer_format(references, spec.training_answers, ev.labels, ev.format_regex)
     metrics: list[Metric] = []
     predictions: dict[str, list[str]] = {}
-    timing: dict[str, dict[str, float]] = {}
+    timing: dict[str, dict[str, Any]] = {}
     decoding: dict[str, Any] = {"greedy": True}
     names: list[str] = []
     reason, auto = "", False
@@ -107,29 +127,39 @@ def evaluate(examples: list[Example], candidates: Mapping[str, tuple[ModelRef, L
         phases[name] = round(phases.get(name, 0.0) + time.perf_counter() - clock, 3)
         clock = time.perf_counter()
 
+    loaded: dict[str, tuple[ModelRef, Predictor]] = {}
     for label, (model, load) in candidates.items():
         predictor, why = load()
         lap("load")
         if predictor is None:
             skipped[label] = why
-            continue
+        else:
+            loaded[label] = (model, predictor)
+    for group, predictor in answer_groups(loaded):
+        model = loaded[group[0]][0]
         if not names:
             names, reason, auto = pick_metrics(spec, fmt, hooks, with_loss=model.kind != "cloud")
             reporter.event("metrics", message=f"metrics: {reason}")
         limit = ev.max_new_tokens if isinstance(ev.max_new_tokens, int) else auto_max_new_tokens(predictor, references)
         size = batch_size_for(predictor, ev.batch_size, len(examples), limit)
         decoding.update(max_new_tokens=limit, batch_size=size)
-        reporter.event("evaluating", candidate=label, examples=len(examples),
-                       message=f"{label}: answering {len(examples)} test prompts (batches of {size})")
+        who = " and ".join(group)
+        together = " in the same batches" if len(group) > 1 else ""
+        reporter.event("evaluating", candidate=who, examples=len(examples),
+                       message=f"{who}: answering {len(examples)} test prompts (batches of {size}{together})")
         started = time.perf_counter()
         scoring = examples if {"loss", "perplexity"} & set(names) else None  # the loss from the same pass
-        answers = generate_batched(predictor, conversations, limit, size, reporter, label, scoring)
-        timing[label] = {"seconds": round(time.perf_counter() - started, 3), "answers": len(answers)}
-        predictions[label] = answers
+        answers = generate_batched(predictor, conversations, limit, size, reporter, who, scoring)
+        seconds = round(time.perf_counter() - started, 3)
+        for k, label in enumerate(group):
+            predictions[label] = [a[k] for a in answers] if len(group) > 1 else answers
+            timing[label] = {"seconds": seconds, "answers": len(answers), **({"with": list(group)} if len(group) > 1 else {})}
         lap("generate")
-        metrics += hooks.evaluate(EvalRequest(candidate=label, model=model, examples=examples, predictions=answers,
-                                              references=references, metrics=names, predictor=predictor,
-                                              settings=spec.pipeline, answer_format=fmt))
+        for label in group:
+            model, member = loaded[label]  # a joint predictor's members are these predictors themselves
+            metrics += hooks.evaluate(EvalRequest(candidate=label, model=model, examples=examples,
+                                                  predictions=predictions[label], references=references, metrics=names,
+                                                  predictor=member, settings=spec.pipeline, answer_format=fmt))
         lap("score")
     table = ScoredTable(n=len(examples), candidates=list(predictions), metrics=metrics, examples=examples,
                         references=references, predictions=predictions, resamples=ev.resamples,
