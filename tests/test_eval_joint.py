@@ -1,4 +1,4 @@
-"""The fine-tuned model and its base answering in the same batches (``backends/local/joint.py``): the same
+"""The fine-tuned model and its base answering in the same batches on a CPU (``backends/local/joint.py``): the same
 answers and losses as one candidate at a time, from one decoding loop instead of two, and each case
 PEFT cannot route per row answered one candidate at a time."""
 
@@ -44,7 +44,7 @@ def test_one_batch_answers_and_scores_as_each_candidate_does_alone(tiny_model_di
 
 
 def test_only_predictors_on_the_same_weights_and_routable_adapters_answer_together(tiny_model_dir: Path) -> None:
-    from ftp.backends.local.modeling import causal_lm
+    from ftp.backends.local.modeling import Placement, causal_lm
 
     tuned = predictor(tiny_model_dir, adapter=True)
     other = predictor(tiny_model_dir, adapter=True)
@@ -60,6 +60,9 @@ def test_only_predictors_on_the_same_weights_and_routable_adapters_answer_togeth
     assert tuned.joint([tuned.without_adapter()]) is None
     tuned.model.unmerge_adapter()
     assert tuned.joint([tuned.without_adapter()]) is not None
+
+    on_gpu = type(tuned)(tuned.model, tuned.fmt, Placement("cuda", tuned.where.dtype_name), tuned.max_length)
+    assert on_gpu.joint([on_gpu.without_adapter()]) is None  # measured slower on a GPU: one candidate at a time
 
     causal_lm(tuned.model).get_decoder().layers[0].compile()  # compiled layers would recompile per batch
     assert tuned.joint([tuned.without_adapter()]) is None

@@ -1,10 +1,14 @@
-"""The fine-tuned model and its base answering in one batch.
+"""The fine-tuned model and its base answering in one batch, on a CPU.
 
 An evaluation asks the same test prompts of the fine-tuned model and of the base model, and locally both
-are one set of weights in memory (the base is the adapter switched off). A small model's ``generate`` is
-bound by the host: each new token costs the same Python whether the batch holds 120 rows or 240. So the
-prompts go in once per candidate, in one ``generate`` call, and PEFT routes each row through the adapter or
-past it (``adapter_names``, its ``__base__`` rows): one decoding loop instead of one per candidate.
+are one set of weights in memory (the base is the adapter switched off). On a CPU, where ``ftp eval``
+answers in batches of 8, each batch's decoding loop costs about the same Python whatever its rows, so
+the prompts go in once per candidate in one ``generate`` call and PEFT routes each row through the
+adapter or past it (``adapter_names``, its ``__base__`` rows): one loop instead of two.
+
+Not on a GPU: on an H200 (Gemma 3 270M, 120 prompts per batch, benchmarks/README.md, lease 5) one batch
+of 240 rows took 2.00 s against 1.88 s for two of 120, slower in every round, because PEFT's routing (a
+list scan and an indexed copy in each LoRA layer per token) costs what the saved loop saved.
 """
 
 from __future__ import annotations
@@ -52,9 +56,9 @@ def routable(model: Any) -> bool:
 
 
 def partners(first: Member, others: Sequence[Any]) -> list[int]:
-    """Which of ``others`` can answer in one batch with ``first``: predictors of its kind on the very same
-    model in memory, each with its adapter on or off, one of each at most."""
-    if not routable(first.model):
+    """Which of ``others`` can answer in one batch with ``first``: on a CPU, predictors of its kind on the
+    very same model in memory, each with its adapter on or off, one of each at most."""
+    if str(first.where.device).startswith("cuda") or not routable(first.model):
         return []
     taken = {first.adapter_off}
     found = []
@@ -89,12 +93,9 @@ class JointPredictor:
         return self.members[0].count_tokens(text)
 
     def suggest_batch_size(self, max_new_tokens: int) -> int:
-        """Prompts per batch: on a GPU what one member's memory would take, shared between the members'
-        rows; on a CPU a member's 8 prompts each (more rows per call cost less than more calls)."""
-        first = self.members[0]
-        if not str(first.where.device).startswith("cuda"):
-            return first.suggest_batch_size(max_new_tokens)
-        return max(1, first.suggest_batch_size(max_new_tokens) // len(self.members))
+        """A member's prompts per batch (8 on a CPU), each once per member: more rows per call cost
+        less than more calls."""
+        return self.members[0].suggest_batch_size(max_new_tokens)
 
     def generate(self, conversations: Sequence[Any], max_new_tokens: int) -> list[tuple[str, ...]]:
         return self._zip(self.members[0].answer(conversations, max_new_tokens, None, self.members))

@@ -132,16 +132,11 @@ def shared_tokenizer(path: Path) -> Any:
         return found
 
 
-def load_model(path: Path, where: Placement, straight: bool = False) -> Any:
-    """The model on ``where``; ``straight``: read onto a GPU directly (transformers then reserves the
-    memory in one piece and copies each tensor once, instead of building the model in host memory and
-    moving it), as the evaluation and serving loads do."""
+def load_model(path: Path, where: Placement) -> Any:
     from transformers import AutoModelForCausalLM
 
-    to_gpu = straight and str(where.device).startswith("cuda")
-    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=where.dtype, local_files_only=True,
-                                                 **({"device_map": {"": where.device}} if to_gpu else {}))
-    return model if to_gpu else model.to(where.device)
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=where.dtype, local_files_only=True)
+    return model.to(where.device)
 
 
 @dataclass

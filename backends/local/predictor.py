@@ -282,10 +282,10 @@ def load_predictor(ref: ModelRef, trained: Trained | None, settings: dict[str, A
 
 def _weights(ref: ModelRef, base_dir: Path, where: Placement) -> Any:
     if ref.kind == "base":
-        return load_model(base_dir, where, straight=True)
+        return load_model(base_dir, where)
     assert ref.path is not None
     if ref.kind == "full":
-        return load_model(ref.path, where, straight=True)
+        return load_model(ref.path, where)
     from peft import PeftModel
 
-    return PeftModel.from_pretrained(load_model(base_dir, where, straight=True), str(ref.path))
+    return PeftModel.from_pretrained(load_model(base_dir, where), str(ref.path))

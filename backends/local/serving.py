@@ -130,7 +130,7 @@ class LocalEngine:
 
             quiet_libraries()
             where = placement(self.settings.get("devices", "auto"), self.settings.get("dtype", "auto"))
-            model = load_model(folder, where, straight=True)
+            model = load_model(folder, where)
             model.eval()
             self.hosts[key] = Host(model, load_tokenizer(folder), where.device, self.serve)
         return self.hosts[key]
