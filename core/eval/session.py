@@ -136,9 +136,8 @@ def evaluate(examples: list[Example], candidates: Mapping[str, tuple[ModelRef, L
         else:
             loaded[label] = (model, predictor)
     for group, predictor in answer_groups(loaded):
-        model = loaded[group[0]][0]
         if not names:
-            names, reason, auto = pick_metrics(spec, fmt, hooks, with_loss=model.kind != "cloud")
+            names, reason, auto = pick_metrics(spec, fmt, hooks, with_loss=loaded[group[0]][0].kind != "cloud")
             reporter.event("metrics", message=f"metrics: {reason}")
         limit = ev.max_new_tokens if isinstance(ev.max_new_tokens, int) else auto_max_new_tokens(predictor, references)
         size = batch_size_for(predictor, ev.batch_size, len(examples), limit)
@@ -156,8 +155,8 @@ def evaluate(examples: list[Example], candidates: Mapping[str, tuple[ModelRef, L
             timing[label] = {"seconds": seconds, "answers": len(answers), **({"with": list(group)} if len(group) > 1 else {})}
         lap("generate")
         for label in group:
-            model, member = loaded[label]  # a joint predictor's members are these predictors themselves
-            metrics += hooks.evaluate(EvalRequest(candidate=label, model=model, examples=examples,
+            ref, member = loaded[label]  # a joint predictor's members are these predictors themselves
+            metrics += hooks.evaluate(EvalRequest(candidate=label, model=ref, examples=examples,
                                                   predictions=predictions[label], references=references, metrics=names,
                                                   predictor=member, settings=spec.pipeline, answer_format=fmt))
         lap("score")
