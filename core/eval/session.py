@@ -6,7 +6,7 @@ comparison plugins pair them, and the report files are written. The pipeline's e
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,24 +72,41 @@ def pick_metrics(spec: EvalSpec, fmt: AnswerFormat, hooks: Hooks, with_loss: boo
     return names, reason, True
 
 
-def answer_groups(loaded: Mapping[str, tuple[ModelRef, Predictor]]) -> list[tuple[list[str], Any]]:
-    """The candidates in the order given, those that can answer in one batch together (a predictor's
-    ``joint``: the fine-tuned model and its base on the same weights in memory) as one group with the
-    joint predictor, whose answers are one tuple per prompt; every other candidate on its own."""
-    labels, groups = list(loaded), []
-    while labels:
-        first, rest = labels[0], labels[1:]
-        joint = getattr(loaded[first][1], "joint", None)
-        found = joint([loaded[label][1] for label in rest]) if callable(joint) and rest else None
-        if found is None:
-            groups.append(([first], loaded[first][1]))
-            labels = rest
+def answer_groups(candidates: Mapping[str, tuple[ModelRef, Loader]], skipped: dict[str, str],
+                  lap: Callable[[str], None]) -> Iterator[tuple[list[str], Any, dict[str, tuple[ModelRef, Predictor]]]]:
+    """The candidates in the order given, each loaded only when the one before has answered, so one model
+    is in memory (and on Azure one endpoint made) at a time and an interrupted evaluation has made nothing
+    it did not use. A predictor offering ``joint`` (the fine-tuned model and its base on the same weights
+    in memory) has the later candidates loaded to answer with it in one batch: one group and the joint
+    predictor, whose answers are one tuple per prompt. Candidates that cannot answer go to ``skipped``."""
+    pending = list(candidates.items())
+    ready: dict[str, tuple[ModelRef, Predictor]] = {}
+
+    def load(label: str, model: ModelRef, loader: Loader) -> None:
+        predictor, why = loader()
+        lap("load")
+        if predictor is None:
+            skipped[label] = why
+        else:
+            ready[label] = (model, predictor)
+
+    while pending or ready:
+        if not ready:
+            load(pending[0][0], *pending[0][1])
+            pending = pending[1:]
             continue
-        predictor, picked = found
-        group = [first, *(rest[i] for i in picked)]
-        groups.append((group, predictor))
-        labels = [label for label in rest if label not in group]
-    return groups
+        first = next(iter(ready))
+        joint = getattr(ready[first][1], "joint", None)
+        if callable(joint):
+            for label, (model, loader) in pending:
+                load(label, model, loader)
+            pending = []
+        rest = [label for label in ready if label != first]
+        found = joint([ready[label][1] for label in rest]) if callable(joint) and rest else None
+        group = [first] if found is None else [first, *(rest[i] for i in found[1])]
+        members = {label: ready.pop(label) for label in group}
+        yield group, members[first][1] if found is None else found[0], members
+        del members, found, joint  # freed before the next candidate loads
 
 
 def identical_warning(predictions: dict[str, list[str]], share: float) -> str | None:
@@ -127,15 +144,7 @@ def evaluate(examples: list[Example], candidates: Mapping[str, tuple[ModelRef, L
         phases[name] = round(phases.get(name, 0.0) + time.perf_counter() - clock, 3)
         clock = time.perf_counter()
 
-    loaded: dict[str, tuple[ModelRef, Predictor]] = {}
-    for label, (model, load) in candidates.items():
-        predictor, why = load()
-        lap("load")
-        if predictor is None:
-            skipped[label] = why
-        else:
-            loaded[label] = (model, predictor)
-    for group, predictor in answer_groups(loaded):
+    for group, predictor, loaded in answer_groups(candidates, skipped, lap):
         if not names:
             names, reason, auto = pick_metrics(spec, fmt, hooks, with_loss=loaded[group[0]][0].kind != "cloud")
             reporter.event("metrics", message=f"metrics: {reason}")
@@ -159,6 +168,7 @@ def evaluate(examples: list[Example], candidates: Mapping[str, tuple[ModelRef, L
             metrics += hooks.evaluate(EvalRequest(candidate=label, model=ref, examples=examples,
                                                   predictions=predictions[label], references=references, metrics=names,
                                                   predictor=member, settings=spec.pipeline, answer_format=fmt))
+        del predictor, loaded, member  # one model in memory at a time
         lap("score")
     table = ScoredTable(n=len(examples), candidates=list(predictions), metrics=metrics, examples=examples,
                         references=references, predictions=predictions, resamples=ev.resamples,
