@@ -68,6 +68,17 @@ def test_only_predictors_on_the_same_weights_and_routable_adapters_answer_togeth
     assert tuned.joint([tuned.without_adapter()]) is None
 
 
+def test_a_predictor_that_can_never_join_says_so_before_the_other_candidates_load(tiny_model_dir: Path) -> None:
+    from ftp.backends.local.modeling import Placement
+
+    tuned = predictor(tiny_model_dir, adapter=True)
+    assert tuned.can_join() and not predictor(tiny_model_dir).can_join()  # no PEFT model: nothing to route
+    on_gpu = type(tuned)(tuned.model, tuned.fmt, Placement("cuda", tuned.where.dtype_name), tuned.max_length)
+    assert not on_gpu.can_join()  # so evaluation on a GPU loads the base only after the fine-tuned model answered
+    tuned.model.merge_adapter()
+    assert not tuned.can_join()
+
+
 def test_ftp_eval_answers_the_fine_tuned_model_and_its_base_together(tiny_model_dir: Path, tmp_path: Path) -> None:
     import torch
     from peft import LoraConfig, get_peft_model

@@ -55,10 +55,16 @@ def routable(model: Any) -> bool:
     return True
 
 
+def joinable(first: Member) -> bool:
+    """Whether ``first`` could answer in one batch with any other predictor: on a CPU (measured slower
+    on a GPU), its adapter routable per row."""
+    return not str(first.where.device).startswith("cuda") and routable(first.model)
+
+
 def partners(first: Member, others: Sequence[Any]) -> list[int]:
     """Which of ``others`` can answer in one batch with ``first``: on a CPU, predictors of its kind on the
     very same model in memory, each with its adapter on or off, one of each at most."""
-    if str(first.where.device).startswith("cuda") or not routable(first.model):
+    if not joinable(first):
         return []
     taken = {first.adapter_off}
     found = []

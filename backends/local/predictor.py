@@ -68,6 +68,13 @@ class LocalPredictor:
         cannot score so (see ``score_continuations``) ``loss`` scores the usual way."""
         return self.answer([ex["messages"][:-1] for ex in examples], max_new_tokens, examples, [self])[0]
 
+    def can_join(self) -> bool:
+        """Whether ``joint`` could ever find partners, asked before the other candidates are loaded so
+        that where it cannot (a GPU) each loads only after this one has answered."""
+        from .joint import joinable
+
+        return joinable(self)
+
     def joint(self, others: Sequence[Any]) -> tuple[Any, list[int]] | None:
         """One batch answering as this predictor and those of ``others`` on the same weights in memory
         (the fine-tuned model and its base), and which of ``others`` those are; None when none is."""

@@ -77,9 +77,10 @@ def answer_groups(candidates: Mapping[str, tuple[ModelRef, Loader]], skipped: di
     """The candidates in the order given, each loaded only when the one before has answered, so one model
     is in memory (and on Azure one endpoint made) at a time and an interrupted evaluation has made nothing
     it did not use. A predictor offering ``joint`` (the fine-tuned model and its base on the same weights
-    in memory) has the later candidates loaded to answer with it in one batch: one group and the joint
-    predictor, whose answers are one tuple per prompt. Candidates that cannot answer go to ``skipped``."""
-    pending = list(candidates.items())
+    in memory), and saying by ``can_join`` that it may find partners, has the later candidates loaded to
+    answer with it in one batch: one group and the joint predictor, whose answers are one tuple per
+    prompt. Candidates that cannot answer go to ``skipped``."""
+    pending = [(label, model, loader) for label, (model, loader) in candidates.items()]
     ready: dict[str, tuple[ModelRef, Predictor]] = {}
 
     def load(label: str, model: ModelRef, loader: Loader) -> None:
@@ -92,15 +93,13 @@ def answer_groups(candidates: Mapping[str, tuple[ModelRef, Loader]], skipped: di
 
     while pending or ready:
         if not ready:
-            load(pending[0][0], *pending[0][1])
-            pending = pending[1:]
+            load(*pending.pop(0))
             continue
         first = next(iter(ready))
-        joint = getattr(ready[first][1], "joint", None)
-        if callable(joint):
-            for label, (model, loader) in pending:
-                load(label, model, loader)
-            pending = []
+        joint, can_join = (getattr(ready[first][1], name, None) for name in ("joint", "can_join"))
+        if callable(joint) and callable(can_join) and can_join():
+            while pending:
+                load(*pending.pop(0))
         rest = [label for label in ready if label != first]
         found = joint([ready[label][1] for label in rest]) if callable(joint) and rest else None
         group = [first] if found is None else [first, *(rest[i] for i in found[1])]
