@@ -45,10 +45,31 @@ METRICS = ["train_s", "evaluate_s", "total_s", "train_loop_s"]
 SIDES = {"ftp": "A: ftp run", "trl": "B: TRL script + generate"}
 
 
-def ftp_side(args: argparse.Namespace, folder: Path, env: dict[str, str]) -> dict[str, Any]:
+def profiled(folder: Path, profile: bool) -> list[str]:
+    """The interpreter, under cProfile for a warm-up run with ``--profile-warmup`` (it is excluded anyway)."""
+    return [sys.executable, *(["-m", "cProfile", "-o", str(folder / "profile.prof")] if profile else [])]
+
+
+def profile_top(folder: Path, n: int = 40) -> dict[str, list[str]]:
+    """The functions that took the host's time, by own time and by cumulative time: where a step waits."""
+    import io
+    import pstats
+
+    if not (folder / "profile.prof").exists():
+        return {}
+    out = {}
+    for key in ("tottime", "cumulative"):
+        buf = io.StringIO()
+        pstats.Stats(str(folder / "profile.prof"), stream=buf).sort_stats(key).print_stats(n)
+        out[key] = [line for line in buf.getvalue().splitlines() if line.strip()][-n - 1:]
+    return out
+
+
+def ftp_side(args: argparse.Namespace, folder: Path, env: dict[str, str], profile: bool = False) -> dict[str, Any]:
     """``ftp run`` as a user types it; the step times ftp itself recorded in state.json."""
     sets = [f"train.seed={args.seed}", *(["backends.local.devices=cpu"] if args.device == "cpu" else []), *args.ftp_set]
-    cmd = [sys.executable, "-m", "ftp", "run", "pipeline.yaml", "--backend", "local", "--json", "--steps", args.ftp_steps]
+    cmd = [*profiled(folder, profile), "-m", "ftp", "run", "pipeline.yaml", "--backend", "local", "--json",
+           "--steps", args.ftp_steps]
     cmd += [a for s in sets for a in ("--set", s)]
     log = folder / "log.txt"
     r = rounds.run_process(cmd, None, args.run_timeout_s, log, cwd=folder, env=env)
@@ -70,15 +91,20 @@ def ftp_side(args: argparse.Namespace, folder: Path, env: dict[str, str]) -> dic
             "step_seconds": {k: v.get("seconds") for k, v in steps.items() if v.get("status") == "done"},
             "eval": {k: {"exact_match": v.get("exact_match")} for k, v in report.get("metrics", {}).items()},
             "eval_settings": report.get("decoding"), "eval_phases": report.get("phases"),
-            "process_wall_s": r["process_wall_s"], "run_dir": str(run_dir)}
+            "process_wall_s": r["process_wall_s"], "run_dir": str(run_dir), **profile_of(folder, profile)}
 
 
-def trl_side(args: argparse.Namespace, folder: Path, env: dict[str, str]) -> dict[str, Any]:
-    cmd = [sys.executable, str(HERE / "pipeline_trl.py"), "--model", str(args.model_dir), "--data", str(args.data),
+def profile_of(folder: Path, profile: bool) -> dict[str, Any]:
+    return {"profile": profile_top(folder)} if profile else {}
+
+
+def trl_side(args: argparse.Namespace, folder: Path, env: dict[str, str], profile: bool = False) -> dict[str, Any]:
+    cmd = [*profiled(folder, profile), str(HERE / "pipeline_trl.py"), "--model", str(args.model_dir),
+           "--data", str(args.data),
            "--out", str(folder / "adapter"), "--result", str(folder / "result.json"), "--seed", str(args.seed),
            "--device", args.device, "--eval-batch", str(args.eval_batch), "--eval-dtype", args.eval_dtype]
     r = rounds.run_process(cmd, folder / "result.json", args.run_timeout_s, folder / "log.txt", cwd=folder, env=env)
-    return r if "error" in r else {**r, "total_s": r["process_wall_s"]}
+    return r if "error" in r else {**r, "total_s": r["process_wall_s"], **profile_of(folder, profile)}
 
 
 def summarise(runs: list[dict[str, Any]]) -> dict[str, Any]:
@@ -126,6 +152,8 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--eval-batch", type=int, default=None, help="B's prompts per batch (default 64 on a GPU, 8 on a CPU)")
     p.add_argument("--eval-dtype", choices=["float32", "bfloat16"], default=None,
                    help="B's evaluation dtype (default bfloat16 on a GPU, as ftp evaluates; float32 on a CPU)")
+    p.add_argument("--profile-warmup", action="store_true",
+                   help="run the warm-up rounds under cProfile and record each side's top functions")
     p.add_argument("--commit", default=None)
     args = p.parse_args(argv)
     try:
@@ -174,10 +202,11 @@ def main(argv: list[str] | None = None) -> None:
         folder = work / "runs" / f"r{round_}-{side}"
         shutil.rmtree(folder, ignore_errors=True)  # a half-done attempt starts over
         folder.mkdir(parents=True)
+        profile = args.profile_warmup and round_ < args.warmup
         if side == "trl":
-            return trl_side(args, folder, env)
+            return trl_side(args, folder, env, profile)
         (folder / "pipeline.yaml").write_text(qr.pipeline_yaml(args.task, args.data, spec), encoding="utf-8")
-        return ftp_side(args, folder, env)
+        return ftp_side(args, folder, env, profile)
 
     def write(complete: bool = False) -> None:
         s = summarise(results.runs)
