@@ -43,6 +43,8 @@ HERE = Path(__file__).resolve().parent
 PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "tokenizers", "gguf")
 METRICS = ["train_s", "evaluate_s", "total_s", "train_loop_s"]
 SIDES = {"ftp": "A: ftp run", "trl": "B: TRL script + generate"}
+# further sides --sides can add: ftp with one of its speed-ups switched off, to measure what it buys
+VARIANTS = {"ftp-unfused": ["backends.local.fused_norms=false"]}
 
 
 def profiled(folder: Path, profile: bool) -> list[str]:
@@ -65,9 +67,11 @@ def profile_top(folder: Path, n: int = 40) -> dict[str, list[str]]:
     return out
 
 
-def ftp_side(args: argparse.Namespace, folder: Path, env: dict[str, str], profile: bool = False) -> dict[str, Any]:
+def ftp_side(args: argparse.Namespace, folder: Path, env: dict[str, str], profile: bool = False,
+             variant: list[str] | None = None) -> dict[str, Any]:
     """``ftp run`` as a user types it; the step times ftp itself recorded in state.json."""
-    sets = [f"train.seed={args.seed}", *(["backends.local.devices=cpu"] if args.device == "cpu" else []), *args.ftp_set]
+    sets = [f"train.seed={args.seed}", *(["backends.local.devices=cpu"] if args.device == "cpu" else []), *args.ftp_set,
+            *(variant or [])]
     cmd = [*profiled(folder, profile), "-m", "ftp", "run", "pipeline.yaml", "--backend", "local", "--json",
            "--steps", args.ftp_steps]
     cmd += [a for s in sets for a in ("--set", s)]
@@ -123,6 +127,10 @@ def table(summary: dict[str, Any], header: str) -> str:
         a, b = (summary["sides"].get(side, {}).get(m) for side in SIDES)
         ratio = summary["trl_over_ftp"].get(m)
         rows.append(f"| {label} | {rounds.fmt(a, 1)} | {rounds.fmt(b, 1)} | {'-' if ratio is None else f'{ratio:.2f}'} |")
+    for side, per in summary["sides"].items():
+        if side not in SIDES:
+            rows.append(f"\n{side} ({', '.join(VARIANTS.get(side, []))}): " + ", ".join(
+                f"{labels[m]} {rounds.fmt(per.get(m), 1)}" for m in labels if per.get(m)))
     for host, m in summary["by_machine"].items():
         rows.append(f"\nmachine {host}: B / A " + ", ".join(f"{labels[k]} {v:.2f}" for k, v in m["trl_over_ftp"].items()))
     if summary["failed_runs"]:
@@ -152,6 +160,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--eval-batch", type=int, default=None, help="B's prompts per batch (default 64 on a GPU, 8 on a CPU)")
     p.add_argument("--eval-dtype", choices=["float32", "bfloat16"], default=None,
                    help="B's evaluation dtype (default bfloat16 on a GPU, as ftp evaluates; float32 on a CPU)")
+    p.add_argument("--sides", default="ftp,trl", help=f"which to run, of ftp, trl, {', '.join(VARIANTS)}")
     p.add_argument("--profile-warmup", action="store_true",
                    help="run the warm-up rounds under cProfile and record each side's top functions")
     p.add_argument("--commit", default=None)
@@ -162,6 +171,10 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
         args.size_list = ()
     if len(args.size_list) != 3 or min(args.size_list) < 1:
         rounds.user_error(f"--sizes {args.sizes!r}: give three positive numbers, train,validation,test")
+    args.side_list = [x for x in args.sides.split(",") if x]
+    unknown = [x for x in args.side_list if x not in SIDES and x not in VARIANTS]
+    if unknown or not args.side_list:
+        rounds.user_error(f"--sides {args.sides!r}: choose from {', '.join([*SIDES, *VARIANTS])}")
     if args.repeats < 0 or args.warmup < 0:
         rounds.user_error("--repeats and --warmup must be at least 0")
     return args
@@ -190,7 +203,8 @@ def main(argv: list[str] | None = None) -> None:
     args.data = work / "data" / args.task
     identity = {"benchmark": "pipeline_gpu", "model": args.model, "task": args.task, "sizes": list(args.size_list),
                 "data_seed": args.data_seed, "seed": args.seed, "device": args.device, "ftp_steps": args.ftp_steps,
-                "ftp_set": args.ftp_set, "eval_batch": args.eval_batch, "eval_dtype": args.eval_dtype}
+                "ftp_set": args.ftp_set, "eval_batch": args.eval_batch, "eval_dtype": args.eval_dtype,
+                **({"sides": args.side_list} if args.side_list != list(SIDES) else {})}
     meta = {"model_dir": str(args.model_dir), "data": info.get("stats"), "repeats": args.repeats, "warmup": args.warmup,
             "sides": SIDES, **rounds.provenance(args.commit, PACKAGES)}
     results = rounds.ResultsFile(args.out, identity, meta, args.resume, args.fresh)
@@ -206,13 +220,13 @@ def main(argv: list[str] | None = None) -> None:
         if side == "trl":
             return trl_side(args, folder, env, profile)
         (folder / "pipeline.yaml").write_text(qr.pipeline_yaml(args.task, args.data, spec), encoding="utf-8")
-        return ftp_side(args, folder, env, profile)
+        return ftp_side(args, folder, env, profile, VARIANTS.get(side))
 
     def write(complete: bool = False) -> None:
         s = summarise(results.runs)
         results.write(s, table(s, header), complete)
 
-    todo = rounds.pending(rounds.plan(list(SIDES), args.repeats, args.warmup), args.warmup, results, args.retry_failed)
+    todo = rounds.pending(rounds.plan(args.side_list, args.repeats, args.warmup), args.warmup, results, args.retry_failed)
     left = rounds.execute(todo, args.warmup, results, run_one, args.budget_s, started, write)
     s = summarise(results.runs)
     results.write(s, table(s, header), not left)

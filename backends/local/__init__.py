@@ -49,6 +49,9 @@ class LocalSettings(BaseModel):
     compile: Literal["auto"] | bool = Field(
         "auto", description="torch.compile each decoder layer; auto: on CUDA (with triton) for runs of 1,000+ steps")
     compile_backend: str = Field("inductor", description="torch.compile backend (aot_eager to debug a compile problem)")
+    fused_norms: Literal["auto"] | bool = Field(
+        "auto", description="RMSNorm in one call (torch's rms_norm) while training, for norms whose output it "
+                            "matches; auto: on CUDA, where a small model's step is bound by kernel launches")
     pack_multiple: int = Field(0, ge=0, description="round packed rows up to a multiple of this many tokens (0: off)")
     attention: Literal["auto", "sdpa"] = Field(
         "auto", description="packed rows: auto uses variable-length FlashAttention where the model's attention "

@@ -79,6 +79,7 @@ class Loop:
         self.st = checkpoint.LoopState(fingerprint=checkpoint.fingerprint(request))
         self.start = time.perf_counter()
         self.task: Any = _Silent()
+        self.tokenizer_files: list[str] = []  # written into the saved model by this attempt (training.save_model)
 
     def resume(self) -> None:
         """Continue from the checkpoint when it was made for this very request (weights, optimiser, RNG,

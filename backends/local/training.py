@@ -25,6 +25,7 @@ from ftp.errors import FtpError, UserError
 from ftp.types import DatasetRef, ModelRef, StepContext, TrainRequest, TrainResult
 
 from . import models
+from . import norms
 from . import token_cache
 from .precision import adapters_follow_autocast, grad_scaler
 from .distributed import Dist
@@ -32,8 +33,9 @@ from .chat import ChatFormat, Encoded, chat_format, encode, show_mask
 from .attention import packed
 from .flat import Trainable, flatten
 from .loop import Data, Loop, Parts, Schedule
-from .modeling import (Placement, collate, compile_layers, load_model, load_tokenizer, causal_lm, peak_memory_mb,
-                       placement, uncompile_layers)
+from .schedule import examples_to_take
+from .modeling import (Placement, collate, collate_packed, compile_layers, load_model, load_tokenizer, causal_lm,
+                       peak_memory_mb, placement, uncompile_layers)
 
 META_FILE = "ftp_model.json"
 
@@ -164,7 +166,12 @@ def _load_4bit(base_dir: Path, where: Placement) -> Any:
                                                 device_map={"": where.device}, local_files_only=True)
 
 
-def evaluate_loss(model: Any, rows: Sequence[Encoded], pad_id: int, device: str, batch_size: int) -> float:
+def evaluate_loss(model: Any, rows: Sequence[Encoded], pad_id: int, device: str, batch_size: int,
+                  pack_tokens: int | None = None, pack: bool = False) -> float:
+    """The mean answer loss over ``rows``. ``pack``: in rows made as training makes its micro-batches
+    (``batch_size`` examples, or as many as ``pack_tokens`` holds) with no padding, so validation costs
+    what a training forward does and no more memory. The sum stays on the device until the end: one
+    wait for the GPU per validation, not one per batch."""
     import torch
 
     from .loss import answer_loss, loss_model
@@ -172,29 +179,42 @@ def evaluate_loss(model: Any, rows: Sequence[Encoded], pad_id: int, device: str,
     scorer = loss_model(model)
     was_training = model.training
     model.eval()
-    total, count = 0.0, 0
+    total, count, i, order = torch.zeros((), device=device), 0, 0, list(range(len(rows)))
     with torch.no_grad():
-        for i in range(0, len(rows), batch_size):
-            loss, n = answer_loss(scorer, collate(list(rows[i:i + batch_size]), pad_id, device))
-            total += float(loss)
-            count += n
+        while i < len(rows):
+            take = examples_to_take(rows, order, i, batch_size, pack_tokens) if pack else batch_size
+            part = list(rows[i:i + take])
+            loss, n = answer_loss(scorer, collate_packed(part, device, pad_id) if pack else collate(part, pad_id, device))
+            total += loss.detach().float()
+            count, i = count + n, i + take
     if was_training:
         model.train()
-    return total / max(1, count)
+    return float(total) / max(1, count)
 
 
 def save_model(model: Any, fmt: ChatFormat, out: Path, meta: dict[str, Any],
-               weights: dict[str, Any] | None = None) -> None:
+               weights: dict[str, Any] | None = None, tokenizer_files: Sequence[str] = ()) -> list[str]:
     """Write to a sibling folder, then swap it in: a crash never leaves half an adapter. ``weights``:
-    the trainable weights gathered from FSDP shards, written instead of what this rank holds."""
+    the trainable weights gathered from FSDP shards, written instead of what this rank holds.
+
+    ``tokenizer_files``: the tokenizer's files this run wrote into ``out`` before, copied from there
+    rather than serialised again (Gemma's 262k-token tokenizer takes about half a second, and a run saves
+    at every better validation). Returns the tokenizer's files, for the next save."""
     tmp = out.parent / f".{out.name}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp), **({"state_dict": weights} if weights is not None else {}))
-    fmt.tokenizer.chat_template = fmt.template
-    fmt.tokenizer.save_pretrained(str(tmp))
+    if tokenizer_files and all((out / name).is_file() for name in tokenizer_files):
+        for name in tokenizer_files:
+            shutil.copyfile(out / name, tmp / name)
+        names = list(tokenizer_files)
+    else:
+        fmt.tokenizer.chat_template = fmt.template
+        written = fmt.tokenizer.save_pretrained(str(tmp))
+        names = sorted({Path(f).name for f in written if Path(f).is_file() and Path(f).parent == tmp})
     (tmp / META_FILE).write_text(json.dumps(meta, indent=2), encoding="utf-8")
     shutil.rmtree(out, ignore_errors=True)
     tmp.rename(out)
+    return names
 
 
 def place(request: TrainRequest) -> tuple[Dist, Placement, Any]:
@@ -287,6 +307,9 @@ def run(loop: Loop) -> bool:
     if (loop.settings.packing and loop.request.backend_settings.get("attention", "auto") == "auto"
             and precision.enter_context(packed(causal_lm(loop.parts.core)))):
         loop.ctx.reporter.event("attention", message="packed rows use variable-length FlashAttention (no mask)")
+    if norms.wanted(loop.request.backend_settings.get("fused_norms", "auto"), loop.where.device):
+        fused = precision.enter_context(norms.fused_norms(loop.parts.core))
+        loop.ctx.reporter.event("fused_norms", message=f"{fused} RMSNorm modules run as one rms_norm call each")
     try:
         while loop.st.step < loop.plan.total:
             loop.step()
@@ -307,7 +330,8 @@ def validate(loop: Loop) -> bool:
         return False
     with loop.amp():  # sharded weights are gathered by the root module's forward: score through it
         val = evaluate_loss(parts.model if loop.dist.sharded else parts.core, loop.data.validation,
-                            loop.fmt.tokenizer.pad_token_id, loop.where.device, loop.settings.batch_size)
+                            loop.fmt.tokenizer.pad_token_id, loop.where.device, loop.settings.batch_size,
+                            loop.settings.resolved_pack_tokens(), pack=loop.settings.packing)
     loop.log({"step": st.step, "eval_loss": val})
     st.val_curve.append([st.step, val])
     if val < st.best - (stopping.min_delta if stopping is not None else 0.0):
@@ -326,7 +350,8 @@ def save(loop: Loop, extra: dict[str, Any]) -> None:
     """The model as it is now: gathered from the shards by every rank, written by the first."""
     weights = loop.dist.full_trainable(loop.parts.core)
     if loop.dist.main:
-        save_model(loop.parts.core, loop.fmt, loop.request.output_dir, {**loop.meta, **extra}, weights)
+        loop.tokenizer_files = save_model(loop.parts.core, loop.fmt, loop.request.output_dir, {**loop.meta, **extra},
+                                          weights, loop.tokenizer_files)
     loop.dist.barrier()
 
 
