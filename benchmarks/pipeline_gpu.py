@@ -95,7 +95,8 @@ def ftp_side(args: argparse.Namespace, folder: Path, env: dict[str, str], profil
             "step_seconds": {k: v.get("seconds") for k, v in steps.items() if v.get("status") == "done"},
             "eval": {k: {"exact_match": v.get("exact_match")} for k, v in report.get("metrics", {}).items()},
             "eval_settings": report.get("decoding"), "eval_phases": report.get("phases"),
-            "process_wall_s": r["process_wall_s"], "run_dir": str(run_dir), **profile_of(folder, profile)}
+            "train_phases": train.get("phases"), "process_wall_s": r["process_wall_s"], "run_dir": str(run_dir),
+            **profile_of(folder, profile)}
 
 
 def profile_of(folder: Path, profile: bool) -> dict[str, Any]:

@@ -11,7 +11,8 @@ import pytest
 
 from ftp.backends.local.chat import chat_format, encode
 from ftp.backends.local.modeling import load_tokenizer
-from ftp.backends.local.training import evaluate_loss, save_model
+from ftp.backends.local.loss import evaluate_loss
+from ftp.backends.local.training import save_model
 
 
 def model_and_rows(tiny_model_dir: Path, n: int) -> tuple[Any, Any, list[Any]]:
@@ -72,3 +73,20 @@ def test_the_tokenizer_is_serialised_once_then_copied(tiny_model_dir: Path, tmp_
 
     (out / files[0]).unlink()  # a file gone (another attempt wrote the folder): serialised again
     assert save_model(model, fmt, out, {"step": 3}, tokenizer_files=files) == files and len(saves) == 2
+
+
+def test_a_run_says_where_its_time_went(tiny_model_dir: Path, tmp_path: Path) -> None:
+    import time
+
+    from conftest import train_directly
+
+    start = time.perf_counter()
+    _, result, _ = train_directly(tiny_model_dir, tmp_path, {"method": "lora", "max_steps": 3, "batch_size": 4,
+                                                             "checkpoint_steps": 1})
+    wall = time.perf_counter() - start
+    phases = result.phases
+    assert {"setup", "tokenizer", "data", "model", "resume", "steps", "checkpoint", "finish"} <= set(phases)
+    assert "validation" not in phases  # no validation split: none ran
+    assert all(v >= 0 for v in phases.values()) and phases["steps"] > 0
+    assert sum(phases.values()) <= wall + 0.001 * len(phases)  # each rounded to the millisecond
+    assert result.model_dump(mode="json")["phases"] == phases  # recorded in state.json with the step's outputs

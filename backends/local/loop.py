@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,11 +67,31 @@ class Schedule:
                    eval_every=eval_every, save_every=int(settings.checkpoint_steps or eval_every))
 
 
+class Phases:
+    """Seconds per phase of a training run (``TrainResult.phases``): where the time besides the optimiser
+    steps goes (tokenizer, data, model, validation, saving), which a tokens-per-second figure hides."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - start
+
+    def rounded(self) -> dict[str, float]:
+        return {k: round(v, 3) for k, v in self.seconds.items()}
+
+
 class Loop:
     """The loop's state (``st``: what a checkpoint saves) and everything a step touches."""
 
     def __init__(self, request: TrainRequest, ctx: StepContext, fmt: ChatFormat, where: Placement, dist: Dist,
-                 scaler: Any, parts: Parts, data: Data, plan: Schedule, meta: dict[str, Any]) -> None:
+                 scaler: Any, parts: Parts, data: Data, plan: Schedule, meta: dict[str, Any],
+                 phases: Phases | None = None) -> None:
         self.request, self.settings, self.ctx, self.fmt = request, request.settings, ctx, fmt
         self.where, self.dist, self.scaler, self.parts, self.data, self.plan = where, dist, scaler, parts, data, plan
         self.meta = meta  # what the saved model's META_FILE records, besides its step
@@ -79,6 +100,7 @@ class Loop:
         self.st = checkpoint.LoopState(fingerprint=checkpoint.fingerprint(request))
         self.start = time.perf_counter()
         self.task: Any = _Silent()
+        self.phases = phases or Phases()
         self.tokenizer_files: list[str] = []  # written into the saved model by this attempt (training.save_model)
 
     def resume(self) -> None:
@@ -186,6 +208,11 @@ class Loop:
         st = self.st
         if st.step % self.plan.save_every != 0 or st.step >= self.plan.total:
             return
+        with self.phases("checkpoint"):
+            self._save_checkpoint()
+
+    def _save_checkpoint(self) -> None:
+        st = self.st
         st.elapsed = time.perf_counter() - self.start
         st.loss_scale = self.scaler.state_dict()
         saved = self.dist.checkpoint_state(self.parts.core, self.parts.optimiser)

@@ -9,6 +9,7 @@ Llama 3 shaped model needs 1 GiB for its fp32 logits and as much again for their
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -16,8 +17,9 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .attention import NAME as PACKED
-from .chat import IGNORE
-from .modeling import CHUNK_ELEMENTS, GPU_CHUNK_ELEMENTS, Batch, causal_lm
+from .chat import IGNORE, Encoded
+from .modeling import CHUNK_ELEMENTS, GPU_CHUNK_ELEMENTS, Batch, causal_lm, collate, collate_packed
+from .schedule import examples_to_take
 
 
 class AnswerLoss(nn.Module):
@@ -110,3 +112,25 @@ def answer_loss(model: Any, batch: Batch) -> tuple[Any, int]:
     loss = loss_model(model)(batch.input_ids, batch.attention_mask, batch.position_ids, batch.positions, batch.targets,
                              batch.starts, batch.longest)
     return loss, batch.trained
+
+
+def evaluate_loss(model: Any, rows: Sequence[Encoded], pad_id: int, device: str, batch_size: int,
+                  pack_tokens: int | None = None, pack: bool = False) -> float:
+    """The mean answer loss over ``rows``. ``pack``: in rows made as training makes its micro-batches
+    (``batch_size`` examples, or as many as ``pack_tokens`` holds) with no padding, so validation costs
+    what a training forward does and no more memory. The sum stays on the device until the end: one
+    wait for the GPU per validation, not one per batch."""
+    scorer = loss_model(model)
+    was_training = model.training
+    model.eval()
+    total, count, i, order = torch.zeros((), device=device), 0, 0, list(range(len(rows)))
+    with torch.no_grad():
+        while i < len(rows):
+            take = examples_to_take(rows, order, i, batch_size, pack_tokens) if pack else batch_size
+            part = list(rows[i:i + take])
+            loss, n = answer_loss(scorer, collate_packed(part, device, pad_id) if pack else collate(part, pad_id, device))
+            total += loss.detach().float()
+            count, i = count + n, i + take
+    if was_training:
+        model.train()
+    return float(total) / max(1, count)

@@ -21,7 +21,7 @@ from ftp.types import Example, Message, ModelRef
 from . import models
 from .chat import IGNORE, ChatFormat, Encoded, chat_format, encode
 from .modeling import Placement, causal_lm, load_model, shared_tokenizer
-from .training import META_FILE, Trained, evaluate_loss
+from .training import META_FILE, Trained
 
 Scored = tuple[tuple[str, ...], float, int]  # examples scored together (their keys), summed loss, answer tokens
 
@@ -137,6 +137,8 @@ class LocalPredictor:
         if rows:
             rows.sort(key=lambda e: len(e.input_ids))  # similar lengths per batch: little padding to score
             size = 64 if str(self.where.device).startswith("cuda") else 8  # 15 batches of 8 took 1.4 s per candidate on an H200
+            from .loss import evaluate_loss
+
             with self._mode():
                 mean = evaluate_loss(self.model, rows, self.fmt.tokenizer.pad_token_id, self.where.device, size)
             scored = sum(label != IGNORE for r in rows for label in r.labels[1:])  # what evaluate_loss averaged over

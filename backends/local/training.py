@@ -32,9 +32,8 @@ from .distributed import Dist
 from .chat import ChatFormat, Encoded, chat_format, encode, show_mask
 from .attention import packed
 from .flat import Trainable, flatten
-from .loop import Data, Loop, Parts, Schedule
-from .schedule import examples_to_take
-from .modeling import (Placement, collate, collate_packed, compile_layers, load_model, load_tokenizer, causal_lm,
+from .loop import Data, Loop, Parts, Phases, Schedule
+from .modeling import (Placement, compile_layers, load_model, load_tokenizer, causal_lm,
                        peak_memory_mb, placement, uncompile_layers)
 
 META_FILE = "ftp_model.json"
@@ -166,32 +165,6 @@ def _load_4bit(base_dir: Path, where: Placement) -> Any:
                                                 device_map={"": where.device}, local_files_only=True)
 
 
-def evaluate_loss(model: Any, rows: Sequence[Encoded], pad_id: int, device: str, batch_size: int,
-                  pack_tokens: int | None = None, pack: bool = False) -> float:
-    """The mean answer loss over ``rows``. ``pack``: in rows made as training makes its micro-batches
-    (``batch_size`` examples, or as many as ``pack_tokens`` holds) with no padding, so validation costs
-    what a training forward does and no more memory. The sum stays on the device until the end: one
-    wait for the GPU per validation, not one per batch."""
-    import torch
-
-    from .loss import answer_loss, loss_model
-
-    scorer = loss_model(model)
-    was_training = model.training
-    model.eval()
-    total, count, i, order = torch.zeros((), device=device), 0, 0, list(range(len(rows)))
-    with torch.no_grad():
-        while i < len(rows):
-            take = examples_to_take(rows, order, i, batch_size, pack_tokens) if pack else batch_size
-            part = list(rows[i:i + take])
-            loss, n = answer_loss(scorer, collate_packed(part, device, pad_id) if pack else collate(part, pad_id, device))
-            total += loss.detach().float()
-            count, i = count + n, i + take
-    if was_training:
-        model.train()
-    return float(total) / max(1, count)
-
-
 def save_model(model: Any, fmt: ChatFormat, out: Path, meta: dict[str, Any],
                weights: dict[str, Any] | None = None, tokenizer_files: Sequence[str] = ()) -> list[str]:
     """Write to a sibling folder, then swap it in: a crash never leaves half an adapter. ``weights``:
@@ -274,27 +247,34 @@ def describe(request: TrainRequest, where: Placement, data: Data, plan: Schedule
 def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained]:
     """Train in this process (or as one rank of several under torchrun). The pieces run in this order
     because the random draws and the collectives do, and a resumed run must repeat them."""
-    dist, where, scaler = place(request)
-    base_dir = models.resolve(request.base_model)
-    fmt = chat_format(load_tokenizer(base_dir), request.model.chat_template)
-    data = encode_data(request, fmt, base_dir, ctx)
-    parts = build(request, base_dir, where, dist)
-    plan = Schedule.of(request.settings, data.train)
-    compiled = wants_compile(request.backend_settings.get("compile", "auto"), where.device, plan.total)
-    if compiled:
-        compile_layers(parts.core, str(request.backend_settings.get("compile_backend", "inductor")))
+    phases = Phases()
+    with phases("setup"):
+        dist, where, scaler = place(request)
+        base_dir = models.resolve(request.base_model)
+    with phases("tokenizer"):
+        fmt = chat_format(load_tokenizer(base_dir), request.model.chat_template)
+    with phases("data"):
+        data = encode_data(request, fmt, base_dir, ctx)
+    with phases("model"):
+        parts = build(request, base_dir, where, dist)
+        plan = Schedule.of(request.settings, data.train)
+        compiled = wants_compile(request.backend_settings.get("compile", "auto"), where.device, plan.total)
+        if compiled:
+            compile_layers(parts.core, str(request.backend_settings.get("compile_backend", "inductor")))
     meta = {"base_model": request.base_model, "method": request.method, "chat_template": fmt.name,
             "max_seq_length": request.model.max_seq_length}
-    loop = Loop(request, ctx, fmt, where, dist, scaler, parts, data, plan, meta)
-    loop.resume()
+    loop = Loop(request, ctx, fmt, where, dist, scaler, parts, data, plan, meta, phases)
+    with phases("resume"):
+        loop.resume()
     ctx.reporter.event("train_plan", message=describe(request, where, data, plan, compiled))
     stopped = run(loop)
-    save_last(loop)
-    if compiled:
-        uncompile_layers(parts.core)
-    core, st = parts.core, loop.st
-    if st.best_step is not None and st.best_step != st.step and dist.world == 1:  # workers' models are not used
-        core = _reload_best(core, request, where)
+    save_last(loop)  # its saving is timed as "save"
+    with phases("finish"):
+        if compiled:
+            uncompile_layers(parts.core)
+        core, st = parts.core, loop.st
+        if st.best_step is not None and st.best_step != st.step and dist.world == 1:  # workers' models are not used
+            core = _reload_best(core, request, where)
     return result(loop, stopped), Trained(request.output_dir, core, fmt, where)
 
 
@@ -312,7 +292,8 @@ def run(loop: Loop) -> bool:
         loop.ctx.reporter.event("fused_norms", message=f"{fused} RMSNorm modules run as one rms_norm call each")
     try:
         while loop.st.step < loop.plan.total:
-            loop.step()
+            with loop.phases("steps"):
+                loop.step()
             if validate(loop):
                 return True
             loop.save_checkpoint()
@@ -328,7 +309,9 @@ def validate(loop: Loop) -> bool:
     st, parts, stopping, total = loop.st, loop.parts, loop.settings.early_stopping, loop.plan.total
     if not loop.data.validation or not (st.step % loop.plan.eval_every == 0 or st.step == total):
         return False
-    with loop.amp():  # sharded weights are gathered by the root module's forward: score through it
+    from .loss import evaluate_loss
+
+    with loop.phases("validation"), loop.amp():  # sharded weights are gathered by the root module's forward: score through it
         val = evaluate_loss(parts.model if loop.dist.sharded else parts.core, loop.data.validation,
                             loop.fmt.tokenizer.pad_token_id, loop.where.device, loop.settings.batch_size,
                             loop.settings.resolved_pack_tokens(), pack=loop.settings.packing)
@@ -348,6 +331,11 @@ def validate(loop: Loop) -> bool:
 
 def save(loop: Loop, extra: dict[str, Any]) -> None:
     """The model as it is now: gathered from the shards by every rank, written by the first."""
+    with loop.phases("save"):
+        _save(loop, extra)
+
+
+def _save(loop: Loop, extra: dict[str, Any]) -> None:
     weights = loop.dist.full_trainable(loop.parts.core)
     if loop.dist.main:
         loop.tokenizer_files = save_model(loop.parts.core, loop.fmt, loop.request.output_dir, {**loop.meta, **extra},
@@ -379,7 +367,7 @@ def result(loop: Loop, stopped: bool) -> TrainResult:
                        metrics=metrics, steps=st.step, epochs=round(st.step / loop.plan.steps_per_epoch, 3),
                        train_tokens=st.trained_tokens, wall_seconds=round(wall, 2),
                        peak_memory_mb=round(peak_memory_mb(loop.where.device), 1), best_step=st.best_step,
-                       stopped_early=stopped, overfitting=curve.verdict())
+                       stopped_early=stopped, overfitting=curve.verdict(), phases=loop.phases.rounded())
 
 
 def _reload_best(model: Any, request: TrainRequest, where: Placement) -> Any:

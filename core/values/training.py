@@ -77,6 +77,9 @@ class TrainResult(Value):
     best_step: int | None = None
     stopped_early: bool = False
     overfitting: str | None = None
+    # Seconds per phase of the backend's training (local: setup, tokenizer, data, model, steps, validation,
+    # save, checkpoint, finish): where a run's time goes besides its steps. Empty where the backend cannot tell.
+    phases: dict[str, float] = Field(default_factory=dict)
     # What only the backend knows about how the model was made (Azure: job id, file ids); kept in lineage.
     backend_details: dict[str, Any] = Field(default_factory=dict)
 
