@@ -286,7 +286,9 @@ def run(loop: Loop) -> bool:
     precision.enter_context(adapters_follow_autocast(loop.parts.core, loop.where.dtype_name))
     if (loop.settings.packing and loop.request.backend_settings.get("attention", "auto") == "auto"
             and precision.enter_context(packed(causal_lm(loop.parts.core)))):
-        loop.ctx.reporter.event("attention", message="packed rows use variable-length FlashAttention (no mask)")
+        how = ("variable-length FlashAttention" if loop.where.device.startswith("cuda")
+               else "attention over each example in turn")
+        loop.ctx.reporter.event("attention", message=f"packed rows use {how} (no mask)")
     if norms.wanted(loop.request.backend_settings.get("fused_norms", "auto"), loop.where.device):
         fused = precision.enter_context(norms.fused_norms(loop.parts.core))
         loop.ctx.reporter.event("fused_norms", message=f"{fused} RMSNorm modules run as one rms_norm call each")
