@@ -161,3 +161,10 @@ def test_two_gpu_benchmark_on_cpu_processes(tmp_path: Path) -> None:
     assert summary["2-ddp"]["scaling_over_1"] > 0 and summary["2-ddp"]["max_loss_diff_vs_1_gpu_same_batch"] < 2e-3
     kill = result["kill_resume"]
     assert kill["every_step_once"] and kill["max_loss_diff_vs_uninterrupted"] < 2e-3 and kill["killed_at_step"] >= 1
+
+
+def test_pipeline_benchmark_names_the_sides_it_can_run(tmp_path: Path) -> None:
+    """A side it does not know is refused before anything is built, with the ones it does."""
+    proc = run([str(BENCH / "pipeline_gpu.py"), "--out", str(tmp_path / "o.json"), "--sides", "ftp,ftp-fast"], tmp_path)
+    assert proc.returncode == 2 and "choose from ftp, trl, ftp-unfused" in proc.stderr
+    assert not (tmp_path / "o.json").exists()
