@@ -209,16 +209,12 @@ class Loop:
         if st.step % self.plan.save_every != 0 or st.step >= self.plan.total:
             return
         with self.phases("checkpoint"):
-            self._save_checkpoint()
-
-    def _save_checkpoint(self) -> None:
-        st = self.st
-        st.elapsed = time.perf_counter() - self.start
-        st.loss_scale = self.scaler.state_dict()
-        saved = self.dist.checkpoint_state(self.parts.core, self.parts.optimiser)
-        if saved is not None:
-            checkpoint.save(self.ckpt_dir, st, *saved)
-        self.dist.barrier()
+            st.elapsed = time.perf_counter() - self.start
+            st.loss_scale = self.scaler.state_dict()
+            saved = self.dist.checkpoint_state(self.parts.core, self.parts.optimiser)
+            if saved is not None:
+                checkpoint.save(self.ckpt_dir, st, *saved)
+            self.dist.barrier()
 
     def log(self, row: dict[str, Any]) -> None:
         self.st.rows.append(row)

@@ -334,15 +334,11 @@ def validate(loop: Loop) -> bool:
 def save(loop: Loop, extra: dict[str, Any]) -> None:
     """The model as it is now: gathered from the shards by every rank, written by the first."""
     with loop.phases("save"):
-        _save(loop, extra)
-
-
-def _save(loop: Loop, extra: dict[str, Any]) -> None:
-    weights = loop.dist.full_trainable(loop.parts.core)
-    if loop.dist.main:
-        loop.tokenizer_files = save_model(loop.parts.core, loop.fmt, loop.request.output_dir, {**loop.meta, **extra},
-                                          weights, loop.tokenizer_files)
-    loop.dist.barrier()
+        weights = loop.dist.full_trainable(loop.parts.core)
+        if loop.dist.main:
+            loop.tokenizer_files = save_model(loop.parts.core, loop.fmt, loop.request.output_dir,
+                                              {**loop.meta, **extra}, weights, loop.tokenizer_files)
+        loop.dist.barrier()
 
 
 def save_last(loop: Loop) -> None:
