@@ -44,7 +44,8 @@ PACKAGES = ("torch", "transformers", "peft", "trl", "accelerate", "datasets", "t
 METRICS = ["train_s", "evaluate_s", "total_s", "train_loop_s"]
 SIDES = {"ftp": "A: ftp run", "trl": "B: TRL script + generate"}
 # further sides --sides can add: ftp with one of its speed-ups switched off, to measure what it buys
-VARIANTS = {"ftp-unfused": ["backends.local.fused_norms=false"]}
+VARIANTS = {"ftp-unfused": ["backends.local.fused_norms=false"], "ftp-eager": ["backends.local.cuda_graphs=false"]}
+NOTED = ("cuda_graphs", "fused_norms", "attention", "warning")  # events of the train step a result keeps
 
 
 def profiled(folder: Path, profile: bool) -> list[str]:
@@ -96,6 +97,7 @@ def ftp_side(args: argparse.Namespace, folder: Path, env: dict[str, str], profil
             "eval": {k: {"exact_match": v.get("exact_match")} for k, v in report.get("metrics", {}).items()},
             "eval_settings": report.get("decoding"), "eval_phases": report.get("phases"),
             "train_phases": train.get("phases"), "process_wall_s": r["process_wall_s"], "run_dir": str(run_dir),
+            "events": [f"{e.get('event')}: {e.get('message')}" for e in events if e.get("event") in NOTED],
             **profile_of(folder, profile)}
 
 

@@ -48,6 +48,29 @@ def test_packed_attention_has_the_loss_and_gradients_of_masked_sdpa(tiny_model_d
         assert (a - b).abs().max() < 1e-4
 
 
+def test_a_forward_with_offsets_builds_no_mask(tiny_model_dir: Path) -> None:
+    """The block-diagonal mask is never used by the kernel, and finding packed examples waits for the device:
+    layers of a forward with offsets see the name that has no mask function, and attention_mask None."""
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS
+
+    from ftp.backends.local.attention import NAME, OFFSETS, packed
+    from ftp.backends.local.modeling import collate_packed
+
+    fmt, rows, model = rows_and_model(tiny_model_dir)
+    batch = collate_packed(rows, "cpu", fmt.tokenizer.pad_token_id)
+    seen: list[tuple[str, Any]] = []
+    attn = next(m for name, m in model.named_modules() if name.endswith("self_attn"))
+    hook = attn.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.append((m.config._attn_implementation, kwargs.get("attention_mask"))),
+        with_kwargs=True)
+    with packed(model):
+        loss_and_grads(model, batch)
+        assert model.config._attn_implementation == NAME  # only the forward ran as OFFSETS
+    hook.remove()
+    assert seen == [(OFFSETS, None)]
+    assert OFFSETS not in ALL_MASK_ATTENTION_FUNCTIONS and NAME in ALL_MASK_ATTENTION_FUNCTIONS
+
+
 @pytest.mark.parametrize("torch_api", ["is_causal", "window_size"])
 def test_the_kernel_call_matches_torch_varlen_attn(tiny_model_dir: Path, monkeypatch: pytest.MonkeyPatch,
                                                    torch_api: str) -> None:

@@ -27,6 +27,11 @@ from contextlib import contextmanager
 from typing import Any
 
 NAME = "ftp_packed"
+# The same attention under the name a forward with offsets runs as (``offsets``): registered with no mask
+# function, so transformers builds no mask for it. For ``NAME`` it would build the (S x S) block-diagonal
+# mask on every forward only for the kernel to ignore it, and finding the packed examples in
+# ``position_ids`` waits for the GPU (``.all()``), which also rules out capturing the step as a CUDA graph.
+OFFSETS = "ftp_packed_offsets"
 
 
 # windowed model types whose attention layers hand their window to the attention function (checked
@@ -83,7 +88,21 @@ def _register() -> None:
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
     AttentionInterface.register(NAME, packed_attention)
+    AttentionInterface.register(OFFSETS, packed_attention)
     ALL_MASK_ATTENTION_FUNCTIONS.register(NAME, sdpa_mask)  # masks for calls without offsets, as for SDPA
+
+
+@contextmanager
+def offsets(config: Any) -> Iterator[None]:
+    """One forward whose every packed row comes with its examples' offsets: ``OFFSETS`` while it runs,
+    so no mask is made. Layers read the name at call time; a recomputing backward (gradient
+    checkpointing) finds ``NAME`` again, which reaches the same function with the same offsets."""
+    before = config._attn_implementation
+    config._attn_implementation = OFFSETS
+    try:
+        yield
+    finally:
+        config._attn_implementation = before
 
 
 @contextmanager

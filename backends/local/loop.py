@@ -102,6 +102,8 @@ class Loop:
         self.task: Any = _Silent()
         self.phases = phases or Phases()
         self.tokenizer_files: list[str] = []  # written into the saved model by this attempt (training.save_model)
+        self.graphs: Any = None  # graphs.StepGraphs while the steps replay as CUDA graphs
+        self.lr = 0.0  # this step's learning rate (the optimiser's may be a device tensor: graphs.py)
 
     def resume(self) -> None:
         """Continue from the checkpoint when it was made for this very request (weights, optimiser, RNG,
@@ -130,13 +132,21 @@ class Loop:
         """One optimiser step over its micro-batches, each shared out between the ranks."""
         st, dist = self.st, self.dist
         step = st.step
+        self.lr = lr_at(step, self.plan.total, self.plan.warmup, self.settings.resolved_learning_rate(),
+                        self.settings.scheduler)
         for group in self.parts.optimiser.param_groups:
-            group["lr"] = lr_at(step, self.plan.total, self.plan.warmup, self.settings.resolved_learning_rate(),
-                                self.settings.scheduler)
+            if hasattr(group["lr"], "fill_"):
+                group["lr"].fill_(self.lr)  # the tensor CUDA graphs read: filled, never replaced
+            else:
+                group["lr"] = self.lr
         shares = [(dist.shard(rows), rows) for rows in self.micro_batches()]  # this rank's share of each
         n_trained = int(dist.total(sum(r.trained_tokens for mine, _ in shares for r in mine))[0])
-        step_loss, step_tokens = self.backward(shares, n_trained)
-        self.optimiser_step()
+        replayed = self.graphs.step(shares[0][0], 1 / max(1, n_trained)) if self.graphs is not None else None
+        if replayed is not None:
+            step_loss, step_tokens = replayed
+        else:
+            step_loss, step_tokens = self.backward(shares, n_trained)
+            self.optimiser_step()
         loss_sum, tokens_sum = dist.total(float(step_loss), step_tokens)  # all ranks, one reduction per step
         st.step = step + 1
         st.trained_tokens += n_trained
@@ -197,7 +207,7 @@ class Loop:
         st, scaler = self.st, self.scaler
         elapsed = time.perf_counter() - self.start
         self.log({"step": st.step, "epoch": round(st.epoch - 1 + st.cursor / len(self.data.train), 3),
-                  "train_loss": train_loss, "lr": self.parts.optimiser.param_groups[0]["lr"], "tokens": st.tokens_seen,
+                  "train_loss": train_loss, "lr": self.lr, "tokens": st.tokens_seen,
                   "tokens_per_s": st.tokens_seen / max(elapsed, 1e-9),
                   **({"loss_scale": scaler.get_scale()} if scaler.is_enabled() else {})})
         st.train_curve.append([st.step, train_loss])

@@ -10,13 +10,14 @@ Llama 3 shaped model needs 1 GiB for its fp32 logits and as much again for their
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from typing import Any
 
 import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from .attention import NAME as PACKED
+from .attention import NAME as PACKED, offsets
 from .chat import IGNORE, Encoded
 from .modeling import CHUNK_ELEMENTS, GPU_CHUNK_ELEMENTS, Batch, causal_lm, collate, collate_packed
 from .schedule import examples_to_take
@@ -43,15 +44,18 @@ class AnswerLoss(nn.Module):
 
     def forward(self, input_ids: Any, attention_mask: Any, position_ids: Any, positions: Any, targets: Any,
                 starts: Any = None, longest: int = 0) -> Any:
-        extra = {}
+        extra: dict[str, Any] = {}
+        unmasked: Any = nullcontext()
         if starts is not None and self.decoder.config._attn_implementation == PACKED:  # see attention.py
             extra = {"cu_seq_lens_q": starts, "cu_seq_lens_k": starts, "max_length_q": longest, "max_length_k": longest}
+            unmasked = offsets(self.decoder.config)
         inputs: dict[str, Any] = {"input_ids": input_ids}
         if self.neftune and self.training:
             inputs = {"inputs_embeds": noisy_embeddings(self.decoder.get_input_embeddings()(input_ids), self.neftune,
                                                         attention_mask, starts)}
-        hidden = self.decoder(**inputs, attention_mask=attention_mask, position_ids=position_ids,
-                              use_cache=False, **extra).last_hidden_state
+        with unmasked:
+            hidden = self.decoder(**inputs, attention_mask=attention_mask, position_ids=position_ids,
+                                  use_cache=False, **extra).last_hidden_state
         picked = hidden[:, positions].reshape(-1, hidden.size(-1))
         flat = targets.reshape(-1)
         chunk = max(1, (GPU_CHUNK_ELEMENTS if hidden.is_cuda else CHUNK_ELEMENTS) // self.head.weight.size(0))
@@ -60,8 +64,10 @@ class AnswerLoss(nn.Module):
         total = hidden.new_zeros((), dtype=torch.float32)
         for start in range(0, picked.size(0), chunk):
             h, t = picked[start:start + chunk], flat[start:start + chunk]
-            total = total + (checkpoint(self._chunk, h, t, use_reentrant=False) if torch.is_grad_enabled()
-                             else self._chunk(h, t))
+            # no random draws to replay in a chunk: keeping the RNG state would only cost (and a CUDA graph
+            # capture cannot read it)
+            total = total + (checkpoint(self._chunk, h, t, use_reentrant=False, preserve_rng_state=False)
+                             if torch.is_grad_enabled() else self._chunk(h, t))
         return total
 
     def _chunk(self, hidden: Any, targets: Any) -> Any:

@@ -183,14 +183,16 @@ def collate(rows: list[Encoded], pad_id: int, device: str) -> Batch:
     return _with_targets(Batch(ids, mask, labels, int(mask.sum())), device)
 
 
-def collate_packed(rows: list[Encoded], device: str, pad_id: int = 0, multiple: int = 0) -> Batch:
+def collate_packed(rows: list[Encoded], device: str, pad_id: int = 0, multiple: int = 0, fill: bool = False) -> Batch:
     """All rows in one padding-free sequence. Positions restart per example, and with no attention mask
     transformers builds a block-diagonal causal mask from them, so no example attends to another. The first
     token of each example is never a target, so the boundary between examples is never trained.
 
     ``multiple`` rounds the row up with a filler "example" of pad tokens (its own positions, never
     trained): a few distinct lengths instead of a new one at every step, so attention kernels that
-    plan per shape (cuDNN) and compiled layers reuse their plans."""
+    plan per shape (cuDNN) and compiled layers reuse their plans. ``fill``: a filler even when the row
+    ends on a multiple (then ``multiple`` tokens of it), so every row of as many examples has as many
+    offsets (a CUDA graph's shapes are fixed: graphs.py)."""
     import torch
 
     ids: list[int] = []
@@ -203,7 +205,7 @@ def collate_packed(rows: list[Encoded], device: str, pad_id: int = 0, multiple: 
         positions += range(len(r.input_ids))
         starts.append(len(ids))
     real = len(ids)
-    filler = -real % multiple if multiple else 0
+    filler = (-real % multiple or (multiple if fill else 0)) if multiple else 0
     ids += [pad_id] * filler
     labels += [IGNORE] * filler
     positions += range(filler)

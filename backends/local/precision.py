@@ -17,13 +17,14 @@ from typing import Any
 from ftp.errors import UserError
 
 
-def autocast(device: str, dtype_name: str) -> Any:
-    """An autocast context for one forward pass (a new one each time), or nothing in fp32."""
+def autocast(device: str, dtype_name: str, cache: bool = True) -> Any:
+    """An autocast context for one forward pass (a new one each time), or nothing in fp32. ``cache``: False
+    inside a CUDA graph capture, whose replays must redo the casts the cache would keep from the capture."""
     if dtype_name == "float32":
         return nullcontext()
     import torch
 
-    return torch.autocast(device_type=device.split(":")[0], dtype=getattr(torch, dtype_name))
+    return torch.autocast(device_type=device.split(":")[0], dtype=getattr(torch, dtype_name), cache_enabled=cache)
 
 
 def check_precision(method: str, dtype_name: str) -> None:

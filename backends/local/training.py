@@ -25,6 +25,7 @@ from ftp.errors import FtpError, UserError
 from ftp.types import DatasetRef, ModelRef, StepContext, TrainRequest, TrainResult
 
 from . import models
+from . import graphs
 from . import norms
 from . import token_cache
 from .precision import adapters_follow_autocast, grad_scaler
@@ -267,7 +268,7 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     with phases("resume"):
         loop.resume()
     ctx.reporter.event("train_plan", message=describe(request, where, data, plan, compiled))
-    stopped = run(loop)
+    stopped = run(loop, compiled)
     save_last(loop)  # its saving is timed as "save"
     with phases("finish"):
         if compiled:
@@ -278,14 +279,15 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     return result(loop, stopped), Trained(request.output_dir, core, fmt, where)
 
 
-def run(loop: Loop) -> bool:
-    """Step to the last step or to an early stop (then True), with the precision and attention settings
-    that hold only while training runs."""
+def run(loop: Loop, compiled: bool = False) -> bool:
+    """Step to the last step or to an early stop (then True), with the precision, attention and CUDA
+    graph settings that hold only while training runs."""
     loop.begin()
     precision = ExitStack()
     precision.enter_context(adapters_follow_autocast(loop.parts.core, loop.where.dtype_name))
-    if (loop.settings.packing and loop.request.backend_settings.get("attention", "auto") == "auto"
-            and precision.enter_context(packed(causal_lm(loop.parts.core)))):
+    mask_free = bool(loop.settings.packing and loop.request.backend_settings.get("attention", "auto") == "auto"
+                     and precision.enter_context(packed(causal_lm(loop.parts.core))))
+    if mask_free:
         how = ("variable-length FlashAttention" if loop.where.device.startswith("cuda")
                else "attention over each example in turn")
         loop.ctx.reporter.event("attention", message=f"packed rows use {how} (no mask)")
@@ -293,6 +295,10 @@ def run(loop: Loop) -> bool:
         fused = precision.enter_context(norms.fused_norms(loop.parts.core))
         loop.ctx.reporter.event("fused_norms", message=f"{fused} RMSNorm modules run as one rms_norm call each")
     try:
+        loop.graphs = graphs.begin(loop, mask_free, compiled)
+        if loop.graphs is not None:
+            precision.callback(loop.graphs.close)
+            precision.callback(setattr, loop, "graphs", None)
         while loop.st.step < loop.plan.total:
             with loop.phases("steps"):
                 loop.step()

@@ -1,0 +1,218 @@
+"""Whole optimiser steps replayed as CUDA graphs, so that a small model's step is bound by the GPU and not
+by Python launching its kernels.
+
+A step of Gemma 3 270M with LoRA on every linear layer is thousands of small kernels (adapters, six norms a
+layer, attention); eager PyTorch spent about 200 ms of host time a step launching them for about 500 tokens
+on an H200 (benchmarks/README.md, the whole-pipeline profile). A CUDA graph records one step's kernels
+(forward, backward, gradient clipping and the fused AdamW update) and replays them in one call.
+
+A graph's shapes and addresses are fixed, so:
+
+- rows are rounded up to a multiple of ``LENGTH_MULTIPLE`` tokens by a filler example that is never trained
+  (collate_packed's ``fill``), and the trained positions up to a multiple of ``POSITIONS_MULTIPLE`` by
+  positions whose target is ignored: one graph per (row length, positions, offsets), a handful a run;
+- each graph reads its batch from its own input buffers, and the loss weight and learning rate from
+  tensors filled before each replay (the optimiser's ``lr`` is a tensor while graphs run);
+- the optimiser's state exists before the first capture: a fresh run's first step runs eagerly;
+- the graphs share one memory pool: they never run at once and pass nothing to each other but the
+  parameters and the optimiser state, which live outside it.
+
+A capture that fails (an operation that waits for the host) switches graphs off for the rest of the run,
+which goes on eagerly and says why: speed is lost, never the run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ftp.errors import UserError
+
+from .chat import IGNORE, Encoded
+from .modeling import Batch, collate_packed
+from .precision import autocast
+
+if TYPE_CHECKING:
+    from .loop import Loop
+
+LENGTH_MULTIPLE = 64  # tokens: rows of about 500 tokens fall in 3-4 lengths, with 6% padding on average
+POSITIONS_MULTIPLE = 32  # trained positions: the loss's chunk on a GPU with a 262k vocabulary (loss.py)
+MAX_GRAPHS = 32  # shapes beyond these run eagerly: each graph keeps its own input buffers
+INPUTS = ("input_ids", "position_ids", "positions", "targets", "starts")
+
+
+def refusal(loop: Loop, packed: bool, compiled: bool) -> str | None:
+    """Why this run's steps cannot be captured (None: they can)."""
+    s = loop.settings
+    reasons = [
+        (not loop.where.device.startswith("cuda"), "they need a CUDA device"),
+        (loop.dist.world > 1, "several processes synchronise inside the step"),
+        (s.gradient_accumulation_steps > 1, "train.gradient_accumulation_steps is above 1"),
+        (not s.packing or not packed, "they need packed rows with mask-free attention (train.packing, "
+                                      "backends.local.attention: auto, a model attention.py supports)"),
+        (loop.scaler.is_enabled(), "float16 loss scaling decides on the host whether to step"),
+        (s.resolved_optimizer() != "adamw", f"train.optimizer: {s.resolved_optimizer()} cannot be captured"),
+        (bool(s.neftune_alpha), "train.neftune_alpha sizes its noise on the host"),
+        (s.gradient_checkpointing, "train.gradient_checkpointing recomputes outside the graph"),
+        (compiled, "the layers are compiled (backends.local.compile)"),
+    ]
+    return next((why for bad, why in reasons if bad), None)
+
+
+def begin(loop: Loop, packed: bool, compiled: bool) -> StepGraphs | None:
+    """The run's graphs, per ``backends.local.cuda_graphs``: ``auto`` where they can run and the model is not
+    4-bit (bitsandbytes' layers are not known to capture); ``true`` refuses a run they cannot serve."""
+    setting = loop.request.backend_settings.get("cuda_graphs", "auto")
+    if setting is False or setting == "false":
+        return None
+    why = refusal(loop, packed, compiled)
+    if setting == "auto" and (why is not None or loop.settings.method == "qlora"):
+        return None
+    if why is not None:
+        raise UserError(f"backends.local.cuda_graphs: true, but the steps cannot be captured: {why}; "
+                        "set it to auto or false")
+    graphs = StepGraphs(loop)
+    loop.pack_multiple = graphs.multiple
+    loop.ctx.reporter.event("cuda_graphs", message=f"steps replay as CUDA graphs, one per row shape (rows rounded "
+                                                   f"up to {graphs.multiple} tokens)")
+    return graphs
+
+
+@dataclass
+class Captured:
+    graph: Any  # torch.cuda.CUDAGraph; None when not capturing (CPU tests run the same step eagerly)
+    inputs: dict[str, Any]  # the buffers the graph reads its batch from
+    longest: int
+
+
+class StepGraphs:
+    """The run's graphs by shape, and the tensors they share."""
+
+    def __init__(self, loop: Loop, capture: bool = True, max_graphs: int = MAX_GRAPHS) -> None:
+        import torch
+
+        self.loop, self.capture, self.max_graphs = loop, capture, max_graphs
+        device = loop.where.device
+        self.multiple = loop.pack_multiple or LENGTH_MULTIPLE
+        self.weight = torch.zeros((), device=device)  # 1 / trained tokens of the step
+        self.loss = torch.zeros((), device=device)  # the replayed step's summed loss
+        self.graphs: dict[tuple[int, ...], Captured] = {}  # by (row length, positions, offsets)
+        self.shapes: list[tuple[int, ...]] = []  # the graphs' shapes, once closed
+        self.pool: Any = None
+        self.stream: Any = torch.cuda.Stream() if capture else None
+        self.broken: str | None = None
+        self.replayed = self.eager = 0
+        self.capture_s = 0.0
+        for group in loop.parts.optimiser.param_groups:
+            if not isinstance(group["lr"], torch.Tensor):
+                group["lr"] = torch.tensor(float(group["lr"]), device=device)  # Loop.step fills it
+
+    def batch(self, rows: Sequence[Encoded]) -> Batch:
+        """The rows as one packed row of a graph's shape (on the CPU; a graph's buffers take it)."""
+        import torch
+
+        b = collate_packed(list(rows), "cpu", self.loop.fmt.tokenizer.pad_token_id, self.multiple, fill=True)
+        length, extra = b.input_ids.size(1), -b.positions.numel() % POSITIONS_MULTIPLE
+        positions = torch.cat([b.positions, torch.full((extra,), length - 1, dtype=torch.long)])
+        targets = torch.cat([b.targets, torch.full((1, extra), IGNORE, dtype=torch.long)], dim=1)
+        return Batch(b.input_ids, None, b.labels, b.tokens, b.position_ids, positions, targets, b.trained,
+                     b.starts, length)
+
+    def step(self, rows: Sequence[Encoded], weight: float) -> tuple[Any, int] | None:
+        """One whole optimiser step over ``rows``: (its summed loss on the device, valid until the next
+        step; its tokens), or None when this step must run eagerly."""
+        if self.broken is not None:
+            return None
+        b = self.batch(rows)
+        key = (b.input_ids.size(1), b.positions.numel(), b.starts.numel())
+        entry = self.graphs.get(key)
+        if entry is None:
+            if len(self.graphs) >= self.max_graphs or not self.loop.parts.optimiser.state:
+                self.eager += 1
+                return None
+            entry = self._capture(key, b)
+            if entry is None:
+                self.eager += 1
+                return None
+        for name, buffer in entry.inputs.items():
+            buffer.copy_(getattr(b, name), non_blocking=True)
+        self.weight.fill_(weight)
+        if entry.graph is not None:
+            entry.graph.replay()
+        else:
+            self._body(entry.inputs, entry.longest)
+            self.loop.parts.trainable.zero_grad(self.loop.parts.optimiser)
+        self.replayed += 1
+        return self.loss, b.tokens
+
+    def _body(self, inputs: dict[str, Any], longest: int, update: bool = True) -> None:
+        """What a graph records: the step from its buffers to the updated weights (``update``: False for
+        a warm-up, which only runs forward and backward)."""
+        import torch
+
+        parts = self.loop.parts
+        with autocast(self.loop.where.device, self.loop.where.dtype_name, cache=False):
+            loss = parts.model(inputs["input_ids"], None, inputs["position_ids"], inputs["positions"],
+                               inputs["targets"], inputs["starts"], longest)
+        (loss * self.weight).backward()
+        if update:
+            parts.trainable.gather()
+            torch.nn.utils.clip_grad_norm_(parts.trainable.params, 1.0)
+            parts.optimiser.step()
+            self.loss.copy_(loss.detach())
+
+    def _capture(self, key: tuple[int, ...], b: Batch) -> Captured | None:
+        """A new shape's graph: a warm-up forward and backward on the capture stream (lazy kernel and
+        workspace set-up must not happen inside a capture; its random draws are given back), then the
+        capture. None, and graphs off for the run, when the step cannot be captured."""
+        import torch
+
+        start = time.perf_counter()
+        parts = self.loop.parts
+        inputs = {name: getattr(b, name).to(self.loop.where.device) for name in INPUTS}
+        graph = None
+        try:
+            if self.capture:
+                rng = torch.cuda.get_rng_state()
+                self.stream.wait_stream(torch.cuda.current_stream())
+                with torch.cuda.stream(self.stream):
+                    self._body(inputs, b.longest, update=False)
+                torch.cuda.current_stream().wait_stream(self.stream)
+                parts.trainable.zero_grad(parts.optimiser)
+                torch.cuda.set_rng_state(rng)
+                graph = torch.cuda.CUDAGraph()
+                groups = parts.optimiser.param_groups
+                for group in groups:
+                    group["capturable"] = True
+                try:
+                    with torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
+                        self._body(inputs, b.longest)
+                finally:
+                    for group in groups:
+                        group["capturable"] = False
+                    parts.trainable.zero_grad(parts.optimiser)
+                self.pool = graph.pool() if self.pool is None else self.pool
+        except RuntimeError as exc:
+            parts.trainable.zero_grad(parts.optimiser)
+            self.broken = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:200]}"
+            self.loop.ctx.reporter.event("warning", message=f"CUDA graphs off from step {self.loop.st.step + 1}: "
+                                                            f"the step could not be captured ({self.broken}); "
+                                                            "the run goes on eagerly")
+            return None
+        entry = Captured(graph, inputs, b.longest)
+        self.graphs[key] = entry
+        self.capture_s += time.perf_counter() - start
+        return entry
+
+    def close(self) -> None:
+        """Free the graphs and their pool, give the optimiser a plain ``lr`` again, and say what ran how."""
+        for group in self.loop.parts.optimiser.param_groups:
+            group["lr"] = float(group["lr"])
+        self.shapes, shapes = list(self.graphs), len(self.graphs)
+        self.graphs.clear()
+        self.pool = None
+        self.loop.ctx.reporter.event(
+            "cuda_graphs", message=f"{self.replayed} steps replayed from {shapes} CUDA graphs (capturing took "
+                                   f"{self.capture_s:.1f} s), {self.eager} ran eagerly")
