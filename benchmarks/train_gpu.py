@@ -19,7 +19,9 @@ layers, bf16, gradient checkpointing, lr 2e-4, on the same synthetic chat data (
   optimiser (paged 8-bit AdamW for QLoRA);
 - ``ftp-eager``: the same without compilation; ``ftp-no-flat``: without the flat adapters;
   ``ftp-rounded``: rows rounded up to a multiple of 256 tokens; ``ftp-sdpa``: as ftp trained before
-  mask-free attention and flat adapters; ``ftp-sdpa-5-per-step``: that, with 5 examples per step.
+  mask-free attention and flat adapters; ``ftp-sdpa-5-per-step``: that, with 5 examples per step;
+  ``ftp-graphs``: every step replayed as a CUDA graph (eager layers, fused AdamW);
+  ``ftp-graphs-no-dropout``: that with adapter dropout 0 (the recompute then keeps no random state).
 
 Rounds (bench_rounds.py): ``--warmup`` rounds run every configuration once and are excluded; then
 ``--repeats`` rounds, the order rotated per round; every run in a process of its own (nothing one leaves
@@ -58,7 +60,13 @@ class Ctx:
     def __init__(self, folder: Path) -> None:
         from ftp.run.progress import QuietReporter
 
-        self.run_id, self.run_dir, self.reporter = "bench", folder, QuietReporter()
+        events = self.events = []  # type: list[dict[str, Any]]
+
+        class Recording(QuietReporter):
+            def show(self, kind: str, data: dict[str, Any]) -> None:
+                events.append({"event": kind, **data})
+
+        self.run_id, self.run_dir, self.reporter = "bench", folder, Recording()
         self.backend_settings: dict[str, Any] = {"devices": device()}
         self.rows: list[dict[str, Any]] = []
         self.on_step: Any = None
@@ -74,7 +82,8 @@ class Ctx:
 
 def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, compile_layers: bool,
             profile: bool = False, pack_multiple: int = 0, attention: str = "auto", flat: bool = True,
-            pack: bool = True, seq: int = 2048) -> dict[str, Any]:
+            pack: bool = True, seq: int = 2048, cuda_graphs: bool | str = "auto", optimizer: str | None = None,
+            dropout: float = 0.05) -> dict[str, Any]:
     import torch
 
     from ftp.backends.local import training
@@ -94,8 +103,10 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, co
                                 train={"method": method, "max_steps": steps, **per_step,
                                        "gradient_accumulation_steps": 1, "packing": True,
                                        "early_stopping": None, "warmup_ratio": 0.0,
-                                       "invalid_examples": "drop", "gradient_checkpointing": True})
-    backend = {"devices": device(), "compile": compile_layers, "pack_multiple": pack_multiple, "attention": attention}
+                                       "invalid_examples": "drop", "gradient_checkpointing": True,
+                                       "optimizer": optimizer, "lora": {"dropout": dropout}})
+    backend = {"devices": device(), "compile": compile_layers, "pack_multiple": pack_multiple, "attention": attention,
+               "cuda_graphs": cuda_graphs if cuda else False}
     request = TrainRequest(backend="local", base_model=str(model_dir), settings=settings.train, model=settings.model,
                            train=dataset_ref(data, "train"),
                            validation=None, output_dir=work / f"model-ftp-{compile_layers}", backend_settings=backend)
@@ -137,6 +148,9 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, co
     if steady:
         out["between_steps_gib"] = round(steady[-1], 2)
         out["peak_gib_by_phase"] = {k: round(v, 2) for k, v in phases.items()}
+    said = [e for e in ctx.events if e["event"] in ("cuda_graphs", "warning", "attention")]
+    if said:  # whether the steps replayed as graphs, or why not
+        out["events"] = [f"{e['event']}: {e.get('message', '')}" for e in said]
     if summary:
         out["profile"] = summary
     elif compile_layers:  # whether the layers really ran compiled (a compiler failure falls back to eager)
@@ -154,6 +168,10 @@ FTP_CONFIGS: dict[str, dict[str, Any]] = {
     "ftp-sdpa-5-per-step": dict(compile_layers=True, attention="sdpa", flat=False, pack=False),
     "ftp-no-flat": dict(compile_layers=True, flat=False),
     "ftp-rounded": dict(compile_layers=True, pack_multiple=256),
+    # every step replayed as one CUDA graph (backends.local.cuda_graphs): eager layers, fused AdamW (the paged
+    # 8-bit optimiser's step takes its step count and learning rate from the host, which a graph would freeze)
+    "ftp-graphs": dict(compile_layers=False, cuda_graphs=True, optimizer="adamw"),
+    "ftp-graphs-no-dropout": dict(compile_layers=False, cuda_graphs=True, optimizer="adamw", dropout=0.0),
 }
 
 

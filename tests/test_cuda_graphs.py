@@ -23,9 +23,17 @@ def adapter_weights(folder: Path) -> dict[str, Any]:
     return load_file(str(folder / "model" / "adapter_model.safetensors"))
 
 
+@pytest.mark.parametrize("train, backend, shapes", [
+    # twelve examples five a row (rows of 5, 5, 2): two shapes
+    ({"batch_size": 5}, {"pack_multiple": 16}, 2),
+    # rows packed to a token budget take one shape (padded offsets, every position scored), also when the
+    # layers recompute in backward
+    ({"pack_tokens": 192, "gradient_checkpointing": True}, {}, 1),
+])
 def test_the_graphed_step_trains_as_the_eager_step_does(tiny_model_dir: Path, tmp_path: Path,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """Twelve examples five a row (rows of 5, 5, 2: two shapes), no dropout (its draws depend on the shapes)."""
+                                                         monkeypatch: pytest.MonkeyPatch, train: dict[str, Any],
+                                                         backend: dict[str, Any], shapes: int) -> None:
+    """No dropout: its draws depend on the shapes."""
     from conftest import train_directly
 
     from ftp.backends.local import graphs
@@ -38,15 +46,15 @@ def test_the_graphed_step_trains_as_the_eager_step_does(tiny_model_dir: Path, tm
         loop.pack_multiple = made[-1].multiple
         return made[-1]
 
-    train = {"method": "lora", "max_steps": 6, "batch_size": 5, "lora": {"dropout": 0.0}, "warmup_ratio": 0.2}
-    backend = {"devices": "cpu", "pack_multiple": 16}
+    train = {"method": "lora", "max_steps": 6, "lora": {"dropout": 0.0}, "warmup_ratio": 0.2, **train}
+    backend = {"devices": "cpu", **backend}
     eager_ctx, eager, _ = train_directly(tiny_model_dir, tmp_path / "eager", train, backend)
     monkeypatch.setattr(graphs, "begin", without_capture)
     graph_ctx, graphed, _ = train_directly(tiny_model_dir, tmp_path / "graphs", train, backend)
 
     steps = made[0]
     assert steps.replayed == 5 and steps.eager == 1  # the first step makes the optimiser's state
-    assert not steps.graphs and len(steps.shapes) == 2  # freed at the end
+    assert not steps.graphs and len(steps.shapes) == shapes  # freed at the end
     assert all(k[1] % graphs.POSITIONS_MULTIPLE == 0 for k in steps.shapes)
     for a, b in zip(eager_ctx.rows, graph_ctx.rows, strict=True):
         assert a["step"] == b["step"] and a["lr"] == b["lr"] and a["tokens"] == b["tokens"]
@@ -71,7 +79,7 @@ def test_the_static_batch_keeps_the_loss_of_the_row(tiny_model_dir: Path) -> Non
     fmt = chat_format(load_tokenizer(tiny_model_dir))
     rows = [encode(fmt, ex["messages"], 256) for ex in make_examples(4)]
     loop = SimpleNamespace(fmt=fmt, pack_multiple=32)
-    static = StepGraphs.batch(SimpleNamespace(loop=loop, multiple=32), rows)  # type: ignore[arg-type]
+    static = StepGraphs.batch(SimpleNamespace(loop=loop, multiple=32, budget=None), rows)  # type: ignore[arg-type]
     plain = collate_packed(rows, "cpu", fmt.tokenizer.pad_token_id)
     assert static.input_ids.size(1) % 32 == 0 and static.input_ids.size(1) > plain.input_ids.size(1)
     assert static.positions.numel() % POSITIONS_MULTIPLE == 0 and static.trained == plain.trained
@@ -80,6 +88,50 @@ def test_the_static_batch_keeps_the_loss_of_the_row(tiny_model_dir: Path) -> Non
     a, _ = answer_loss(model, plain)
     b, _ = answer_loss(model, static)
     assert abs(float(a) - float(b)) < 1e-4
+
+
+def test_a_budget_row_takes_the_budgets_shape_and_keeps_its_loss(tiny_model_dir: Path) -> None:
+    """Rows packed to train.pack_tokens: the budget's length, every position, offsets padded by empty
+    examples, which attention skips; the loss is the row's."""
+    from ftp.backends.local.attention import packed
+    from ftp.backends.local.chat import chat_format, encode
+    from ftp.backends.local.graphs import OFFSETS_MULTIPLE, StepGraphs
+    from ftp.backends.local.loss import answer_loss
+    from ftp.backends.local.modeling import collate_packed, load_tokenizer
+    from transformers import AutoModelForCausalLM
+
+    from conftest import make_examples
+
+    fmt = chat_format(load_tokenizer(tiny_model_dir))
+    rows = [encode(fmt, ex["messages"], 256) for ex in make_examples(3)]
+    plain = collate_packed(rows, "cpu", fmt.tokenizer.pad_token_id)
+    budget = plain.input_ids.size(1) + 40
+    loop = SimpleNamespace(fmt=fmt)
+    static = StepGraphs.batch(SimpleNamespace(loop=loop, multiple=budget, budget=budget), rows)  # type: ignore[arg-type]
+    assert static.input_ids.size(1) == budget == static.positions.numel() == static.longest
+    assert static.starts.numel() == OFFSETS_MULTIPLE and static.trained == plain.trained
+    assert static.starts[:5].tolist() == plain.starts.tolist() + [budget]  # then empty examples
+    assert set(static.starts[4:].tolist()) == {budget}
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    with packed(model) as mask_free:
+        assert mask_free
+        a, _ = answer_loss(model, plain)
+        b, _ = answer_loss(model, static)
+    assert abs(float(a) - float(b)) < 1e-4
+
+
+def test_checkpointing_saves_the_random_state_only_when_something_draws(tiny_model_dir: Path) -> None:
+    """Dropout (the adapters' or the model's) needs the recompute to repeat its draws; without it, saving
+    the generator's state is wasted, and a CUDA graph capture may refuse it."""
+    from ftp.backends.local.modeling import Placement
+    from ftp.backends.local.training import prepare_model
+    from ftp.config.settings import LoraSettings
+
+    where = Placement("cpu", "float32")
+    for dropout, saved in ((0.0, False), (0.05, True)):
+        model = prepare_model(tiny_model_dir, "lora", LoraSettings(dropout=dropout), where, True)
+        funcs = {m._gradient_checkpointing_func for m in model.modules() if hasattr(m, "_gradient_checkpointing_func")}
+        assert funcs and {f.keywords["preserve_rng_state"] for f in funcs} == {saved}
 
 
 def loop_like(**train: Any) -> Any:
@@ -95,7 +147,6 @@ def loop_like(**train: Any) -> Any:
     ({"packing": False}, "packed rows"),
     ({"optimizer": "paged_adamw_8bit"}, "paged_adamw_8bit"),
     ({"neftune_alpha": 5.0}, "neftune_alpha"),
-    ({"gradient_checkpointing": True}, "gradient_checkpointing"),
 ])
 def test_what_cannot_be_captured_is_named(train: dict[str, Any], word: str) -> None:
     from ftp.backends.local.graphs import refusal

@@ -160,6 +160,8 @@ def _per_example(q: Any, k: Any, v: Any, starts: Any, scaling: float | None, win
     bounds = starts.tolist()
     parts = []
     for a, b in zip(bounds, bounds[1:]):
+        if a == b:  # an empty example: a CUDA graph's row pads its offsets with them (graphs.py)
+            continue
         band = None
         if window is not None and b - a > window:  # causal and at most window - 1 tokens back
             i = torch.arange(b - a, device=q.device)

@@ -11,6 +11,10 @@ A graph's shapes and addresses are fixed, so:
 - rows are rounded up to a multiple of ``LENGTH_MULTIPLE`` tokens by a filler example that is never trained
   (collate_packed's ``fill``), and the trained positions up to a multiple of ``POSITIONS_MULTIPLE`` by
   positions whose target is ignored: one graph per (row length, positions, offsets), a handful a run;
+- rows packed to a token budget (``train.pack_tokens``, the large-model shape) would make a new shape at
+  almost every step, so they take one: the budget's length, every position scored, and the offsets padded
+  to a multiple of ``OFFSETS_MULTIPLE`` by empty examples. Scoring the untrained positions costs a few
+  percent of a large model's step, a capture costs two steps;
 - each graph reads its batch from its own input buffers, and the loss weight and learning rate from
   tensors filled before each replay (the optimiser's ``lr`` is a tensor while graphs run);
 - the optimiser's state exists before the first capture: a fresh run's first step runs eagerly;
@@ -40,6 +44,7 @@ if TYPE_CHECKING:
 LENGTH_MULTIPLE = 64  # tokens: rows of about 500 tokens fall in 3-4 lengths, with 6% padding on average
 POSITIONS_MULTIPLE = 32  # trained positions: the loss's chunk on a GPU with a 262k vocabulary (loss.py)
 MAX_GRAPHS = 32  # shapes beyond these run eagerly: each graph keeps its own input buffers
+OFFSETS_MULTIPLE = 16  # a budget row's example offsets, padded by empty examples (length 0)
 INPUTS = ("input_ids", "position_ids", "positions", "targets", "starts")
 
 
@@ -55,7 +60,6 @@ def refusal(loop: Loop, packed: bool, compiled: bool) -> str | None:
         (loop.scaler.is_enabled(), "float16 loss scaling decides on the host whether to step"),
         (s.resolved_optimizer() != "adamw", f"train.optimizer: {s.resolved_optimizer()} cannot be captured"),
         (bool(s.neftune_alpha), "train.neftune_alpha sizes its noise on the host"),
-        (s.gradient_checkpointing, "train.gradient_checkpointing recomputes outside the graph"),
         (compiled, "the layers are compiled (backends.local.compile)"),
     ]
     return next((why for bad, why in reasons if bad), None)
@@ -95,7 +99,8 @@ class StepGraphs:
 
         self.loop, self.capture, self.max_graphs = loop, capture, max_graphs
         device = loop.where.device
-        self.multiple = loop.pack_multiple or LENGTH_MULTIPLE
+        self.budget = loop.settings.resolved_pack_tokens()  # rows of one fixed shape (the module's docstring)
+        self.multiple = self.budget or loop.pack_multiple or LENGTH_MULTIPLE
         self.weight = torch.zeros((), device=device)  # 1 / trained tokens of the step
         self.loss = torch.zeros((), device=device)  # the replayed step's summed loss
         self.graphs: dict[tuple[int, ...], Captured] = {}  # by (row length, positions, offsets)
@@ -113,12 +118,17 @@ class StepGraphs:
         """The rows as one packed row of a graph's shape (on the CPU; a graph's buffers take it)."""
         import torch
 
-        b = collate_packed(list(rows), "cpu", self.loop.fmt.tokenizer.pad_token_id, self.multiple, fill=True)
-        length, extra = b.input_ids.size(1), -b.positions.numel() % POSITIONS_MULTIPLE
+        pad = self.loop.fmt.tokenizer.pad_token_id
+        b = collate_packed(list(rows), "cpu", pad, self.multiple, fill=not self.budget)
+        length = b.input_ids.size(1)
+        extra = -b.positions.numel() % (length if self.budget else POSITIONS_MULTIPLE)
         positions = torch.cat([b.positions, torch.full((extra,), length - 1, dtype=torch.long)])
         targets = torch.cat([b.targets, torch.full((1, extra), IGNORE, dtype=torch.long)], dim=1)
+        starts = b.starts
+        if self.budget:  # empty examples at the end: offsets repeat the row's length
+            starts = torch.cat([starts, torch.full((-starts.numel() % OFFSETS_MULTIPLE,), length, dtype=starts.dtype)])
         return Batch(b.input_ids, None, b.labels, b.tokens, b.position_ids, positions, targets, b.trained,
-                     b.starts, length)
+                     starts, length)
 
     def step(self, rows: Sequence[Encoded], weight: float) -> tuple[Any, int] | None:
         """One whole optimiser step over ``rows``: (its summed loss on the device, valid until the next

@@ -100,10 +100,24 @@ def encode_file(fmt: ChatFormat, ref: DatasetRef, tokenizer_dir: Path, max_lengt
     return rows
 
 
+def draws_randomly(model: Any) -> bool:
+    """Whether a forward pass in training mode draws random numbers: dropout modules with p > 0, or the
+    attention's dropout, which transformers passes as a number, not a module."""
+    import torch
+
+    if float(getattr(getattr(model, "config", None), "attention_dropout", 0.0) or 0.0) > 0:
+        return True
+    return any(isinstance(m, torch.nn.modules.dropout._DropoutNd) and m.p > 0 for m in model.modules())
+
+
 def prepare_model(base_dir: Path, method: str, lora: LoraSettings, where: Placement, checkpointing: bool) -> Any:
     model = _load_4bit(base_dir, where) if method == "qlora" else load_model(base_dir, where)
     if checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        # the recompute repeats the forward's random draws only if something draws: saving and restoring the
+        # generator's state per layer is wasted otherwise, and a CUDA graph capture may not allow it (graphs.py)
+        draws = (method != "full" and lora.dropout > 0) or draws_randomly(model)
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False,
+                                                                           "preserve_rng_state": draws})
         model.config.use_cache = False
     if method == "full":
         model.train()
