@@ -164,3 +164,29 @@ def test_graphs_are_off_on_a_cpu_by_default_and_refused_when_forced(tiny_model_d
     with pytest.raises(UserError, match=r"backends.local.cuda_graphs: true, but .*CUDA device"):
         train_directly(tiny_model_dir, tmp_path / "forced", {"method": "lora", "max_steps": 2},
                        {"devices": "cpu", "cuda_graphs": True})
+
+
+def test_auto_graphs_are_expected_where_they_can_run_and_then_compiling_waits(tiny_model_dir: Path) -> None:
+    """Asked before the layers are compiled: graphs replay eager layers, faster than compiled ones run, so
+    compiling ``auto`` stays off where graphs will run; QLoRA's 4-bit layers capture (the GPU probe)."""
+    from transformers import AutoModelForCausalLM
+
+    from ftp.backends.local.graphs import expected
+    from ftp.backends.local.modeling import COMPILE_MIN_STEPS, Placement, wants_compile
+    from ftp.config.settings import TrainSettings
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    gpu = Placement("cuda", "bfloat16")
+
+    def request(backend: dict[str, Any] | None = None, **train: Any) -> Any:
+        return SimpleNamespace(settings=TrainSettings(**train), backend_settings=backend or {})
+
+    assert expected(request(), gpu, 1, False, model)
+    assert expected(request(method="qlora", optimizer="adamw", gradient_checkpointing=True), gpu, 1, False, model)
+    assert not expected(request(method="qlora"), gpu, 1, False, model)  # paged 8-bit AdamW by default
+    assert not expected(request({"cuda_graphs": False}), gpu, 1, False, model)
+    assert not expected(request({"attention": "sdpa"}), gpu, 1, False, model)
+    assert not expected(request(), gpu, 2, False, model) and not expected(request(), gpu, 1, True, model)
+    assert not expected(request(), Placement("cpu", "float32"), 1, False, model)
+    assert not wants_compile("auto", "cuda:0", 10 * COMPILE_MIN_STEPS, graphs=True)
+    assert wants_compile(True, "cuda:0", 1, graphs=True)  # asked for: compiled, and graphs then stay off

@@ -105,14 +105,19 @@ def offsets(config: Any) -> Iterator[None]:
         config._attn_implementation = before
 
 
+def would_pack(model: Any) -> bool:
+    """Whether ``packed`` would attend to packed rows without a mask on this model, where it is."""
+    return (getattr(model.config, "_attn_implementation", None) == "sdpa" and supports(model)
+            and _usable(str(next(model.parameters()).device), windowed(model)))
+
+
 @contextmanager
 def packed(model: Any) -> Iterator[bool]:
     """Use ``ftp_packed`` while the block runs (yields whether it is in use); the previous
     implementation afterwards, so exported and evaluated models are untouched."""
     config = model.config
     before = getattr(config, "_attn_implementation", None)
-    if (before != "sdpa" or not supports(model)
-            or not _usable(str(next(model.parameters()).device), windowed(model))):
+    if not would_pack(model):
         yield False
         return
     _register()

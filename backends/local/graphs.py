@@ -34,11 +34,15 @@ from typing import TYPE_CHECKING, Any
 
 from ftp.errors import UserError
 
+from .attention import would_pack
 from .chat import IGNORE, Encoded
-from .modeling import Batch, collate_packed
+from .modeling import Batch, Placement, collate_packed
 from .precision import autocast
 
 if TYPE_CHECKING:
+    from ftp.config.settings import TrainSettings
+    from ftp.types import TrainRequest
+
     from .loop import Loop
 
 LENGTH_MULTIPLE = 64  # tokens: rows of about 500 tokens fall in 3-4 lengths, with 6% padding on average
@@ -50,37 +54,51 @@ INPUTS = ("input_ids", "position_ids", "positions", "targets", "starts")
 
 def refusal(loop: Loop, packed: bool, compiled: bool) -> str | None:
     """Why this run's steps cannot be captured (None: they can)."""
-    s = loop.settings
+    return _refusal(loop.settings, loop.where.device, loop.dist.world, loop.scaler.is_enabled(), packed, compiled)
+
+
+def _refusal(s: TrainSettings, device: str, world: int, scaling: bool, packed: bool, compiled: bool) -> str | None:
     reasons = [
-        (not loop.where.device.startswith("cuda"), "they need a CUDA device"),
-        (loop.dist.world > 1, "several processes synchronise inside the step"),
+        (not device.startswith("cuda"), "they need a CUDA device"),
+        (world > 1, "several processes synchronise inside the step"),
         (s.gradient_accumulation_steps > 1, "train.gradient_accumulation_steps is above 1"),
         (not s.packing or not packed, "they need packed rows with mask-free attention (train.packing, "
                                       "backends.local.attention: auto, a model attention.py supports)"),
-        (loop.scaler.is_enabled(), "float16 loss scaling decides on the host whether to step"),
-        (s.resolved_optimizer() != "adamw", f"train.optimizer: {s.resolved_optimizer()} cannot be captured"),
+        (scaling, "float16 loss scaling decides on the host whether to step"),
+        (s.resolved_optimizer() != "adamw", f"train.optimizer: {s.resolved_optimizer()} cannot be captured "
+                                            "(its step reads the step count and learning rate on the host)"),
         (bool(s.neftune_alpha), "train.neftune_alpha sizes its noise on the host"),
         (compiled, "the layers are compiled (backends.local.compile)"),
     ]
     return next((why for bad, why in reasons if bad), None)
 
 
+def expected(request: TrainRequest, where: Placement, world: int, scaling: bool, model: Any) -> bool:
+    """Whether ``auto`` will replay this run's steps as graphs (asked before the layers are compiled:
+    compiling ``auto`` then stays off, training.py)."""
+    if request.backend_settings.get("cuda_graphs", "auto") in (False, "false"):
+        return False
+    packed = request.backend_settings.get("attention", "auto") == "auto" and would_pack(model)
+    return _refusal(request.settings, where.device, world, scaling, packed, compiled=False) is None
+
+
 def begin(loop: Loop, packed: bool, compiled: bool) -> StepGraphs | None:
-    """The run's graphs, per ``backends.local.cuda_graphs``: ``auto`` where they can run and the model is not
-    4-bit (bitsandbytes' layers are not known to capture); ``true`` refuses a run they cannot serve."""
+    """The run's graphs, per ``backends.local.cuda_graphs``: ``auto`` where they can run, silently eager
+    elsewhere; ``true`` refuses a run they cannot serve."""
     setting = loop.request.backend_settings.get("cuda_graphs", "auto")
     if setting is False or setting == "false":
         return None
     why = refusal(loop, packed, compiled)
-    if setting == "auto" and (why is not None or loop.settings.method == "qlora"):
+    if setting == "auto" and why is not None:
         return None
     if why is not None:
         raise UserError(f"backends.local.cuda_graphs: true, but the steps cannot be captured: {why}; "
                         "set it to auto or false")
     graphs = StepGraphs(loop)
     loop.pack_multiple = graphs.multiple
-    loop.ctx.reporter.event("cuda_graphs", message=f"steps replay as CUDA graphs, one per row shape (rows rounded "
-                                                   f"up to {graphs.multiple} tokens)")
+    rows = (f"rows padded to the {graphs.budget}-token budget" if graphs.budget
+            else f"rows rounded up to {graphs.multiple} tokens")
+    loop.ctx.reporter.event("cuda_graphs", message=f"steps replay as CUDA graphs, one per row shape ({rows})")
     return graphs
 
 

@@ -227,6 +227,27 @@ def decoder_layers(model: Any) -> list[Any]:
     return list(getattr(causal_lm(model).get_decoder(), "layers", []))
 
 
+# Measured on H200s (benchmarks/results/qlora_*b*.json, the quality benchmark): compiling the layers costs
+# 60-90 s of wall time (8B: 87-107 s compiled against 17-18 s eager for 20 steps), and saves 0.10-0.21 s
+# per step on the 8B shape and 0.12 s on the 1B shape: break-even after 400-900 steps. On Gemma 3 270M a
+# 300-step run took 150-166 s compiled against 67 s eager. Shorter runs stay eager.
+COMPILE_MIN_STEPS = 1000
+
+
+def wants_compile(setting: str | bool, device: str, steps: int, graphs: bool = False) -> bool:
+    """``auto`` compiles on CUDA for runs long enough to repay the compile time; never on a CPU by
+    default, where compiling costs minutes; never when the steps will replay as CUDA graphs (``graphs``),
+    which run eager layers faster than compiled layers run (benchmarks/README.md) and cannot hold both."""
+    if setting == "auto":
+        if graphs:
+            return False
+        import importlib.util
+
+        return (device.startswith("cuda") and steps >= COMPILE_MIN_STEPS
+                and importlib.util.find_spec("triton") is not None)
+    return bool(setting)
+
+
 def compile_layers(model: Any, backend: str = "inductor") -> int:
     """Compile each decoder layer (regional compilation).
 

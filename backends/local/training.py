@@ -34,8 +34,8 @@ from .chat import ChatFormat, Encoded, chat_format, encode, show_mask
 from .attention import packed
 from .flat import Trainable, flatten
 from .loop import Data, Loop, Parts, Phases, Schedule
-from .modeling import (Placement, compile_layers, load_model, load_tokenizer, causal_lm,
-                       peak_memory_mb, placement, uncompile_layers)
+from .modeling import (COMPILE_MIN_STEPS, Placement, compile_layers, load_model, load_tokenizer, causal_lm,  # noqa: F401
+                       peak_memory_mb, placement, uncompile_layers, wants_compile)
 
 META_FILE = "ftp_model.json"
 
@@ -147,24 +147,6 @@ def make_optimiser(name: str, params: list[Any], lr: float, weight_decay: float,
 
 
 FLATTEN = True  # adapters in one buffer (flat.py); a switch for benchmarks/train_gpu.py's comparison
-# Measured on H200s (benchmarks/results/qlora_*b*.json, the quality benchmark): compiling the layers costs
-# 60-90 s of wall time (8B: 87-107 s compiled against 17-18 s eager for 20 steps), and saves 0.10-0.21 s
-# per step on the 8B shape and 0.12 s on the 1B shape: break-even after 400-900 steps. On Gemma 3 270M a
-# 300-step run took 150-166 s compiled against 67 s eager. Shorter runs stay eager.
-COMPILE_MIN_STEPS = 1000
-
-
-def wants_compile(setting: str | bool, device: str, steps: int) -> bool:
-    """``auto`` compiles on CUDA for runs long enough to repay the compile time; never on a CPU by
-    default, where compiling costs minutes."""
-    if setting == "auto":
-        import importlib.util
-
-        return (device.startswith("cuda") and steps >= COMPILE_MIN_STEPS
-                and importlib.util.find_spec("triton") is not None)
-    return bool(setting)
-
-
 def _load_4bit(base_dir: Path, where: Placement) -> Any:
     try:
         import bitsandbytes  # noqa: F401
@@ -273,7 +255,8 @@ def train(request: TrainRequest, ctx: StepContext) -> tuple[TrainResult, Trained
     with phases("model"):
         parts = build(request, base_dir, where, dist)
         plan = Schedule.of(request.settings, data.train)
-        compiled = wants_compile(request.backend_settings.get("compile", "auto"), where.device, plan.total)
+        compiled = wants_compile(request.backend_settings.get("compile", "auto"), where.device, plan.total,
+                                 graphs.expected(request, where, dist.world, scaler.is_enabled(), parts.core))
         if compiled:
             compile_layers(parts.core, str(request.backend_settings.get("compile_backend", "inductor")))
     meta = {"base_model": request.base_model, "method": request.method, "chat_template": fmt.name,
