@@ -60,7 +60,8 @@ class Ctx:
     def __init__(self, folder: Path) -> None:
         from ftp.run.progress import QuietReporter
 
-        events = self.events = []  # type: list[dict[str, Any]]
+        self.events: list[dict[str, Any]] = []
+        events = self.events
 
         class Recording(QuietReporter):
             def show(self, kind: str, data: dict[str, Any]) -> None:

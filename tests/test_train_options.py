@@ -201,17 +201,17 @@ def test_pack_tokens_fills_micro_batches_to_a_token_budget(project: Path) -> Non
 
 
 def test_auto_compiles_only_runs_long_enough_to_repay_it(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Compiling costs 60-90 s on an H200 and saves 0.1-0.2 s a step (training.py's measurements): ``auto``
+    """Compiling costs 60-90 s on an H200 and saves 0.1-0.2 s a step (modeling.py's measurements): ``auto``
     leaves shorter runs, and every CPU run, eager; ``true`` / ``false`` are obeyed."""
     import importlib.util
 
-    from ftp.backends.local import training
+    from ftp.backends.local import modeling
 
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "triton" else None)
-    assert not training.wants_compile("auto", "cuda:0", training.COMPILE_MIN_STEPS - 1)
-    assert training.wants_compile("auto", "cuda:0", training.COMPILE_MIN_STEPS)
-    assert training.COMPILE_MIN_STEPS >= 400  # below the break-even measured on the 8B and 1B shapes
-    assert not training.wants_compile("auto", "cpu", 10**6)
-    assert training.wants_compile(True, "cpu", 1) and not training.wants_compile(False, "cuda:0", 10**6)
+    assert not modeling.wants_compile("auto", "cuda:0", modeling.COMPILE_MIN_STEPS - 1)
+    assert modeling.wants_compile("auto", "cuda:0", modeling.COMPILE_MIN_STEPS)
+    assert modeling.COMPILE_MIN_STEPS >= 400  # below the break-even measured on the 8B and 1B shapes
+    assert not modeling.wants_compile("auto", "cpu", 10**6)
+    assert modeling.wants_compile(True, "cpu", 1) and not modeling.wants_compile(False, "cuda:0", 10**6)
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None)  # no triton: nothing to compile with
-    assert not training.wants_compile("auto", "cuda:0", 10**6)
+    assert not modeling.wants_compile("auto", "cuda:0", 10**6)

@@ -36,7 +36,7 @@ from ftp.errors import UserError
 
 from .attention import would_pack
 from .chat import IGNORE, Encoded
-from .modeling import Batch, Placement, collate_packed
+from .modeling import Batch, collate_packed
 from .precision import autocast
 
 if TYPE_CHECKING:
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from ftp.types import TrainRequest
 
     from .loop import Loop
+    from .modeling import Placement
 
 LENGTH_MULTIPLE = 64  # tokens: rows of about 500 tokens fall in 3-4 lengths, with 6% padding on average
 POSITIONS_MULTIPLE = 32  # trained positions: the loss's chunk on a GPU with a 262k vocabulary (loss.py)
@@ -73,10 +74,14 @@ def _refusal(s: TrainSettings, device: str, world: int, scaling: bool, packed: b
     return next((why for bad, why in reasons if bad), None)
 
 
+def _switched_off(request: TrainRequest) -> bool:
+    return request.backend_settings.get("cuda_graphs", "auto") in (False, "false")
+
+
 def expected(request: TrainRequest, where: Placement, world: int, scaling: bool, model: Any) -> bool:
     """Whether ``auto`` will replay this run's steps as graphs (asked before the layers are compiled:
     compiling ``auto`` then stays off, training.py)."""
-    if request.backend_settings.get("cuda_graphs", "auto") in (False, "false"):
+    if _switched_off(request):
         return False
     packed = request.backend_settings.get("attention", "auto") == "auto" and would_pack(model)
     return _refusal(request.settings, where.device, world, scaling, packed, compiled=False) is None
@@ -85,11 +90,10 @@ def expected(request: TrainRequest, where: Placement, world: int, scaling: bool,
 def begin(loop: Loop, packed: bool, compiled: bool) -> StepGraphs | None:
     """The run's graphs, per ``backends.local.cuda_graphs``: ``auto`` where they can run, silently eager
     elsewhere; ``true`` refuses a run they cannot serve."""
-    setting = loop.request.backend_settings.get("cuda_graphs", "auto")
-    if setting is False or setting == "false":
+    if _switched_off(loop.request):
         return None
     why = refusal(loop, packed, compiled)
-    if setting == "auto" and why is not None:
+    if why is not None and loop.request.backend_settings.get("cuda_graphs", "auto") == "auto":
         return None
     if why is not None:
         raise UserError(f"backends.local.cuda_graphs: true, but the steps cannot be captured: {why}; "

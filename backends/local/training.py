@@ -34,8 +34,8 @@ from .chat import ChatFormat, Encoded, chat_format, encode, show_mask
 from .attention import packed
 from .flat import Trainable, flatten
 from .loop import Data, Loop, Parts, Phases, Schedule
-from .modeling import (COMPILE_MIN_STEPS, Placement, compile_layers, load_model, load_tokenizer, causal_lm,  # noqa: F401
-                       peak_memory_mb, placement, uncompile_layers, wants_compile)
+from .modeling import (Placement, compile_layers, load_model, load_tokenizer, causal_lm, peak_memory_mb, placement,
+                       uncompile_layers, wants_compile)
 
 META_FILE = "ftp_model.json"
 
