@@ -5,7 +5,8 @@ shape of train_gpu.py's ``ftp-graphs`` configuration.
     cd benchmarks && python graphs_memory_gpu.py --shape 8b --work /tmp/tb/work --out /tmp/graphs_memory.json
 
 The peak is ``torch.cuda.max_memory_allocated``, reset at the start of each part; ``held`` is what stays
-allocated when the part ends.
+allocated when the part ends. ``--trace`` also records the allocator's history from the first step on and
+reports, for each step and each warm-up and capture, what was alive at its peak (memory_trace.py).
 """
 
 from __future__ import annotations
@@ -29,9 +30,14 @@ def main() -> None:
     p.add_argument("--config", default="ftp-graphs", choices=[c for c in FTP_CONFIGS if "graphs" in c])
     p.add_argument("--work", type=Path, default=Path("/tmp/ftp-bench"))
     p.add_argument("--out", type=Path, required=True)
+    p.add_argument("--trace", action="store_true", help="what is alive at each part's peak (memory_trace.py)")
     args = p.parse_args()
     rounds.use_this_checkout(args.work)  # this checkout's ftp, installed or not
-    from ftp.backends.local import graphs
+    from memory_trace import MemoryTrace
+
+    from ftp.backends.local import graphs, loop
+
+    trace = MemoryTrace() if args.trace else None
 
     parts: list[dict[str, Any]] = []
 
@@ -46,6 +52,8 @@ def main() -> None:
     def timed_body(self: Any, inputs: dict[str, Any], longest: int, update: bool = True) -> None:
         if not update:  # a capture's warm-up: what ran before it ends here
             close("before the graph's warm-up (loading, the eager first step)")
+        if trace is not None:
+            trace.mark("warm-up" if not update else "capture")
         body(self, inputs, longest, update)
         if not update:
             close("warm-up forward and backward")
@@ -55,6 +63,16 @@ def main() -> None:
         close("capture")
         return entry
 
+    step = loop.Loop.step
+
+    def traced_step(self: Any) -> None:
+        if trace is not None:
+            if not trace.labels:
+                trace.start()
+            trace.mark(f"step {self.st.step + 1}")
+        step(self)
+
+    loop.Loop.step = traced_step  # type: ignore[method-assign]
     graphs.StepGraphs._body = timed_body  # type: ignore[method-assign]
     graphs.StepGraphs._capture = timed_capture  # type: ignore[method-assign]
     model_dir, data = prepare(args.shape, args.work)
@@ -63,7 +81,8 @@ def main() -> None:
     close("replays and saving")
     result = {"config": args.config, "shape": args.shape, "steps": args.steps, "parts": parts,
               "run": {k: out.get(k) for k in ("peak_gib", "between_steps_gib", "peak_gib_by_phase", "events")},
-              "gpu": torch.cuda.get_device_name(), "torch": torch.__version__}
+              "gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
+              **({"trace": trace.report()} if trace is not None else {})}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
 

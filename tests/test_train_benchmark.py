@@ -168,3 +168,30 @@ def test_pipeline_benchmark_names_the_sides_it_can_run(tmp_path: Path) -> None:
     proc = run([str(BENCH / "pipeline_gpu.py"), "--out", str(tmp_path / "o.json"), "--sides", "ftp,ftp-fast"], tmp_path)
     assert proc.returncode == 2 and "choose from ftp, trl, ftp-unfused" in proc.stderr
     assert not (tmp_path / "o.json").exists()
+
+
+def test_memory_trace_finds_what_is_alive_at_each_parts_peak() -> None:
+    """benchmarks/memory_trace.py's replay of an allocator trace: parts split at the marker allocations,
+    each part's peak and the allocations alive then, summed by the line that made them."""
+    sys.path.insert(0, str(BENCH))
+    from memory_trace import MARK_BASE, MARK_UNIT, replay, summary
+
+    def alloc(addr: int, size: int, line: int) -> dict[str, object]:
+        frames = [{"filename": "/x/torch/nn/functional.py", "line": 1, "name": "linear"},
+                  {"filename": "/x/ftp/backends/local/loss.py", "line": line, "name": "_chunk"}]
+        return {"action": "alloc", "addr": addr, "size": size, "frames": frames}
+
+    def free(addr: int) -> dict[str, object]:
+        return {"action": "free_requested", "addr": addr}
+
+    marker = {"action": "alloc", "addr": 99, "size": (MARK_BASE + 0) * MARK_UNIT}
+    marker2 = {"action": "alloc", "addr": 98, "size": (MARK_BASE + 1) * MARK_UNIT}
+    events = [alloc(1, 100, 10), marker, alloc(2, 1000, 20), alloc(3, 500, 30), free(2), alloc(4, 200, 40),
+              marker2, free(3), alloc(5, 3000, 50), alloc(6, 1000, 50), free(5), free(6)]
+    parts = replay(events, ["warm-up", "capture"])
+    assert [p.label for p in parts] == ["before the first marker", "warm-up", "capture"]
+    assert [p.peak for p in parts] == [100, 1600, 4300]  # totals since recording began
+    top = summary(parts[2])["top"]
+    assert top[0]["site"] == "loss.py:50 _chunk [linear]" and top[0]["tensors"] == 2
+    assert {row["site"] for row in top} == {"loss.py:50 _chunk [linear]", "loss.py:10 _chunk [linear]",
+                                            "loss.py:40 _chunk [linear]"}

@@ -1,0 +1,105 @@
+"""What holds a GPU's memory at the peak of each part of a run, from PyTorch's allocator trace.
+
+``torch.cuda.max_memory_allocated`` says how high a part of a run went, not what was there. This records
+the allocator's history (``torch.cuda.memory._record_memory_history``), drops a marker allocation of a
+size no tensor has at each boundary between parts, and afterwards replays the trace: for each part, the
+moment of its peak and the tensors alive then, summed by the line of code that allocated them (the
+innermost frame outside torch itself). Allocations made before recording began (the weights) count as one
+baseline.
+
+    trace = MemoryTrace(); trace.start(); trace.mark("step 1"); ...; trace.mark("warm-up"); ...; trace.report()
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+MARK_UNIT = 512  # the allocator rounds sizes to 512 bytes: a marker's size is exact
+MARK_BASE = 7_777  # marker k is (MARK_BASE + k) * MARK_UNIT bytes (about 4 MB)
+TOP = 15
+
+
+def site(frames: list[dict[str, Any]]) -> str:
+    """Where an allocation was made: the innermost frames outside torch's own files (innermost first)."""
+    ours = [f for f in frames if "/torch/" not in f.get("filename", "")]
+    where = [f"{f['filename'].rsplit('/', 2)[-1] if '/' in f['filename'] else f['filename']}:{f['line']} "
+             f"{f['name']}" for f in ours[:2]]
+    inner = next((f["name"] for f in frames if "/torch/" in f.get("filename", "")), "")
+    return " < ".join(where) + (f" [{inner}]" if inner else "")
+
+
+@dataclass
+class Part:
+    label: str
+    peak: int = 0  # bytes above the baseline
+    live_at_peak: dict[int, tuple[int, str]] = field(default_factory=dict)
+
+
+def replay(events: list[dict[str, Any]], labels: list[str]) -> list[Part]:
+    """Peak and live set per part. A part begins at each marker allocation; ``labels[k]`` names the
+    part that marker ``k`` begins."""
+    live: dict[int, tuple[int, str]] = {}
+    total = 0
+    parts = [Part("before the first marker")]
+    for e in events:
+        action, size = e.get("action"), int(e.get("size", 0))
+        if action == "alloc":
+            k = size // MARK_UNIT - MARK_BASE
+            if size % MARK_UNIT == 0 and 0 <= k < len(labels) and len(parts) == k + 1:
+                parts.append(Part(labels[k]))
+                continue
+            live[e["addr"]] = (size, site(e.get("frames", [])))
+            total += size
+            if total > parts[-1].peak:
+                parts[-1].peak = total
+                parts[-1].live_at_peak = dict(live)
+        elif action in ("free_requested",) and e["addr"] in live:
+            total -= live.pop(e["addr"])[0]
+    return parts
+
+
+def summary(part: Part, top: int = TOP) -> dict[str, Any]:
+    by_site: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    for size, where in part.live_at_peak.values():
+        by_site[where][0] += size
+        by_site[where][1] += 1
+    rows = sorted(by_site.items(), key=lambda kv: -kv[1][0])[:top]
+    mib = 2**20
+    return {"part": part.label, "peak_above_baseline_mib": round(part.peak / mib, 1),
+            "top": [{"mib": round(b / mib, 1), "tensors": n, "site": s} for s, (b, n) in rows]}
+
+
+class MemoryTrace:
+    """Record, mark, report (CUDA only)."""
+
+    def __init__(self, max_entries: int = 3_000_000) -> None:
+        self.max_entries = max_entries
+        self.labels: list[str] = []
+        self.baseline = 0
+
+    def start(self) -> None:
+        import torch
+
+        self.baseline = torch.cuda.memory_allocated()
+        torch.cuda.memory._record_memory_history(stacks="python", max_entries=self.max_entries)
+
+    def mark(self, begins: str) -> None:
+        """Begin a part named ``begins``."""
+        import torch
+
+        k = len(self.labels)
+        self.labels.append(begins)
+        marker = torch.empty((MARK_BASE + k) * MARK_UNIT, dtype=torch.uint8, device="cuda")
+        del marker
+
+    def report(self) -> dict[str, Any]:
+        import torch
+
+        snapshot = torch.cuda.memory._snapshot()
+        torch.cuda.memory._record_memory_history(enabled=None)
+        events = snapshot["device_traces"][torch.cuda.current_device()]
+        parts = replay(events, self.labels)
+        return {"baseline_mib": round(self.baseline / 2**20, 1), "events": len(events),
+                "parts": [summary(p) for p in parts]}
