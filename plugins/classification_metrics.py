@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ftp import hookimpl
+from ftp.plugins.metrics import f1_from_counts
 from ftp.types import AnswerFormat, EvalRequest, Metric, MetricSpec
 
 INVALID = "__invalid__"
@@ -90,11 +91,7 @@ def class_counts(gold: Sequence[str], mapped: Sequence[str], classes: Sequence[s
 def macro_f1_from_sums(sums: Sequence[float]) -> float:
     """Macro-F1 from summed (tp, fp, fn) triples, over the classes that occur as reference or answer:
     what ``f1_score(average="macro", zero_division=0)`` gives on the same examples."""
-    f1s = []
-    for i in range(0, len(sums) - 2, 3):
-        tp, fp, fn = sums[i], sums[i + 1], sums[i + 2]
-        if tp + fp + fn > 0:
-            f1s.append(2 * tp / (2 * tp + fp + fn))
+    f1s = [f1_from_counts(*sums[i:i + 3]) for i in range(0, len(sums) - 2, 3) if sum(sums[i:i + 3]) > 0]
     return sum(f1s) / len(f1s) if f1s else 0.0
 
 
@@ -109,7 +106,7 @@ def per_class_report(gold: Sequence[str], mapped: Sequence[str],
     for c in present:
         hits, said, real = tp[c], predicted[c], support[c]
         rows[c] = {"precision": hits / said if said else 0.0, "recall": hits / real if real else 0.0,
-                   "f1-score": 2 * hits / (said + real) if said + real else 0.0, "support": real}
+                   "f1-score": f1_from_counts(hits, said - hits, real - hits), "support": real}
     total = sum(r["support"] for r in rows.values())
     keys = ("precision", "recall", "f1-score")
     averages = {

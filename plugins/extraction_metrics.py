@@ -21,6 +21,7 @@ from typing import Any
 
 from ftp import hookimpl
 from ftp.errors import UserError
+from ftp.plugins.metrics import f1_from_counts
 from ftp.types import EvalRequest, Metric, MetricSpec
 
 _FENCE = re.compile(r"```[ \t]*[A-Za-z0-9_-]*[ \t]*\n?(.*?)```", re.DOTALL)
@@ -182,14 +183,12 @@ def field_stats(records: Sequence[Record], paths: Sequence[str]) -> list[list[fl
 
 def micro_f1_from_sums(sums: Sequence[float]) -> float:
     """Field-F1 over all fields pooled: 2tp / (2tp + fp + fn)."""
-    tp, fp, fn = sum(sums[0::3]), sum(sums[1::3]), sum(sums[2::3])
-    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+    return f1_from_counts(sum(sums[0::3]), sum(sums[1::3]), sum(sums[2::3]))
 
 
 def macro_f1_from_sums(sums: Sequence[float]) -> float:
     """Mean per-field F1 over the field paths the (resampled) references hold (tp + fn > 0)."""
-    f1s = [2 * sums[i] / (2 * sums[i] + sums[i + 1] + sums[i + 2])
-           for i in range(0, len(sums) - 2, 3) if sums[i] + sums[i + 2] > 0]
+    f1s = [f1_from_counts(*sums[i:i + 3]) for i in range(0, len(sums) - 2, 3) if sums[i] + sums[i + 2] > 0]
     return sum(f1s) / len(f1s) if f1s else 0.0
 
 

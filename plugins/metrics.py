@@ -20,6 +20,12 @@ def normalize_mode(settings: dict[str, Any]) -> NormalizeMode:
     return cast(NormalizeMode, mode)
 
 
+def f1_from_counts(tp: float, fp: float, fn: float) -> float:
+    """F1 from true positives, false positives and false negatives: 2tp / (2tp + fp + fn), 0 with no counts
+    (scikit-learn's ``zero_division=0``). One formula for every F1 the built-in evaluators report."""
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else 0.0
+
+
 def exact_match_scores(predictions: list[str], references: list[str], mode: NormalizeMode = "basic") -> list[float]:
     """1.0 where the answer matches the reference under ``mode``, per example: paired comparisons need them."""
     return [float(answers_match(p, r, mode)) for p, r in zip(predictions, references)]
