@@ -66,13 +66,14 @@ def main() -> None:
     step = loop.Loop.step
 
     def traced_step(self: Any) -> None:
-        if trace is not None:
-            if not trace.labels:
-                trace.start()
-            trace.mark(f"step {self.st.step + 1}")
+        assert trace is not None
+        if not trace.labels:
+            trace.start()
+        trace.mark(f"step {self.st.step + 1}")
         step(self)
 
-    loop.Loop.step = traced_step  # type: ignore[method-assign]
+    if trace is not None:
+        loop.Loop.step = traced_step  # type: ignore[method-assign]
     graphs.StepGraphs._body = timed_body  # type: ignore[method-assign]
     graphs.StepGraphs._capture = timed_capture  # type: ignore[method-assign]
     model_dir, data = prepare(args.shape, args.work)

@@ -13,6 +13,7 @@ baseline.
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,8 +25,7 @@ TOP = 15
 def site(frames: list[dict[str, Any]]) -> str:
     """Where an allocation was made: the innermost frames outside torch's own files (innermost first)."""
     ours = [f for f in frames if "/torch/" not in f.get("filename", "")]
-    where = [f"{f['filename'].rsplit('/', 2)[-1] if '/' in f['filename'] else f['filename']}:{f['line']} "
-             f"{f['name']}" for f in ours[:2]]
+    where = [f"{f['filename'].rsplit('/', 1)[-1]}:{f['line']} {f['name']}" for f in ours[:2]]
     inner = next((f["name"] for f in frames if "/torch/" in f.get("filename", "")), "")
     return " < ".join(where) + (f" [{inner}]" if inner else "")
 
@@ -34,35 +34,52 @@ def site(frames: list[dict[str, Any]]) -> str:
 class Part:
     label: str
     peak: int = 0  # bytes above the baseline
-    live_at_peak: dict[int, tuple[int, str]] = field(default_factory=dict)
+    peak_event: int = -1  # the index of the allocation that reached it
+    live_at_peak: dict[int, tuple[int, list[dict[str, Any]]]] = field(default_factory=dict)  # addr: size, frames
 
 
 def replay(events: list[dict[str, Any]], labels: list[str]) -> list[Part]:
     """Peak and live set per part. A part begins at each marker allocation; ``labels[k]`` names the
-    part that marker ``k`` begins."""
-    live: dict[int, tuple[int, str]] = {}
-    total = 0
+    part that marker ``k`` begins. Two passes: the first finds each part's peak event, the second takes
+    the live set there (copying it at every new high would be quadratic in a trace's ramps)."""
     parts = [Part("before the first marker")]
-    for e in events:
+    for i, total in _totals(events, labels, parts):
+        if total > parts[-1].peak:
+            parts[-1].peak, parts[-1].peak_event = total, i
+    wanted = {part.peak_event: part for part in parts if part.peak_event >= 0}
+    for _ in _totals(events, labels, [], wanted):
+        pass
+    return parts
+
+
+def _totals(events: list[dict[str, Any]], labels: list[str], parts: list[Part],
+            wanted: dict[int, Part] | None = None) -> Iterator[tuple[int, int]]:
+    """Replay the allocations: yields (event index, bytes alive) after each allocation that is not a
+    marker, appending a part to ``parts`` at each marker; at the indices in ``wanted`` it stores the
+    live set in that part."""
+    live: dict[int, tuple[int, list[dict[str, Any]]]] = {}
+    total, begun = 0, 0
+    for i, e in enumerate(events):
         action, size = e.get("action"), int(e.get("size", 0))
         if action == "alloc":
             k = size // MARK_UNIT - MARK_BASE
-            if size % MARK_UNIT == 0 and 0 <= k < len(labels) and len(parts) == k + 1:
+            if size % MARK_UNIT == 0 and 0 <= k < len(labels) and begun == k:
+                begun += 1
                 parts.append(Part(labels[k]))
                 continue
-            live[e["addr"]] = (size, site(e.get("frames", [])))
+            live[e["addr"]] = (size, e.get("frames", []))
             total += size
-            if total > parts[-1].peak:
-                parts[-1].peak = total
-                parts[-1].live_at_peak = dict(live)
-        elif action in ("free_requested",) and e["addr"] in live:
+            if wanted and i in wanted:
+                wanted[i].live_at_peak = dict(live)
+            yield i, total
+        elif action == "free_requested" and e["addr"] in live:
             total -= live.pop(e["addr"])[0]
-    return parts
 
 
 def summary(part: Part, top: int = TOP) -> dict[str, Any]:
     by_site: dict[str, list[int]] = defaultdict(lambda: [0, 0])
-    for size, where in part.live_at_peak.values():
+    for size, frames in part.live_at_peak.values():
+        where = site(frames)
         by_site[where][0] += size
         by_site[where][1] += 1
     rows = sorted(by_site.items(), key=lambda kv: -kv[1][0])[:top]

@@ -11,15 +11,24 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "benchmarks"
-_spec = importlib.util.spec_from_file_location("bench_rounds", BENCH / "bench_rounds.py")
-assert _spec and _spec.loader
-rounds = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(rounds)
+
+
+def _bench_module(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
+
+
+rounds = _bench_module("bench_rounds")
 
 
 def test_rounds_warm_up_first_then_rotate() -> None:
@@ -173,8 +182,8 @@ def test_pipeline_benchmark_names_the_sides_it_can_run(tmp_path: Path) -> None:
 def test_memory_trace_finds_what_is_alive_at_each_parts_peak() -> None:
     """benchmarks/memory_trace.py's replay of an allocator trace: parts split at the marker allocations,
     each part's peak and the allocations alive then, summed by the line that made them."""
-    sys.path.insert(0, str(BENCH))
-    from memory_trace import MARK_BASE, MARK_UNIT, replay, summary
+    trace = _bench_module("memory_trace")
+    MARK_BASE, MARK_UNIT, replay, summary = trace.MARK_BASE, trace.MARK_UNIT, trace.replay, trace.summary
 
     def alloc(addr: int, size: int, line: int) -> dict[str, object]:
         frames = [{"filename": "/x/torch/nn/functional.py", "line": 1, "name": "linear"},
