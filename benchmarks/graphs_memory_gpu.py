@@ -7,6 +7,9 @@ shape of train_gpu.py's ``ftp-graphs`` configuration.
 The peak is ``torch.cuda.max_memory_allocated``, reset at the start of each part; ``held`` is what stays
 allocated when the part ends. ``--trace`` also records the allocator's history from the first step on and
 reports, for each step and each warm-up and capture, what was alive at its peak (memory_trace.py).
+``--config`` may also name a TRL configuration, traced step by step, to compare what each keeps alive:
+
+    python graphs_memory_gpu.py --shape 8b --steps 6 --config trl-packing-liger-paged8 --trace --out /tmp/trl.json
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import Any
 
 import bench_rounds as rounds
 from train_gpu import FTP_CONFIGS, run_ftp
+from train_trl import TRL_CONFIGS, run_trl
 from train_model import SEQ, prepare
 
 
@@ -27,7 +31,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--shape", default="8b")
     p.add_argument("--steps", type=int, default=8)
-    p.add_argument("--config", default="ftp-graphs", choices=[c for c in FTP_CONFIGS if "graphs" in c])
+    p.add_argument("--config", default="ftp-graphs", choices=[*(c for c in FTP_CONFIGS if "graphs" in c), *TRL_CONFIGS])
     p.add_argument("--work", type=Path, default=Path("/tmp/ftp-bench"))
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--trace", action="store_true", help="what is alive at each part's peak (memory_trace.py)")
@@ -65,11 +69,14 @@ def main() -> None:
 
     step = loop.Loop.step
 
+    def mark_step(number: int) -> None:
+        if trace is not None:
+            if not trace.labels:
+                trace.start()
+            trace.mark(f"step {number}")
+
     def traced_step(self: Any) -> None:
-        assert trace is not None
-        if not trace.labels:
-            trace.start()
-        trace.mark(f"step {self.st.step + 1}")
+        mark_step(self.st.step + 1)
         step(self)
 
     if trace is not None:
@@ -78,7 +85,11 @@ def main() -> None:
     graphs.StepGraphs._capture = timed_capture  # type: ignore[method-assign]
     model_dir, data = prepare(args.shape, args.work)
     torch.cuda.reset_peak_memory_stats()
-    out = run_ftp(model_dir, data, args.work, args.steps, "qlora", seq=SEQ[args.shape], **FTP_CONFIGS[args.config])
+    if args.config in TRL_CONFIGS:
+        out = run_trl(model_dir, data, args.work, args.steps, "qlora", TRL_CONFIGS[args.config], SEQ[args.shape],
+                      on_step_begin=mark_step)
+    else:
+        out = run_ftp(model_dir, data, args.work, args.steps, "qlora", seq=SEQ[args.shape], **FTP_CONFIGS[args.config])
     close("replays and saving")
     result = {"config": args.config, "shape": args.shape, "steps": args.steps, "parts": parts,
               "run": {k: out.get(k) for k in ("peak_gib", "between_steps_gib", "peak_gib_by_phase", "events")},

@@ -88,9 +88,9 @@ def pretokenised(model_dir: Path, data: Path, seq: int) -> tuple[Any, list[dict[
 
 
 def run_trl(model_dir: Path, data: Path, work: Path, steps: int, method: str, setup: TrlSetup,
-            seq: int = 2048) -> dict[str, Any]:
+            seq: int = 2048, on_step_begin: Any = None) -> dict[str, Any]:
     """TRL 1.16 SFTTrainer in one configuration, rows of up to ``seq`` tokens; real (non-padding) tokens/s over
-    the steps after the 5th."""
+    the steps after the 5th. ``on_step_begin(step)`` is called before each step (graphs_memory_gpu.py's trace)."""
     import torch
     from datasets import Dataset
     from peft import LoraConfig
@@ -112,6 +112,10 @@ def run_trl(model_dir: Path, data: Path, work: Path, steps: int, method: str, se
     seen: dict[str, Any] = {"tokens": 0, "t5": None, "tok5": 0, "steps": 0}
 
     class Count(TrainerCallback):  # type: ignore[misc]
+        def on_step_begin(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
+            if on_step_begin is not None:
+                on_step_begin(state.global_step + 1)
+
         def on_step_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
             if gpu:
                 torch.cuda.synchronize()
