@@ -173,6 +173,8 @@ FTP_CONFIGS: dict[str, dict[str, Any]] = {
     # 8-bit optimiser's step takes its step count and learning rate from the host, which a graph would freeze)
     "ftp-graphs": dict(compile_layers=False, cuda_graphs=True, optimizer="adamw"),
     "ftp-graphs-no-dropout": dict(compile_layers=False, cuda_graphs=True, optimizer="adamw", dropout=0.0),
+    # QLoRA's default optimiser, paged 8-bit AdamW, stepping eagerly after each replayed forward and backward
+    "ftp-graphs-paged8": dict(compile_layers=False, cuda_graphs=True),
 }
 
 

@@ -17,7 +17,11 @@ A graph's shapes and addresses are fixed, so:
   percent of a large model's step, a capture costs two steps;
 - each graph reads its batch from its own input buffers, and the loss weight and learning rate from
   tensors filled before each replay (the optimiser's ``lr`` is a tensor while graphs run);
-- the optimiser's state exists before the first capture: a fresh run's first step runs eagerly;
+- torch's AdamW steps inside the graph (it reads the step count and learning rate from device tensors),
+  so its state exists before the first capture: a fresh run's first step runs eagerly. An optimiser that
+  reads them on the host (bitsandbytes' paged 8-bit AdamW, QLoRA's default) steps eagerly after each
+  replay, from the gradients the graph left in its pool: with flat adapters (flat.py) that is one
+  kernel call a step;
 - the graphs share one memory pool: they never run at once and pass nothing to each other but the
   parameters and the optimiser state, which live outside it.
 
@@ -66,12 +70,16 @@ def _refusal(s: TrainSettings, device: str, world: int, scaling: bool, packed: b
         (not s.packing or not packed, "they need packed rows with mask-free attention (train.packing, "
                                       "backends.local.attention: auto, a model attention.py supports)"),
         (scaling, "float16 loss scaling decides on the host whether to step"),
-        (s.resolved_optimizer() != "adamw", f"train.optimizer: {s.resolved_optimizer()} cannot be captured "
-                                            "(its step reads the step count and learning rate on the host)"),
         (bool(s.neftune_alpha), "train.neftune_alpha sizes its noise on the host"),
         (compiled, "the layers are compiled (backends.local.compile)"),
     ]
     return next((why for bad, why in reasons if bad), None)
+
+
+def captured_optimiser(s: TrainSettings) -> bool:
+    """Whether the optimiser's step goes into the graph: torch's AdamW can be captured, bitsandbytes'
+    paged 8-bit AdamW passes its step count and learning rate to its kernel from the host."""
+    return s.resolved_optimizer() == "adamw"
 
 
 def _switched_off(request: TrainRequest) -> bool:
@@ -111,6 +119,7 @@ class Captured:
     graph: Any  # torch.cuda.CUDAGraph; None when not capturing (CPU tests run the same step eagerly)
     inputs: dict[str, Any]  # the buffers the graph reads its batch from
     longest: int
+    grads: list[Any]  # the gradients a replay leaves, for an optimiser that steps outside the graph
 
 
 class StepGraphs:
@@ -132,7 +141,8 @@ class StepGraphs:
         self.broken: str | None = None
         self.replayed = self.eager = 0
         self.capture_s = 0.0
-        for group in loop.parts.optimiser.param_groups:
+        self.inside = captured_optimiser(loop.settings)
+        for group in loop.parts.optimiser.param_groups if self.inside else ():
             if not isinstance(group["lr"], torch.Tensor):
                 group["lr"] = torch.tensor(float(group["lr"]), device=device)  # Loop.step fills it
 
@@ -161,7 +171,7 @@ class StepGraphs:
         key = (b.input_ids.size(1), b.positions.numel(), b.starts.numel())
         entry = self.graphs.get(key)
         if entry is None:
-            if len(self.graphs) >= self.max_graphs or not self.loop.parts.optimiser.state:
+            if len(self.graphs) >= self.max_graphs or (self.inside and not self.loop.parts.optimiser.state):
                 self.eager += 1
                 return None
             entry = self._capture(key, b)
@@ -171,17 +181,25 @@ class StepGraphs:
         for name, buffer in entry.inputs.items():
             buffer.copy_(getattr(b, name), non_blocking=True)
         self.weight.fill_(weight)
+        trainable, optimiser = self.loop.parts.trainable, self.loop.parts.optimiser
         if entry.graph is not None:
             entry.graph.replay()
+            if not self.inside:
+                for p, grad in zip(trainable.params, entry.grads):
+                    p.grad = grad
         else:
             self._body(entry.inputs, entry.longest)
-            self.loop.parts.trainable.zero_grad(self.loop.parts.optimiser)
+        if not self.inside:
+            optimiser.step()
+        if entry.graph is None or not self.inside:
+            trainable.zero_grad(optimiser)
         self.replayed += 1
         return self.loss, b.tokens
 
     def _body(self, inputs: dict[str, Any], longest: int, update: bool = True) -> None:
-        """What a graph records: the step from its buffers to the updated weights (``update``: False for
-        a warm-up, which only runs forward and backward)."""
+        """What a graph records: the step from its buffers to the clipped gradients and, for an optimiser
+        that can be captured, the updated weights (``update``: False for a warm-up, which only runs forward
+        and backward)."""
         import torch
 
         parts = self.loop.parts
@@ -192,7 +210,8 @@ class StepGraphs:
         if update:
             parts.trainable.gather()
             torch.nn.utils.clip_grad_norm_(parts.trainable.params, 1.0)
-            parts.optimiser.step()
+            if self.inside:
+                parts.optimiser.step()
             self.loss.copy_(loss.detach())
 
     def _capture(self, key: tuple[int, ...], b: Batch) -> Captured | None:
@@ -204,7 +223,7 @@ class StepGraphs:
         start = time.perf_counter()
         parts = self.loop.parts
         inputs = {name: getattr(b, name).to(self.loop.where.device) for name in INPUTS}
-        graph = None
+        graph, grads = None, []
         try:
             if self.capture:
                 rng = torch.cuda.get_rng_state()
@@ -215,12 +234,13 @@ class StepGraphs:
                 parts.trainable.zero_grad(parts.optimiser)
                 torch.cuda.set_rng_state(rng)
                 graph = torch.cuda.CUDAGraph()
-                groups = parts.optimiser.param_groups
+                groups = parts.optimiser.param_groups if self.inside else []
                 for group in groups:
                     group["capturable"] = True
                 try:
                     with torch.cuda.graph(graph, pool=self.pool, stream=self.stream):
                         self._body(inputs, b.longest)
+                    grads = [p.grad for p in parts.trainable.params]  # kept: the pool must not reuse them
                 finally:
                     for group in groups:
                         group["capturable"] = False
@@ -233,14 +253,14 @@ class StepGraphs:
                                                             f"the step could not be captured ({self.broken}); "
                                                             "the run goes on eagerly")
             return None
-        entry = Captured(graph, inputs, b.longest)
+        entry = Captured(graph, inputs, b.longest, grads)
         self.graphs[key] = entry
         self.capture_s += time.perf_counter() - start
         return entry
 
     def close(self) -> None:
         """Free the graphs and their pool, give the optimiser a plain ``lr`` again, and say what ran how."""
-        for group in self.loop.parts.optimiser.param_groups:
+        for group in self.loop.parts.optimiser.param_groups if self.inside else ():
             group["lr"] = float(group["lr"])
         self.shapes, shapes = list(self.graphs), len(self.graphs)
         self.graphs.clear()
