@@ -84,7 +84,7 @@ class Ctx:
 def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, compile_layers: bool,
             profile: bool = False, pack_multiple: int = 0, attention: str = "auto", flat: bool = True,
             pack: bool = True, seq: int = 2048, cuda_graphs: bool | str = "auto", optimizer: str | None = None,
-            dropout: float = 0.05) -> dict[str, Any]:
+            dropout: float = 0.05, swaps: bool | str = "auto") -> dict[str, Any]:
     import torch
 
     from ftp.backends.local import training
@@ -107,7 +107,7 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, co
                                        "invalid_examples": "drop", "gradient_checkpointing": True,
                                        "optimizer": optimizer, "lora": {"dropout": dropout}})
     backend = {"devices": device(), "compile": compile_layers, "pack_multiple": pack_multiple, "attention": attention,
-               "cuda_graphs": cuda_graphs if cuda else False}
+               "cuda_graphs": cuda_graphs if cuda else False, "fused_adapters": swaps, "lean_mlp": swaps}
     request = TrainRequest(backend="local", base_model=str(model_dir), settings=settings.train, model=settings.model,
                            train=dataset_ref(data, "train"),
                            validation=None, output_dir=work / f"model-ftp-{compile_layers}", backend_settings=backend)
@@ -149,7 +149,8 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, co
     if steady:
         out["between_steps_gib"] = round(steady[-1], 2)
         out["peak_gib_by_phase"] = {k: round(v, 2) for k, v in phases.items()}
-    said = [e for e in ctx.events if e["event"] in ("cuda_graphs", "warning", "attention")]
+    said = [e for e in ctx.events if e["event"] in ("cuda_graphs", "warning", "attention", "fused_adapters",
+                                                     "lean_mlp")]
     if said:  # whether the steps replayed as graphs, or why not
         out["events"] = [f"{e['event']}: {e.get('message', '')}" for e in said]
     if summary:
@@ -175,6 +176,9 @@ FTP_CONFIGS: dict[str, dict[str, Any]] = {
     "ftp-graphs-no-dropout": dict(compile_layers=False, cuda_graphs=True, optimizer="adamw", dropout=0.0),
     # QLoRA's default optimiser, paged 8-bit AdamW, stepping eagerly after each replayed forward and backward
     "ftp-graphs-paged8": dict(compile_layers=False, cuda_graphs=True),
+    # the same with PEFT's LoRA forward and transformers' MLP (backends.local.fused_adapters / lean_mlp: false),
+    # ftp-graphs-paged8 as measured before those two
+    "ftp-graphs-paged8-peft": dict(compile_layers=False, cuda_graphs=True, swaps=False),
 }
 
 

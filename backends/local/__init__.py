@@ -52,6 +52,13 @@ class LocalSettings(BaseModel):
     fused_norms: Literal["auto"] | bool = Field(
         "auto", description="RMSNorm in one call (torch's rms_norm) while training, for norms whose output it "
                             "matches; auto: on CUDA, where a small model's step is bound by kernel launches")
+    lean_mlp: Literal["auto"] | bool = Field(
+        "auto", description="while training, a gated MLP (SwiGLU, GELU-tanh) keeps only its two projections "
+                            "for backward and recomputes the activation there (one tensor of the MLP's width "
+                            "less per layer, bit-identical gradients); auto: on CUDA")
+    fused_adapters: Literal["auto"] | bool = Field(
+        "auto", description="while training, each plain LoRA layer adds its adapter inside one matmul "
+                            "(torch.addmm) instead of PEFT's clone, scale and add; auto: on CUDA (not with fsdp)")
     cuda_graphs: Literal["auto"] | bool = Field(
         "auto", description="replay each training step as a CUDA graph (one per row shape) so a small model's "
                             "step is not bound by launching kernels; auto: on CUDA where the run allows it "

@@ -26,7 +26,7 @@ from ftp.types import DatasetRef, ModelRef, StepContext, TrainRequest, TrainResu
 
 from . import models
 from . import graphs
-from . import norms
+from .swaps import swap_forwards
 from . import token_cache
 from .precision import adapters_follow_autocast, grad_scaler
 from .distributed import Dist
@@ -288,9 +288,7 @@ def run(loop: Loop, compiled: bool = False) -> bool:
         how = ("variable-length FlashAttention" if loop.where.device.startswith("cuda")
                else "attention over each example in turn")
         loop.ctx.reporter.event("attention", message=f"packed rows use {how} (no mask)")
-    if norms.wanted(loop.request.backend_settings.get("fused_norms", "auto"), loop.where.device):
-        fused = precision.enter_context(norms.fused_norms(loop.parts.core))
-        loop.ctx.reporter.event("fused_norms", message=f"{fused} RMSNorm modules run as one rms_norm call each")
+    swap_forwards(loop, precision)
     try:
         loop.graphs = graphs.begin(loop, mask_free, compiled)
         if loop.graphs is not None:
