@@ -31,6 +31,7 @@ def build(tmp: Path) -> Any:
         for name, p in model.named_parameters():
             if "lora_B" in name:
                 p.normal_(0, 0.02)
+    model.train()
     for m in model.modules():  # as training does under autocast (precision.adapters_follow_autocast)
         if hasattr(m, "cast_input_dtype_enabled"):
             m.cast_input_dtype_enabled = False

@@ -88,8 +88,7 @@ def activation(module: Any) -> str | None:
 
 
 def agrees(module: Any, forward: Callable[[Any, Any], Any]) -> bool:
-    """Whether ``forward`` gives ``module``'s own output on a probe in its dtype and on its device
-    (dropout off while probing)."""
+    """Whether ``forward`` gives ``module``'s own output on a probe in its dtype and on its device."""
     import torch
 
     weight = next((p for p in module.parameters() if p.is_floating_point()), None)
@@ -98,16 +97,19 @@ def agrees(module: Any, forward: Callable[[Any, Any], Any]) -> bool:
     dtype = weight.dtype if weight.dtype in (torch.float16, torch.bfloat16, torch.float32) else torch.bfloat16
     probe = torch.randn(3, module.gate_proj.in_features, generator=torch.Generator().manual_seed(0))
     probe = probe.to(weight.device, dtype)
-    training = [(m, m.training) for m in module.modules()]
-    module.eval()
+    # dropout off, and only dropout: other layers may change state in eval mode (bitsandbytes repacks a
+    # 4-bit weight for CPU inference the first time it runs outside training)
+    dropouts = [m for m in module.modules() if isinstance(m, torch.nn.Dropout) and m.training]
+    for m in dropouts:
+        m.eval()
     try:
         with torch.no_grad():
             expected, got = module(probe), forward(module, probe)
     except (AttributeError, RuntimeError, TypeError, ValueError):  # e.g. FSDP's sharded weights: keep the original
         return False
     finally:
-        for m, mode in training:
-            m.training = mode
+        for m in dropouts:
+            m.train()
     if expected.shape != got.shape or expected.dtype != got.dtype:
         return False
     tolerance = 1e-6 if got.dtype == torch.float32 else 2 * torch.finfo(got.dtype).eps  # same kernels: equal
