@@ -53,6 +53,9 @@ def main() -> None:
 
     import torch
 
+    import bench_rounds
+
+    bench_rounds.use_this_checkout(Path(tempfile.mkdtemp()))  # this checkout's ftp, installed or not
     from ftp.backends.local.fused_adapters import fused_adapters
     from ftp.backends.local.gated_mlp import lean_mlp
 

@@ -131,10 +131,12 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, co
     rows = [r for r in ctx.rows if "tokens" in r]
     if len(rows) < 6:
         raise RuntimeError(f"only {len(rows)} steps ran: --steps must be at least 6 (5 are not timed)")
-    first, end = min(5, len(rows) - 2), len(rows) - (6 if prof is not None else 1)  # profiled steps are not timed
-    warm, last = rows[first], rows[end]  # skip the first steps (compilation, kernel selection, allocator growth)
+    # skip the first steps (compilation, kernel selection, allocator growth) and the profiled ones; a profiled
+    # run of fewer than 12 steps is not timed (its record then has no tokens_per_s)
+    first, end = min(5, len(rows) - 2), len(rows) - (6 if prof is not None else 1)
+    warm, last = rows[first], rows[max(end, first)]
     elapsed = (last["tokens"] / last["tokens_per_s"]) - (warm["tokens"] / warm["tokens_per_s"])
-    tps = (last["tokens"] - warm["tokens"]) / max(elapsed, 1e-9)
+    tps = (last["tokens"] - warm["tokens"]) / elapsed if end > first else None
     shape = f"packed to {pack_tokens} tokens/step" if pack_tokens else "5 packed/step"
     peak = max(peak_gib() or 0.0, phases["forward"], phases["backward_and_step"])
     out = {"trainer": f"ftp {method} ({shape}, {settings.train.resolved_optimizer()}, "
@@ -142,10 +144,12 @@ def run_ftp(model_dir: Path, data: Path, work: Path, steps: int, method: str, co
                       f"{', flat adapters' if flat else ''}"
                       f"{f', rows rounded up to {pack_multiple}' if pack_multiple else ''})",
            "optimizer": settings.train.resolved_optimizer(),
-           "tokens_per_s": round(tps), "tokens_per_step": round((last["tokens"] - warm["tokens"]) / (end - first)),
+           "tokens_per_step": round((last["tokens"] - warm["tokens"]) / max(end - first, 1)),
            "wall_s": round(wall, 1), "peak_gib": round(peak, 2) if cuda else None,
            "predicted_gib": round(plan.total_gib, 2),
            "first_loss": round(rows[0]["train_loss"], 4), "final_loss": round(result.metrics["train_loss"], 4)}
+    if tps is not None:
+        out["tokens_per_s"] = round(tps)
     if steady:
         out["between_steps_gib"] = round(steady[-1], 2)
         out["peak_gib_by_phase"] = {k: round(v, 2) for k, v in phases.items()}

@@ -135,3 +135,48 @@ def test_training_with_fused_adapters_takes_the_same_steps(tiny_model_dir: Path,
     losses = [[r["train_loss"] for r in ctx.rows if "train_loss" in r] for ctx in (plain, fused)]
     assert len(losses[0]) == 3 and losses[0] == pytest.approx(losses[1], rel=1e-5)
     assert not any("forward" in vars(m) for m in trained.model.modules())  # the kept model has PEFT's layers
+
+
+def test_with_bitsandbytes_4bit_layers_a_training_step_has_peft_s_gradients(tmp_path: Path) -> None:
+    """QLoRA's layers (PEFT's Linear4bit over bitsandbytes' NF4 weights, here on the CPU) under bf16
+    autocast, with the lean MLPs as training runs them: the loss and adapter gradients of PEFT's forward.
+    (benchmarks/swaps_gpu.py checks the same on a GPU.)"""
+    pytest.importorskip("bitsandbytes")
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig, LlamaConfig
+
+    from ftp.backends.local.gated_mlp import lean_mlp
+
+    torch.manual_seed(0)
+    config = LlamaConfig(hidden_size=128, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=256)
+    AutoModelForCausalLM.from_config(config).save_pretrained(tmp_path)
+    quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch.bfloat16)
+    model = AutoModelForCausalLM.from_pretrained(tmp_path, quantization_config=quant, dtype=torch.bfloat16,
+                                                 device_map="cpu")
+    model = get_peft_model(model, LoraConfig(r=8, lora_alpha=16, lora_dropout=0.0, target_modules="all-linear"))
+    model.train()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.02)
+    for m in model.modules():
+        if hasattr(m, "cast_input_dtype_enabled"):
+            m.cast_input_dtype_enabled = False
+    assert type(model.base_model.model.model.layers[0].mlp.gate_proj).__name__ == "Linear4bit"
+    ids = torch.randint(0, 256, (2, 32), generator=torch.Generator().manual_seed(1))
+
+    def step() -> tuple[float, list[torch.Tensor]]:
+        model.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return float(loss), [p.grad.float().clone() for _, p in sorted(model.named_parameters()) if p.requires_grad]
+
+    loss, grads = step()
+    with lean_mlp(model) as mlps, fused_adapters(model) as layers:
+        assert (mlps, layers) == (2, 14)
+        loss2, grads2 = step()
+    assert loss2 == pytest.approx(loss, rel=1e-4)
+    worst = max(float((a - b).norm() / b.norm()) for a, b in zip(grads2, grads))
+    assert len(grads) == 28 and worst < 0.03  # bf16 rounding (the fused sum is rounded once); a wrong path is ~1

@@ -62,7 +62,8 @@ class LocalSettings(BaseModel):
     cuda_graphs: Literal["auto"] | bool = Field(
         "auto", description="replay each training step as a CUDA graph (one per row shape) so a small model's "
                             "step is not bound by launching kernels; auto: on CUDA where the run allows it "
-                            "(one process, packed mask-free rows, AdamW, no accumulation) and not for QLoRA")
+                            "(one process, packed mask-free rows, no accumulation, no float16 loss scaling, no "
+                            "NEFTune, layers not compiled)")
     pack_multiple: int = Field(0, ge=0, description="round packed rows up to a multiple of this many tokens (0: off)")
     attention: Literal["auto", "sdpa"] = Field(
         "auto", description="packed rows: auto uses variable-length FlashAttention where the model's attention "
