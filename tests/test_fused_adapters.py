@@ -180,3 +180,23 @@ def test_with_bitsandbytes_4bit_layers_a_training_step_has_peft_s_gradients(tmp_
     assert loss2 == pytest.approx(loss, rel=1e-4)
     worst = max(float((a - b).norm() / b.norm()) for a, b in zip(grads2, grads))
     assert len(grads) == 28 and worst < 0.03  # bf16 rounding (the fused sum is rounded once); a wrong path is ~1
+
+
+def test_compiled_layers_with_both_forwards_train_like_eager_ones(tiny_model_dir: Path, tmp_path: Path) -> None:
+    """Where graphs cannot run, ``compile`` traces each decoder layer: through the fused adapters' checks
+    and the lean MLP's autograd function too, learning what PEFT's and transformers' eager modules learn.
+    (aot_eager traces as inductor does, without compiling C++.)"""
+    from conftest import train_directly
+
+    settings = {"method": "lora", "max_steps": 3, "batch_size": 4}
+    plain, _, _ = train_directly(tiny_model_dir, tmp_path / "a", settings, {"devices": "cpu"})
+    both = {"devices": "cpu", "fused_adapters": True, "lean_mlp": True, "compile": True,
+            "compile_backend": "aot_eager"}
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    compiled, _, _ = train_directly(tiny_model_dir, tmp_path / "b", settings, both)
+    assert {"fused_adapters", "lean_mlp"} <= set(compiled.events)
+    assert counters["stats"]["unique_graphs"] > 0  # the layers really were traced
+    losses = [[r["train_loss"] for r in ctx.rows if "train_loss" in r] for ctx in (plain, compiled)]
+    assert len(losses[0]) == 3 and losses[0] == pytest.approx(losses[1], rel=1e-4)
