@@ -82,8 +82,12 @@ def captured_optimiser(s: TrainSettings) -> bool:
     return s.resolved_optimizer() == "adamw"
 
 
+def _setting(request: TrainRequest) -> str | bool:
+    return request.backend_settings.get("cuda_graphs", "auto")
+
+
 def _switched_off(request: TrainRequest) -> bool:
-    return request.backend_settings.get("cuda_graphs", "auto") in (False, "false")
+    return _setting(request) in (False, "false")
 
 
 def expected(request: TrainRequest, where: Placement, world: int, scaling: bool, model: Any) -> bool:
@@ -98,10 +102,11 @@ def expected(request: TrainRequest, where: Placement, world: int, scaling: bool,
 def begin(loop: Loop, packed: bool, compiled: bool) -> StepGraphs | None:
     """The run's graphs, per ``backends.local.cuda_graphs``: ``auto`` where they can run, silently eager
     elsewhere; ``true`` refuses a run they cannot serve."""
-    if _switched_off(loop.request):
+    setting = _setting(loop.request)
+    if setting in (False, "false"):
         return None
     why = refusal(loop, packed, compiled)
-    if why is not None and loop.request.backend_settings.get("cuda_graphs", "auto") == "auto":
+    if why is not None and setting == "auto":
         return None
     if why is not None:
         raise UserError(f"backends.local.cuda_graphs: true, but the steps cannot be captured: {why}; "
