@@ -4,9 +4,9 @@ transformers writes the MLP as ``down(act(gate(x)) * up(x))``. Autograd then kee
 MLP's full width for backward: ``gate(x)`` for the activation's gradient, ``up(x)`` and ``act(gate(x))``
 for the product's. The third is a function of the first: recomputing it in backward is one element-wise
 kernel, and it frees a width-sized tensor per layer. On the 8B QLoRA shape (gradient checkpointing, so
-one layer's activations at a time) that is 56 MiB of the step's peak, the whole of what ftp's step kept
-beyond TRL's with Liger's SwiGLU kernel (benchmarks/results/trace_8b_*.json); without checkpointing it
-is that much per layer. The arithmetic is transformers' own, operation for operation, so outputs and
+one layer's activations at a time) that tensor is 56 MiB, what ftp's step kept beyond TRL's with Liger's
+SwiGLU kernel (benchmarks/results/trace_8b_*.json); the measured peak fell 6.66 -> 6.63 GiB. Without
+checkpointing it is that much per layer. The arithmetic is transformers' own, operation for operation, so outputs and
 gradients are bit-identical.
 
 A class is taken only after the replacement gave the module's own output on a probe (as fused norms
