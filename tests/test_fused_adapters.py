@@ -123,20 +123,6 @@ def test_auto_means_a_gpu_and_never_fsdp() -> None:
     assert not wanted({"fused_adapters": True, "strategy": "fsdp"}, "cuda")
 
 
-def test_training_with_fused_adapters_takes_the_same_steps(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """On the CPU, where ``auto`` keeps PEFT's forward, ``fused_adapters: true`` trains to the same losses."""
-    from conftest import train_directly
-
-    settings = {"method": "lora", "max_steps": 3, "batch_size": 4}
-    plain, _, _ = train_directly(tiny_model_dir, tmp_path / "a", settings, {"devices": "cpu"})
-    fused, _, trained = train_directly(tiny_model_dir, tmp_path / "b", settings,
-                                       {"devices": "cpu", "fused_adapters": True})
-    assert "fused_adapters" in fused.events and "fused_adapters" not in plain.events
-    losses = [[r["train_loss"] for r in ctx.rows if "train_loss" in r] for ctx in (plain, fused)]
-    assert len(losses[0]) == 3 and losses[0] == pytest.approx(losses[1], rel=1e-5)
-    assert not any("forward" in vars(m) for m in trained.model.modules())  # the kept model has PEFT's layers
-
-
 def test_with_bitsandbytes_4bit_layers_a_training_step_has_peft_s_gradients(tmp_path: Path) -> None:
     """QLoRA's layers (PEFT's Linear4bit over bitsandbytes' NF4 weights, here on the CPU) under bf16
     autocast, with the lean MLPs as training runs them: the loss and adapter gradients of PEFT's forward.

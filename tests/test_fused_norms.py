@@ -4,13 +4,12 @@ transformers' own modules, for every norm class it takes; classes whose arithmet
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from ftp.backends.local.norms import agrees, convention, fused_norms, wanted
+from ftp.backends.local.norms import agrees, convention, fused_norms
 
 FAMILIES = ["llama", "qwen2", "qwen3", "mistral", "phi3", "granite", "smollm3", "olmo2", "gemma", "gemma2", "gemma3"]
 
@@ -77,21 +76,3 @@ def test_a_norm_whose_arithmetic_differs_keeps_its_forward() -> None:
     model = torch.nn.Sequential(OffsetRMSNorm(16), norm_of("llama", 16))
     with fused_norms(model) as count:
         assert count == 1 and "forward" not in vars(model[0]) and "forward" in vars(model[1])
-
-
-def test_auto_means_a_gpu() -> None:
-    assert wanted("auto", "cuda:0") and not wanted("auto", "cpu")
-    assert wanted(True, "cpu") and not wanted(False, "cuda")
-
-
-def test_training_with_fused_norms_takes_the_same_steps(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """On the CPU, where ``auto`` keeps transformers' norms, ``fused_norms: true`` trains to the same losses."""
-    from conftest import train_directly
-
-    settings = {"method": "lora", "max_steps": 3, "batch_size": 4}
-    plain, _, _ = train_directly(tiny_model_dir, tmp_path / "a", settings, {"devices": "cpu"})
-    fused, _, trained = train_directly(tiny_model_dir, tmp_path / "b", settings, {"devices": "cpu", "fused_norms": True})
-    assert "fused_norms" in fused.events and "fused_norms" not in plain.events
-    losses = [[r["train_loss"] for r in ctx.rows if "train_loss" in r] for ctx in (plain, fused)]
-    assert len(losses[0]) == 3 and losses[0] == pytest.approx(losses[1], rel=1e-5)
-    assert not any("forward" in vars(m) for m in trained.model.modules())  # the kept model has its own norms

@@ -5,13 +5,12 @@ transformers' own outputs and gradients, bit for bit, for every family that writ
 from __future__ import annotations
 
 import importlib
-from pathlib import Path
 from typing import Any
 
 import pytest
 import torch
 
-from ftp.backends.local.gated_mlp import activation, lean_mlp, wanted
+from ftp.backends.local.gated_mlp import activation, lean_mlp
 
 FAMILIES = ["llama", "qwen2", "qwen3", "mistral", "granite", "olmo2", "gemma", "gemma2", "gemma3"]
 
@@ -89,21 +88,3 @@ def test_a_probe_that_disagrees_keeps_the_original() -> None:
         pytest.skip("this transformers' MLP keeps no config")
     with lean_mlp(odd) as count:
         assert count == 0
-
-
-def test_auto_means_a_gpu() -> None:
-    assert wanted("auto", "cuda:0") and not wanted("auto", "cpu")
-    assert wanted(True, "cpu") and not wanted(False, "cuda")
-
-
-def test_training_with_lean_mlps_takes_the_same_steps(tiny_model_dir: Path, tmp_path: Path) -> None:
-    """On the CPU, where ``auto`` keeps transformers' MLPs, ``lean_mlp: true`` trains to the same losses."""
-    from conftest import train_directly
-
-    settings = {"method": "lora", "max_steps": 3, "batch_size": 4}
-    plain, _, _ = train_directly(tiny_model_dir, tmp_path / "a", settings, {"devices": "cpu"})
-    lean, _, trained = train_directly(tiny_model_dir, tmp_path / "b", settings, {"devices": "cpu", "lean_mlp": True})
-    assert "lean_mlp" in lean.events and "lean_mlp" not in plain.events
-    losses = [[r["train_loss"] for r in ctx.rows if "train_loss" in r] for ctx in (plain, lean)]
-    assert len(losses[0]) == 3 and losses[0] == pytest.approx(losses[1], rel=1e-6)
-    assert not any("forward" in vars(m) for m in trained.model.modules())

@@ -16,10 +16,11 @@ the replacement is an instance attribute removed when the block ends.
 
 from __future__ import annotations
 
-import types
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from . import forwards
 
 KINDS = ("Linear", "Linear4bit", "Linear8bitLt")  # PEFT's LoRA classes over nn.Linear and bitsandbytes' layers
 
@@ -60,8 +61,7 @@ def wanted(settings: dict[str, Any], device: str) -> bool:
     sharded adapter weights only PEFT's own submodule calls gather."""
     if settings.get("strategy") == "fsdp":
         return False
-    setting = settings.get("fused_adapters", "auto")
-    return str(device).startswith("cuda") if setting == "auto" else bool(setting)
+    return forwards.wanted(settings.get("fused_adapters", "auto"), device)
 
 
 def qualifies(module: Any) -> bool:
@@ -75,11 +75,5 @@ def qualifies(module: Any) -> bool:
 def fused_adapters(model: Any) -> Iterator[int]:
     """Every qualifying LoRA layer of ``model`` adds its adapter through ``addmm`` while the block runs;
     yields how many do."""
-    replaced = [m for m in model.modules() if qualifies(m) and "forward" not in vars(m)]
-    for module in replaced:
-        module.forward = types.MethodType(_forward, module)
-    try:
-        yield len(replaced)
-    finally:
-        for module in replaced:
-            del module.forward
+    with forwards.per_class(model, lambda module: _forward if qualifies(module) else None) as count:
+        yield count

@@ -16,10 +16,12 @@ original modules: the replacement is an instance attribute removed when the bloc
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import Any
+
+from .forwards import per_class, same_output
 
 ACTIVATIONS = ("silu", "gelu_tanh")
 
@@ -30,11 +32,9 @@ def _act(kind: str, x: Any) -> Any:
     return F.silu(x) if kind == "silu" else F.gelu(x, approximate="tanh")
 
 
+@cache
 def _product() -> Any:
     """The autograd function, made on first use so that importing this module does not import torch."""
-    global _PRODUCT
-    if _PRODUCT is not None:
-        return _PRODUCT
     import torch
 
     class GatedProduct(torch.autograd.Function):
@@ -57,11 +57,7 @@ def _product() -> Any:
                           else torch.ops.aten.gelu_backward(d_act, gate, approximate="tanh"))
             return d_gate, d_up, None
 
-    _PRODUCT = GatedProduct
     return GatedProduct
-
-
-_PRODUCT: Any = None
 
 
 def _forward(kind: str) -> Callable[[Any, Any], Any]:
@@ -110,36 +106,18 @@ def agrees(module: Any, forward: Callable[[Any, Any], Any]) -> bool:
     finally:
         for m in dropouts:
             m.train()
-    if expected.shape != got.shape or expected.dtype != got.dtype:
-        return False
-    tolerance = 1e-6 if got.dtype == torch.float32 else 2 * torch.finfo(got.dtype).eps  # same kernels: equal
-    return bool(torch.allclose(got.float(), expected.float(), rtol=tolerance, atol=tolerance))
-
-
-def wanted(setting: str | bool, device: str) -> bool:
-    """``auto``: on a GPU, where the step's peak memory is what limits the model and batch; a CPU keeps
-    transformers' modules."""
-    return str(device).startswith("cuda") if setting == "auto" else bool(setting)
+    return same_output(expected, got, float32_tolerance=1e-6)  # the same kernels: equal
 
 
 @contextmanager
 def lean_mlp(model: Any) -> Iterator[int]:
     """Every gated MLP of ``model`` that passes its probe saves only its projections while the block runs;
     yields how many do."""
-    checked: dict[type, Callable[[Any, Any], Any] | None] = {}
-    replaced = []
-    for module in model.modules():
-        kind = type(module)
-        if kind not in checked:
-            act = activation(module)
-            forward = _forward(act) if act is not None else None
-            checked[kind] = forward if forward is not None and agrees(module, forward) else None
-        forward = checked[kind]
-        if forward is not None and "forward" not in vars(module):
-            module.forward = types.MethodType(forward, module)
-            replaced.append(module)
-    try:
-        yield len(replaced)
-    finally:
-        for module in replaced:
-            del module.forward
+
+    def choose(module: Any) -> Callable[[Any, Any], Any] | None:
+        act = activation(module)
+        forward = _forward(act) if act is not None else None
+        return forward if forward is not None and agrees(module, forward) else None
+
+    with per_class(model, choose) as count:
+        yield count

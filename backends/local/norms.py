@@ -20,10 +20,11 @@ instance attribute removed when the block ends.
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
+
+from .forwards import per_class, same_output
 
 
 def _llama(self: Any, x: Any) -> Any:
@@ -64,35 +65,17 @@ def agrees(module: Any, forward: Callable[[Any, Any], Any]) -> bool:
             expected, got = module(probe), forward(module, probe)
     except (AttributeError, RuntimeError, TypeError, ValueError):  # e.g. FSDP's sharded weights outside a forward: keep the original
         return False
-    if expected.dtype != got.dtype or expected.shape != got.shape:
-        return False
-    tolerance = 1e-5 if dtype == torch.float32 else 2 * torch.finfo(dtype).eps
-    return bool(torch.allclose(got.float(), expected.float(), rtol=tolerance, atol=tolerance))
-
-
-def wanted(setting: str | bool, device: str) -> bool:
-    """``auto``: on a GPU, where launching kernels is what a small model's step waits for; a CPU computes
-    the same numbers either way and keeps transformers' modules."""
-    return str(device).startswith("cuda") if setting == "auto" else bool(setting)
+    return same_output(expected, got, float32_tolerance=1e-5)
 
 
 @contextmanager
 def fused_norms(model: Any) -> Iterator[int]:
     """Every RMSNorm of ``model`` of a convention that passes its probe goes through ``rms_norm`` while
     the block runs; yields how many do."""
-    checked: dict[type, Callable[[Any, Any], Any] | None] = {}
-    replaced = []
-    for module in model.modules():
-        kind = type(module)
-        if kind not in checked:
-            forward = convention(module)
-            checked[kind] = forward if forward is not None and agrees(module, forward) else None
-        forward = checked[kind]
-        if forward is not None and "forward" not in vars(module):
-            module.forward = types.MethodType(forward, module)
-            replaced.append(module)
-    try:
-        yield len(replaced)
-    finally:
-        for module in replaced:
-            del module.forward
+
+    def choose(module: Any) -> Callable[[Any, Any], Any] | None:
+        forward = convention(module)
+        return forward if forward is not None and agrees(module, forward) else None
+
+    with per_class(model, choose) as count:
+        yield count

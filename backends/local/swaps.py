@@ -6,7 +6,7 @@ from __future__ import annotations
 from contextlib import ExitStack
 from typing import TYPE_CHECKING
 
-from . import fused_adapters, gated_mlp, norms
+from . import forwards, fused_adapters, gated_mlp, norms
 
 if TYPE_CHECKING:
     from .loop import Loop
@@ -17,10 +17,10 @@ def swap_forwards(loop: Loop, stack: ExitStack) -> None:
     RMSNorm in one call, gated MLPs that save less, LoRA's adapter inside one matmul."""
     settings, device, say = loop.request.backend_settings, loop.where.device, loop.ctx.reporter.event
     core = loop.parts.core
-    if norms.wanted(settings.get("fused_norms", "auto"), device):
+    if forwards.wanted(settings.get("fused_norms", "auto"), device):
         say("fused_norms", message=f"{stack.enter_context(norms.fused_norms(core))} RMSNorm modules run as one "
                                    "rms_norm call each")
-    if gated_mlp.wanted(settings.get("lean_mlp", "auto"), device):
+    if forwards.wanted(settings.get("lean_mlp", "auto"), device):
         say("lean_mlp", message=f"{stack.enter_context(gated_mlp.lean_mlp(core))} gated MLPs keep only their two "
                                 "projections for backward")
     if fused_adapters.wanted(settings, device):
